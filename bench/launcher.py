@@ -1,0 +1,211 @@
+"""Start and stop a topology: one gunicorn process group per process, on free loopback ports.
+
+``launch`` prepares the databases (so workers never race to seed them), starts every process
+in its own session (so one ``killpg`` stops a gunicorn master and all its workers), waits for
+each ``/readyz``, and on exit stops everything it started: SIGTERM to each group, then
+SIGKILL to whatever is left, leaving no process and no bound port. If a process dies while
+starting, ``LaunchError`` names it and carries the tail of its log.
+"""
+from __future__ import annotations
+
+import ctypes
+import http.client
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shop.placement import GATEWAY, Deployment, Topology, prepare_storage
+from shop.search.service import SearchSettings
+from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
+
+HOST = "127.0.0.1"
+LOG_TAIL_LINES = 20
+
+
+class LaunchError(RuntimeError):
+    """A process of the topology failed to start; the message names it and shows its log."""
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    workers: int = 1  # gunicorn worker processes per process
+    threads: int = 8  # gthread threads per worker
+    keep_alive_s: int = 30
+    ready_timeout_s: float = 60.0
+    stop_timeout_s: float = 10.0
+    scrypt_n: int = 2**14
+    search: SearchSettings = SearchSettings()
+
+
+@dataclass
+class ServerProcess:
+    name: str
+    url: str
+    log_path: Path
+    popen: subprocess.Popen
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class RunningShop:
+    """A started topology. ``base_url`` is the one public address (gateway or monolith)."""
+
+    deployment: Deployment
+    processes: dict[str, ServerProcess] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return self.deployment.urls[self.deployment.topology.edge()]
+
+    def dead(self) -> list[ServerProcess]:
+        return [p for p in self.processes.values() if p.popen.poll() is not None]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def app_spec(topology: Topology, process: str) -> str:
+    if process == GATEWAY:
+        return "microservices.gateway:create_app()"
+    if len(topology.processes) == 1:
+        return "monolith.app:create_app()"
+    return "microservices.service:create_app()"
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the launcher dies without cleaning up (Linux only)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def start_process(deployment: Deployment, name: str, settings: LaunchSettings,
+                  log_dir: Path) -> ServerProcess:
+    url = deployment.urls[name]
+    port = url.rsplit(":", 1)[1]
+    log_path = log_dir / f"{name}.log"
+    cmd = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
+           "--workers", str(settings.workers), "--threads", str(settings.threads),
+           "--bind", f"{HOST}:{port}", "--keep-alive", str(settings.keep_alive_s),
+           "--graceful-timeout", str(int(settings.stop_timeout_s)), "--timeout", "60",
+           "--log-level", "warning", "--name", f"seambench-{name}",
+           app_spec(deployment.topology, name)]
+    env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: name,
+           "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    return ServerProcess(name, url, log_path, popen)
+
+
+def is_ready(url: str, timeout_s: float = 1.0) -> bool:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    try:
+        conn.request("GET", "/readyz")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def wait_ready(shop: RunningShop, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = dict(shop.processes)
+    while pending:
+        for proc in shop.dead():
+            raise LaunchError(f"process {proc.name!r} exited with code {proc.popen.returncode} "
+                              f"during start-up; last lines of {proc.log_path}:\n{proc.log_tail()}")
+        for name, proc in list(pending.items()):
+            if is_ready(proc.url):
+                del pending[name]
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(sorted(pending))
+            tails = "\n".join(f"--- {p.name}:\n{p.log_tail()}" for p in pending.values())
+            raise LaunchError(f"not ready after {timeout_s:.0f}s: {names}\n{tails}")
+        if pending:
+            time.sleep(0.05)
+
+
+def stop(shop: RunningShop, timeout_s: float = 10.0) -> None:
+    """SIGTERM every process group, wait, then SIGKILL what is left of each group."""
+    for proc in shop.processes.values():
+        _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in shop.processes.values():
+        try:
+            proc.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for proc in shop.processes.values():
+        _signal_group(proc.pid, signal.SIGKILL)  # workers a dead master left behind, if any
+        try:
+            proc.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings) -> Deployment:
+    names = [*topology.processes, *([GATEWAY] if topology.gateway else [])]
+    return Deployment(topology=topology, data_dir=str(data_dir),
+                      service_credential=secrets.token_urlsafe(24),
+                      token_secret=secrets.token_urlsafe(32),
+                      urls={name: f"http://{HOST}:{free_port()}" for name in names},
+                      scrypt_n=settings.scrypt_n, search=settings.search)
+
+
+@contextmanager
+def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
+           data_dir: Path | None = None) -> Iterator[RunningShop]:
+    """Start ``topology``; stop every process on exit, whatever ends the block.
+
+    With no ``data_dir`` the databases live in a temporary directory removed afterwards.
+    """
+    owned_dir = data_dir is None
+    data_path = Path(tempfile.mkdtemp(prefix="seambench-")) if owned_dir else Path(data_dir)
+    log_dir = data_path / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    deployment = new_deployment(topology, data_path, settings)
+    shop = RunningShop(deployment)
+    try:
+        prepare_storage(deployment)
+        for name in deployment.urls:
+            shop.processes[name] = start_process(deployment, name, settings, log_dir)
+        wait_ready(shop, settings.ready_timeout_s)
+        yield shop
+    finally:
+        stop(shop, settings.stop_timeout_s)
+        if owned_dir:
+            shutil.rmtree(data_path, ignore_errors=True)
+

@@ -1,0 +1,82 @@
+"""A sequential checkout probe: one client, one request at a time, wall-clock per checkout.
+
+This is the simple loop the shop issue asked for, not the harness: no open-loop schedule,
+no load, no confidence intervals. It answers "what does one checkout cost, unloaded?".
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    placement: str
+    samples_us: list[float]  # one wall-clock latency per checkout, microseconds
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (0 < q < 100) in µs, by linear interpolation."""
+        return statistics.quantiles(self.samples_us, n=1000, method="inclusive")[round(q * 10) - 1]
+
+    def summary(self) -> dict[str, float | int | str]:
+        return {"placement": self.placement, "checkouts": len(self.samples_us),
+                "p50_us": round(self.percentile(50), 1), "p90_us": round(self.percentile(90), 1),
+                "p99_us": round(self.percentile(99), 1), "max_us": round(max(self.samples_us), 1)}
+
+
+class ShopSession:
+    """A keep-alive JSON client for the public API (http.client: the cheapest honest client)."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        host, port = base_url.removeprefix("http://").rsplit(":", 1)
+        self._conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+        self.token = ""
+
+    def call(self, method: str, path: str, body: dict | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict]:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        payload = None if body is None else json.dumps(body)
+        self._conn.request(method, path, body=payload, headers=all_headers)
+        response = self._conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+
+    def expect(self, status: int, method: str, path: str, body: dict | None = None,
+               headers: dict[str, str] | None = None) -> dict:
+        got, data = self.call(method, path, body, headers)
+        if got != status:
+            raise RuntimeError(f"{method} {path}: expected {status}, got {got}: {data}")
+        return data
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def probe_checkout(base_url: str, placement: str, checkouts: int = 300,
+                   warmup: int = 30) -> ProbeResult:
+    """Register, log in, top up, then time ``checkouts`` sequential checkouts of one item."""
+    session = ShopSession(base_url)
+    try:
+        user = f"probe-{uuid.uuid4().hex[:12]}"
+        session.expect(201, "POST", "/auth/register", {"username": user, "password": "probe-pass"})
+        session.token = session.expect(200, "POST", "/auth/login",
+                                       {"username": user, "password": "probe-pass"})["token"]
+        sku = session.expect(200, "GET", "/search?q=lamp&limit=1")["results"][0]["sku"]
+        samples: list[float] = []
+        for i in range(warmup + checkouts):
+            if i % 50 == 0:
+                session.expect(200, "POST", "/billing/topup", {"amount_cents": 10_000_000})
+            key = {"Idempotency-Key": uuid.uuid4().hex}
+            start = time.perf_counter_ns()
+            session.expect(201, "POST", "/billing/checkout", {"items": [{"sku": sku, "qty": 1}]}, key)
+            elapsed_us = (time.perf_counter_ns() - start) / 1000
+            if i >= warmup:
+                samples.append(elapsed_us)
+        return ProbeResult(placement, samples)
+    finally:
+        session.close()

@@ -1,0 +1,44 @@
+"""Auth: register, log in, verify a bearer token."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from shop.errors import Conflict, Unauthorized
+
+
+@dataclass(frozen=True)
+class Token:
+    token: str
+    expires_at: int  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token speaks for."""
+
+    user_id: str
+    username: str
+
+
+class UsernameTaken(Conflict):
+    code = "username_taken"
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+
+
+class Auth(Protocol):
+    def register(self, username: str, password: str) -> str:
+        """Create a user and return its user id. Raises UsernameTaken, InvalidValue."""
+
+    def login(self, username: str, password: str) -> Token:
+        """Issue a signed, expiring token. Raises InvalidCredentials."""
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid, unexpired token for this audience. Raises InvalidToken."""

@@ -1,0 +1,146 @@
+"""Auth's implementation: users in its own tables, scrypt password hashes, HMAC tokens."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+
+from shop.auth.api import InvalidCredentials, InvalidToken, Principal, Token, UsernameTaken
+from shop.errors import InvalidValue
+from shop.storage import Database
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS auth_users (
+        user_id TEXT PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at REAL NOT NULL)""",
+]
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+PASSWORD_LENGTH = (8, 128)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """``secret`` signs tokens; ``scrypt_n`` is the KDF cost (a power of two: 2**14 is
+    the interactive-login figure in the scrypt paper; tests use less)."""
+
+    secret: bytes
+    audience: str = "seambench"
+    token_ttl_s: int = 3600
+    scrypt_n: int = 2**14
+
+
+class PasswordHasher:
+    """scrypt with a per-user salt; the cost is stored in the hash so it can change."""
+
+    def __init__(self, n: int) -> None:
+        if n < 2 or n & (n - 1):
+            raise ValueError(f"scrypt n must be a power of two >= 2, not {n}")
+        self.n = n
+
+    def hash(self, password: str) -> str:
+        salt = secrets.token_bytes(16)
+        digest = self._derive(password, salt, self.n)
+        return f"scrypt${self.n}${_b64(salt)}${_b64(digest)}"
+
+    def verify(self, password: str, stored: str) -> bool:
+        scheme, n, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        return hmac.compare_digest(self._derive(password, _unb64(salt), int(n)), _unb64(digest))
+
+    @staticmethod
+    def _derive(password: str, salt: bytes, n: int) -> bytes:
+        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=8, p=1,
+                              maxmem=256 * n * 8 + 2**20, dklen=32)
+
+
+class TokenSigner:
+    """``base64url(payload).base64url(HMAC-SHA256(payload))``; payload has sub, usr, aud, exp."""
+
+    def __init__(self, secret: bytes, audience: str) -> None:
+        self._secret = secret
+        self.audience = audience
+
+    def sign(self, principal: Principal, expires_at: int) -> str:
+        payload = json.dumps({"sub": principal.user_id, "usr": principal.username,
+                              "aud": self.audience, "exp": expires_at},
+                             separators=(",", ":"), sort_keys=True).encode()
+        body = _b64(payload)
+        return f"{body}.{_b64(self._mac(body))}"
+
+    def verify(self, token: str, now: float) -> Principal:
+        body, _, mac = token.partition(".")
+        try:
+            good = hmac.compare_digest(_unb64(mac), self._mac(body))
+            claims = json.loads(_unb64(body)) if good else None
+        except (ValueError, TypeError):
+            raise InvalidToken("malformed token") from None
+        if not isinstance(claims, dict):
+            raise InvalidToken("bad signature")
+        if claims.get("aud") != self.audience:
+            raise InvalidToken("wrong or missing audience")
+        exp = claims.get("exp")
+        if not isinstance(exp, int) or exp <= now:
+            raise InvalidToken("expired or missing expiry")
+        if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("usr"), str):
+            raise InvalidToken("missing subject")
+        return Principal(user_id=claims["sub"], username=claims["usr"])
+
+    def _mac(self, body: str) -> bytes:
+        return hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
+
+
+class AuthService:
+    """The local implementation of ``Auth``."""
+
+    def __init__(self, db: Database, settings: AuthSettings, clock=time.time) -> None:
+        self._db = db
+        self._settings = settings
+        self._hasher = PasswordHasher(settings.scrypt_n)
+        self._signer = TokenSigner(settings.secret, settings.audience)
+        self._clock = clock
+
+    def register(self, username: str, password: str) -> str:
+        if not USERNAME.match(username):
+            raise InvalidValue("username must be 3-32 characters of letters, digits, '_', '.', '-'")
+        if not PASSWORD_LENGTH[0] <= len(password) <= PASSWORD_LENGTH[1]:
+            raise InvalidValue("password must be 8-128 characters")
+        user_id = uuid.uuid4().hex
+        password_hash = self._hasher.hash(password)
+        try:
+            with self._db.transaction() as conn:
+                conn.execute("INSERT INTO auth_users VALUES (?, ?, ?, ?)",
+                             (user_id, username, password_hash, self._clock()))
+        except sqlite3.IntegrityError:
+            raise UsernameTaken(f"username {username!r} is taken") from None
+        return user_id
+
+    def login(self, username: str, password: str) -> Token:
+        row = self._db.query_one(
+            "SELECT user_id, password_hash FROM auth_users WHERE username = ?", (username,))
+        if row is None or not self._hasher.verify(password, row["password_hash"]):
+            raise InvalidCredentials("unknown username or wrong password")
+        expires_at = int(self._clock()) + self._settings.token_ttl_s
+        token = self._signer.sign(Principal(row["user_id"], username), expires_at)
+        return Token(token=token, expires_at=expires_at)
+
+    def verify(self, token: str) -> Principal:
+        return self._signer.verify(token, self._clock())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

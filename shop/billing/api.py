@@ -1,0 +1,69 @@
+"""Billing: wallets, idempotent checkout, orders. Money is integer cents throughout."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from shop.errors import DomainError, InvalidValue, NotFound
+
+
+@dataclass(frozen=True)
+class LineItem:
+    sku: str
+    qty: int
+
+
+@dataclass(frozen=True)
+class Receipt:
+    order_id: str
+    total_cents: int
+    balance_cents: int
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    sku: str
+    qty: int
+    price_cents: int
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    items: list[OrderLine]
+    total_cents: int
+    created_at: float  # seconds since the epoch
+
+
+class InsufficientFunds(DomainError):
+    code = "insufficient_funds"
+    status = 402
+
+
+class IdempotencyKeyReused(InvalidValue):
+    """The same Idempotency-Key came back with a different body."""
+
+    code = "idempotency_key_reused"
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class Billing(Protocol):
+    def topup(self, user_id: str, amount_cents: int) -> int:
+        """Add to the wallet; the new balance in cents. Raises InvalidValue."""
+
+    def balance(self, user_id: str) -> int:
+        """The wallet balance in cents (0 for a user who never topped up)."""
+
+    def checkout(self, user_id: str, items: list[LineItem], idempotency_key: str) -> Receipt:
+        """Price, debit, record the order and publish PaymentCaptured, once per key.
+
+        The same key with the same items replays the first receipt without charging again;
+        with other items it raises IdempotencyKeyReused. Raises InsufficientFunds,
+        UnknownSku, InvalidValue.
+        """
+
+    def order(self, user_id: str, order_id: str) -> Order:
+        """One of the user's orders. Raises OrderNotFound, also for another user's order."""

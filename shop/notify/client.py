@@ -1,0 +1,20 @@
+"""Notify's client stub: the ``Notify`` interface over a hop."""
+from __future__ import annotations
+
+from shop.events import PaymentCaptured
+from shop.hops import HopClient
+from shop.notify.api import Notification
+
+
+class NotifyClient:
+    def __init__(self, hop: HopClient) -> None:
+        self._hop = hop
+
+    def deliver(self, event: PaymentCaptured) -> bool:
+        # Idempotent by event id, so a dropped connection is safe to retry.
+        data = self._hop.call("/internal/notify/deliver", event.to_json(), idempotent=True)
+        return data["status"] == "stored"
+
+    def inbox(self, user_id: str) -> list[Notification]:
+        data = self._hop.call("/internal/notify/inbox", {"user_id": user_id}, idempotent=True)
+        return [Notification(**note) for note in data["notifications"]]

@@ -1,0 +1,59 @@
+"""Notify's implementation: an idempotent consumer keyed by event id, with delivery lag."""
+from __future__ import annotations
+
+import time
+
+from shop.events import PaymentCaptured
+from shop.notify.api import Notification
+from shop.storage import Database
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS notify_notifications (
+        event_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        occurred_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        lag_ms REAL NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS notify_by_user ON notify_notifications (user_id, created_at)""",
+]
+
+INBOX_LIMIT = 100
+
+
+def payment_text(event: PaymentCaptured) -> str:
+    return (f"Payment of {event.total_cents // 100}.{event.total_cents % 100:02d} "
+            f"captured for order {event.order_id}")
+
+
+class NotifyService:
+    """The local implementation of ``Notify``. ``lag_ms`` = stored time - event time, in ms."""
+
+    def __init__(self, db: Database, clock=time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    def deliver(self, event: PaymentCaptured) -> bool:
+        now = self._clock()
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO notify_notifications VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event.event_id, event.user_id, event.order_id, payment_text(event),
+                 event.occurred_at, now, max(0.0, (now - event.occurred_at) * 1000)))
+        return cursor.rowcount == 1
+
+    def inbox(self, user_id: str) -> list[Notification]:
+        rows = self._db.query(
+            """SELECT event_id, order_id, text, created_at FROM notify_notifications
+               WHERE user_id = ? ORDER BY created_at DESC, event_id DESC LIMIT ?""",
+            (user_id, INBOX_LIMIT))
+        return [Notification(r["event_id"], r["order_id"], r["text"], r["created_at"])
+                for r in reversed(rows)]
+
+    def lag_summary(self) -> dict[str, float]:
+        """Count, mean and max of the notification lag in ms (for /metrics)."""
+        row = self._db.query_one(
+            "SELECT count(*) AS n, coalesce(avg(lag_ms), 0) AS mean, "
+            "coalesce(max(lag_ms), 0) AS max FROM notify_notifications")
+        return {"count": row["n"], "mean_ms": row["mean"], "max_ms": row["max"]}

@@ -1,0 +1,250 @@
+"""Placement: which process hosts which component, and what each process gets.
+
+A ``Topology`` (read from ``topologies/*.toml``) partitions the four components into
+processes and names each component's database. A ``Deployment`` adds what one run needs
+(process URLs, secrets, data directory, sizes). ``build_process`` then gives one process a
+``ShopProcess``: for each component, the local implementation if this process hosts it, or
+a client stub aimed at the process that does. Logic never knows which it got.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shop.auth.api import Auth
+from shop.auth.client import AuthClient
+from shop.auth.service import SCHEMA as AUTH_SCHEMA, AuthService, AuthSettings
+from shop.billing.api import Billing
+from shop.billing.client import BillingClient
+from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
+from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay
+from shop.hops import HopClient, HopSettings
+from shop.notify.api import Notify
+from shop.notify.client import NotifyClient
+from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
+from shop.search.api import Search
+from shop.search.client import SearchClient
+from shop.search.service import SCHEMA as SEARCH_SCHEMA, Scatter, SearchService, SearchSettings, seed_catalog
+from shop.storage import Database, Databases
+
+COMPONENTS = ("auth", "billing", "search", "notify")
+SCHEMAS = {"auth": AUTH_SCHEMA, "billing": BILLING_SCHEMA + OUTBOX_SCHEMA,
+           "search": SEARCH_SCHEMA, "notify": NOTIFY_SCHEMA}
+GATEWAY = "gateway"
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "topologies"
+
+
+class TopologyError(ValueError):
+    """A topology file that cannot be used; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    processes: dict[str, tuple[str, ...]]  # process name -> the components it hosts
+    databases: dict[str, str]  # component -> database name (a file in the data dir) or URL
+    gateway: bool  # a gateway process routes the public API to the owners
+
+    def process_of(self, component: str) -> str:
+        return next(p for p, hosted in self.processes.items() if component in hosted)
+
+    def database_url(self, component: str, data_dir: str | Path) -> str:
+        name = self.databases[component]
+        return name if "://" in name else f"sqlite:///{Path(data_dir).resolve() / name}.db"
+
+    def edge(self) -> str:
+        """The process that serves the public API."""
+        return GATEWAY if self.gateway else next(iter(self.processes))
+
+
+def parse_topology(data: dict[str, Any], source: str) -> Topology:
+    """Validate a topology document. Raises TopologyError naming ``source``."""
+    def fail(why: str) -> TopologyError:
+        return TopologyError(f"{source}: {why}")
+
+    unknown = set(data) - {"name", "gateway", "process", "database"}
+    if unknown:
+        raise fail(f"unknown key(s) {sorted(unknown)}; expected name, gateway, process, database")
+    name = data.get("name", Path(source).stem)
+    procs = data.get("process")
+    if not isinstance(procs, dict) or not procs:
+        raise fail("needs at least one [process.NAME] table with components = [...]")
+    processes: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, str] = {}
+    for proc, table in procs.items():
+        if not NAME.match(proc) or proc == GATEWAY:
+            raise fail(f"bad process name {proc!r} (lowercase letters, digits, '-', '_'; "
+                       f"not {GATEWAY!r})")
+        comps = table.get("components") if isinstance(table, dict) else None
+        if not isinstance(comps, list) or not comps:
+            raise fail(f"process {proc!r} needs a non-empty components = [...] list")
+        for comp in comps:
+            if comp not in COMPONENTS:
+                raise fail(f"process {proc!r}: unknown component {comp!r}; "
+                           f"known: {', '.join(COMPONENTS)}")
+            if comp in seen:
+                raise fail(f"component {comp!r} is in both {seen[comp]!r} and {proc!r}")
+            seen[comp] = proc
+        processes[proc] = tuple(comps)
+    missing = [c for c in COMPONENTS if c not in seen]
+    if missing:
+        raise fail(f"component(s) {missing} are in no process")
+    gateway = data.get("gateway", len(processes) > 1)
+    if not isinstance(gateway, bool):
+        raise fail("gateway must be true or false")
+    if len(processes) > 1 and not gateway:
+        raise fail("more than one process needs gateway = true to serve the public API")
+    dbs = data.get("database", {})
+    if not isinstance(dbs, dict) or not all(isinstance(v, str) and v for v in dbs.values()):
+        raise fail("[database] maps components to database names or URLs (strings)")
+    if set(dbs) - set(COMPONENTS):
+        raise fail(f"[database] names unknown component(s) {sorted(set(dbs) - set(COMPONENTS))}")
+    databases = {c: dbs.get(c, c) for c in COMPONENTS}
+    for comp, db in databases.items():
+        if "://" not in db and not NAME.match(db):
+            raise fail(f"[database] {comp} = {db!r}: use a plain name or a sqlite:/// URL")
+    return Topology(str(name), processes, databases, gateway)
+
+
+def load_topology(name_or_path: str | Path) -> Topology:
+    """``monolith`` / ``microservices`` / ``hybrid`` from topologies/, or a path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = TOPOLOGY_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            known = sorted(p.stem for p in TOPOLOGY_DIR.glob("*.toml"))
+            raise TopologyError(f"no topology {str(name_or_path)!r}; known: {', '.join(known)} "
+                                f"(or a path to a .toml file)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise TopologyError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TopologyError(f"{path}: not valid TOML: {exc}") from None
+    return parse_topology(data, str(path))
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Everything a process of one run needs to build itself; travels as JSON."""
+
+    topology: Topology
+    data_dir: str
+    service_credential: str
+    token_secret: str
+    urls: dict[str, str] = field(default_factory=dict)  # process (or "gateway") -> base URL
+    scrypt_n: int = 2**14
+    search: SearchSettings = SearchSettings()
+    hop: HopSettings = HopSettings()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Deployment":
+        data = json.loads(text)
+        topo = data.pop("topology")
+        topo["processes"] = {k: tuple(v) for k, v in topo["processes"].items()}
+        return cls(topology=Topology(**topo), search=SearchSettings(**data.pop("search")),
+                   hop=HopSettings(**data.pop("hop")), **data)
+
+    def database_url(self, component: str) -> str:
+        return self.topology.database_url(component, self.data_dir)
+
+
+def prepare_storage(deployment: Deployment, components: tuple[str, ...] = COMPONENTS) -> None:
+    """Create the components' tables and seed the catalog (idempotent; run before forking)."""
+    databases = Databases()
+    try:
+        for comp in components:
+            databases.get(deployment.database_url(comp)).apply_schema(SCHEMAS[comp])
+        if "search" in components:
+            seed_catalog(databases.get(deployment.database_url("search")), deployment.search)
+    finally:
+        databases.close()
+
+
+@dataclass
+class ShopProcess:
+    """The four components as one process sees them, and what it must start and stop."""
+
+    name: str
+    hosted: tuple[str, ...]
+    auth: Auth
+    billing: Billing
+    search: Search
+    notify: Notify
+    scatter: Scatter
+    relay: OutboxRelay | None
+    databases: Databases
+    hops: list[HopClient]
+
+    def start(self) -> None:
+        if self.relay is not None:
+            self.relay.start()
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if isinstance(self.notify, NotifyService):
+            for key, value in self.notify.lag_summary().items():
+                out[f"notification_lag_{key}" if key != "count" else "notifications_total"] = value
+        if self.relay is not None:
+            out["outbox_backlog"] = self.relay.backlog()
+        return out
+
+    def close(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+        self.scatter.close()
+        for hop in self.hops:
+            hop.close()
+        self.databases.close()
+
+
+def build_process(deployment: Deployment, process: str) -> ShopProcess:
+    """Wire one process: local implementations for what it hosts, stubs for the rest."""
+    topo = deployment.topology
+    if process not in topo.processes:
+        raise TopologyError(f"topology {topo.name!r} has no process {process!r}")
+    hosted = topo.processes[process]
+    databases = Databases()
+    hops: dict[str, HopClient] = {}
+    prepare_storage(deployment, hosted)
+
+    def db(component: str) -> Database:
+        return databases.get(deployment.database_url(component))
+
+    def hop_to(component: str) -> HopClient:
+        owner = topo.process_of(component)
+        if owner not in hops:
+            if owner not in deployment.urls:
+                raise TopologyError(f"process {process!r} needs the URL of {owner!r}")
+            hops[owner] = HopClient(deployment.urls[owner], deployment.service_credential,
+                                    deployment.hop)
+        return hops[owner]
+
+    auth: Auth = (AuthService(db("auth"), AuthSettings(deployment.token_secret.encode(),
+                                                       scrypt_n=deployment.scrypt_n))
+                  if "auth" in hosted else AuthClient(hop_to("auth")))
+    search: Search = (SearchService(db("search"), deployment.search)
+                      if "search" in hosted else SearchClient(hop_to("search")))
+    notify: Notify = NotifyService(db("notify")) if "notify" in hosted else NotifyClient(hop_to("notify"))
+    relay = None
+    if "billing" in hosted:
+        same_db = deployment.database_url("billing") == deployment.database_url("notify")
+        if "notify" in hosted and same_db:
+            publisher = DirectDelivery(notify)  # one transaction writes debit and notification
+        else:
+            relay = OutboxRelay(db("billing"), notify)
+            publisher = Outbox(db("billing"), relay.wake)
+        billing: Billing = BillingService(db("billing"), search, publisher)
+    else:
+        billing = BillingClient(hop_to("billing"))
+    return ShopProcess(process, hosted, auth, billing, search, notify, Scatter(search), relay,
+                       databases, list(hops.values()))

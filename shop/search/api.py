@@ -1,0 +1,30 @@
+"""Search: ranked full-text search over a seeded catalog, prices, shard queries."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from shop.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Hit:
+    sku: str
+    name: str
+    price_cents: int
+    score: float  # higher is better (negated BM25)
+
+
+class UnknownSku(NotFound):
+    code = "unknown_sku"
+
+
+class Search(Protocol):
+    def search(self, q: str, limit: int) -> list[Hit]:
+        """The best ``limit`` (1..100) matches for ``q``. Raises InvalidValue."""
+
+    def prices(self, skus: list[str]) -> dict[str, int]:
+        """Price in cents of each SKU. Raises UnknownSku naming the first unknown one."""
+
+    def shard_search(self, q: str, shard: int, shards: int, limit: int) -> list[Hit]:
+        """``search`` restricted to one of ``shards`` shards (products with rowid % shards == shard)."""

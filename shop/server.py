@@ -1,0 +1,50 @@
+"""The Flask app of one process: the blueprints of the components it hosts.
+
+The monolith and every microservice are this same app with a different ``hosted`` set;
+``monolith/`` and ``microservices/`` only name the two common cases.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+
+from flask import Flask
+
+from shop.auth import routes as auth_routes
+from shop.billing import routes as billing_routes
+from shop.notify import routes as notify_routes
+from shop.placement import Deployment, ShopProcess, build_process
+from shop.search import routes as search_routes
+from shop.web import create_base_app
+
+DEPLOYMENT_ENV = "SEAMBENCH_DEPLOYMENT"
+PROCESS_ENV = "SEAMBENCH_PROCESS"
+
+
+def deployment_from_env() -> tuple[Deployment, str]:
+    """What the launcher passes to a gunicorn worker: the deployment JSON and a process name."""
+    try:
+        return Deployment.from_json(os.environ[DEPLOYMENT_ENV]), os.environ[PROCESS_ENV]
+    except KeyError as exc:
+        raise RuntimeError(f"{exc.args[0]} is not set: start processes with `seambench up`") from None
+
+
+def create_process_app(deployment: Deployment, process: str) -> Flask:
+    shop = build_process(deployment, process)
+    app = create_base_app(process, deployment.service_credential, metrics=shop.metrics)
+    register_components(app, shop)
+    app.extensions["seambench.shop"] = shop
+    shop.start()
+    atexit.register(shop.close)
+    return app
+
+
+def register_components(app: Flask, shop: ShopProcess) -> None:
+    if "auth" in shop.hosted:
+        app.register_blueprint(auth_routes.blueprint(shop.auth))
+    if "search" in shop.hosted:
+        app.register_blueprint(search_routes.blueprint(shop.search, shop.scatter, shop.auth))
+    if "billing" in shop.hosted:
+        app.register_blueprint(billing_routes.blueprint(shop.billing, shop.auth))
+    if "notify" in shop.hosted:
+        app.register_blueprint(notify_routes.blueprint(shop.notify, shop.auth))

@@ -1,0 +1,134 @@
+"""SQLite storage shared by the components: one ``Database`` per database URL.
+
+A component owns its tables; several components may own tables in the same database
+(the monolith points every URL at one file), and then a ``transaction`` opened by one of
+them is joined by the others on the same thread, which is what makes a monolith checkout
+one ACID transaction.
+
+Connections are per thread (gunicorn's gthread workers serve requests from a thread pool),
+in WAL mode with a busy timeout so concurrent workers and processes wait instead of failing
+with "database is locked". Write transactions start with ``BEGIN IMMEDIATE`` so two writers
+never deadlock on a read-to-write lock upgrade.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from shop.errors import InvalidValue
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite:///path`` URL (``sqlite:///:memory:`` is refused:
+    every thread would see its own empty database)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise InvalidValue(f"unsupported database URL {url!r}: only sqlite:///PATH is supported")
+    path = url[len(prefix):]
+    if not path or path == ":memory:":
+        raise InvalidValue(f"database URL {url!r} names no file")
+    return "/" + path.lstrip("/") if url.startswith("sqlite:////") else path
+
+
+class Database:
+    """A SQLite database reached through one connection per thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            self._local.depth = 0
+            self._local.after_commit = []
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; nested calls on the same thread join the outer one."""
+        conn = self.connection()
+        local = self._local
+        if local.depth:
+            local.depth += 1
+            try:
+                yield conn
+            finally:
+                local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        local.depth = 1
+        try:
+            yield conn
+        except BaseException:
+            local.depth = 0
+            local.after_commit.clear()
+            conn.execute("ROLLBACK")
+            raise
+        local.depth = 0
+        conn.execute("COMMIT")
+        hooks, local.after_commit = local.after_commit, []
+        for hook in hooks:
+            hook()
+
+    def on_commit(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` after the current transaction commits (now, if none is open)."""
+        self.connection()
+        if self._local.depth:
+            self._local.after_commit.append(hook)
+        else:
+            hook()
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        return self.connection().execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+        return self.connection().execute(sql, params).fetchone()
+
+    def apply_schema(self, statements: list[str]) -> None:
+        with self.transaction() as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+class Databases:
+    """One ``Database`` per distinct URL, so components sharing a URL share connections."""
+
+    def __init__(self) -> None:
+        self._by_url: dict[str, Database] = {}
+
+    def get(self, url: str) -> Database:
+        if url not in self._by_url:
+            self._by_url[url] = Database(url)
+        return self._by_url[url]
+
+    def close(self) -> None:
+        for db in self._by_url.values():
+            db.close()

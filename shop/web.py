@@ -1,0 +1,128 @@
+"""What every process's Flask app shares: JSON in and out, errors, credentials, health.
+
+Logic never imports this module; routes use it to turn HTTP into interface calls.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from shop.auth.api import Auth, InvalidToken, Principal
+from shop.errors import DomainError, Forbidden, InvalidRequest
+from shop.hops import SERVICE_HEADER
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+T = TypeVar("T")
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+def error_response(code: str, detail: str, status: int) -> Response:
+    return json_response({"error": code, "detail": detail}, status)
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object. Raises InvalidRequest for anything else (413 is Flask's)."""
+    raw = request.get_data(cache=True)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
+
+
+def field(body: dict[str, Any], name: str, kind: type[T]) -> T:
+    """``body[name]`` if present and of ``kind`` (a bool is not an int). Raises InvalidRequest."""
+    if name not in body:
+        raise InvalidRequest(f"missing field {name!r}")
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidRequest(f"field {name!r} must be of type {kind.__name__}")
+    return value
+
+
+def int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"query parameter {name!r} must be an integer") from None
+
+
+def str_arg(name: str) -> str:
+    value = request.args.get(name)
+    if value is None:
+        raise InvalidRequest(f"missing query parameter {name!r}")
+    return value
+
+
+def caller(auth: Auth) -> Principal:
+    """The principal behind ``Authorization: Bearer <token>``. Raises InvalidToken (401)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("missing bearer token")
+    return auth.verify(token.strip())
+
+
+def require_service_credential() -> None:
+    """Internal endpoints answer only callers that carry the deployment's service credential."""
+    expected = current_app.config["SERVICE_CREDENTIAL"]
+    given = request.headers.get(SERVICE_HEADER, "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Forbidden("internal endpoint: service credential required")
+
+
+def create_base_app(name: str, service_credential: str,
+                    ready: Callable[[], bool] = lambda: True,
+                    metrics: Callable[[], dict[str, float]] = dict) -> Flask:
+    """A Flask app with JSON errors for everything, /healthz, /readyz and /metrics."""
+    app = Flask(name)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["SERVICE_CREDENTIAL"] = service_credential
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError) -> Response:
+        return json_response(exc.to_json(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(code, exc.description or code, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response("internal", "internal error", 500)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return json_response({"status": "ok", "process": name})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if ready():
+            return json_response({"status": "ready", "process": name})
+        return error_response("not_ready", "dependencies not ready", 503)
+
+    @app.get("/metrics")
+    def metrics_text() -> Response:
+        lines = [f"seambench_{key} {value}" for key, value in sorted(metrics().items())]
+        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+    return app
