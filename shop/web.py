@@ -88,6 +88,41 @@ def require_service_credential() -> None:
         raise Forbidden("internal endpoint: service credential required")
 
 
+class DrainUnreadBody:
+    """WSGI middleware: after an error response, read what the app left of the request body.
+
+    An error (401 before the body is parsed, 413 for a body over the limit) leaves the body
+    unread. gunicorn drains at most 64 KiB of it and otherwise closes the socket after
+    answering, without ``Connection: close`` (it drops hop-by-hop headers set by the app), so
+    a client that reuses the keep-alive connection gets a reset. Draining up to ``limit``
+    bytes keeps the connection clean; a larger body is left to the server to cut off.
+    """
+
+    def __init__(self, app: Callable, limit: int = 4 * MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    def __call__(self, environ: dict, start_response: Callable):
+        failed = False
+
+        def capture(status: str, headers: list, exc_info=None):
+            nonlocal failed
+            failed = status[:1] in "45"
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, capture)
+        if failed:
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if 0 < length <= self.limit:
+                stream = environ["wsgi.input"]
+                while stream.read(64 * 1024):
+                    pass
+        return result
+
+
 def create_base_app(name: str, service_credential: str,
                     ready: Callable[[], bool] = lambda: True,
                     metrics: Callable[[], dict[str, float]] = dict) -> Flask:
@@ -95,6 +130,7 @@ def create_base_app(name: str, service_credential: str,
     app = Flask(name)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SERVICE_CREDENTIAL"] = service_credential
+    app.wsgi_app = DrainUnreadBody(app.wsgi_app)
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError) -> Response:

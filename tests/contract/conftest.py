@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import uuid
+from contextlib import ExitStack
+
+import pytest
+
+from tests.placements import PLACEMENTS, Api, start
+
+
+@pytest.fixture(scope="session", params=PLACEMENTS)
+def placement(request):
+    """(name, Api, running shop or None), started once per session for each placement."""
+    with ExitStack() as stack:
+        api, shop = start(request.param, stack)
+        yield request.param, api, shop
+
+
+@pytest.fixture
+def api(placement) -> Api:
+    return placement[1]
+
+
+class User:
+    """A registered, logged-in user of ``api``."""
+
+    def __init__(self, api: Api, prefix: str = "u") -> None:
+        self.api = api
+        self.username = f"{prefix}{uuid.uuid4().hex[:12]}"
+        status, body = api.call("POST", "/auth/register",
+                                {"username": self.username, "password": "secret-pass"})
+        assert status == 201, body
+        self.user_id = body["user_id"]
+        status, body = api.call("POST", "/auth/login",
+                                {"username": self.username, "password": "secret-pass"})
+        assert status == 200, body
+        self.token = body["token"]
+
+    def call(self, method, path, body=None, headers=None, raw=None):
+        return self.api.call(method, path, body,
+                             {"Authorization": f"Bearer {self.token}", **(headers or {})}, raw)
+
+    def checkout(self, items, key=None):
+        return self.call("POST", "/billing/checkout", {"items": items},
+                         {"Idempotency-Key": key or uuid.uuid4().hex})
+
+
+@pytest.fixture
+def user(api) -> User:
+    return User(api)
+
+
+@pytest.fixture
+def other_user(api) -> User:
+    return User(api)
+
+
+@pytest.fixture
+def sku(user) -> tuple[str, int]:
+    """A real SKU and its price, found through search."""
+    status, body = user.call("GET", "/search?q=lamp&limit=1")
+    assert status == 200
+    return body["results"][0]["sku"], body["results"][0]["price_cents"]

@@ -1,0 +1,167 @@
+"""The public API of DESIGN.md, written once, run against every placement."""
+from __future__ import annotations
+
+import pytest
+
+from tests.contract.conftest import User
+from tests.placements import eventually
+
+
+def assert_error(result, status: int, code: str | None = None) -> None:
+    got, body = result
+    assert got == status, body
+    assert isinstance(body, dict) and isinstance(body.get("error"), str) and "detail" in body, body
+    if code:
+        assert body["error"] == code, body
+
+
+def test_register_and_login(api):
+    user = User(api)
+    assert len(user.token) > 20
+    assert_error(api.call("POST", "/auth/register", {"username": user.username,
+                                                     "password": "secret-pass"}), 409, "username_taken")
+    assert_error(api.call("POST", "/auth/login", {"username": user.username, "password": "wrong-pass"}),
+                 401, "invalid_credentials")
+
+
+def test_search_ranks_results(user):
+    status, body = user.call("GET", "/search?q=steel%20kettle&limit=5")
+    assert status == 200 and len(body["results"]) == 5
+    top = body["results"][0]
+    assert set(top) == {"sku", "name", "price_cents", "score"}
+    assert "steel" in top["name"] and "kettle" in top["name"]
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_scatter_matches_plain_search(user):
+    status, scattered = user.call("GET", "/search/scatter?q=oak%20lamp&n=4&limit=5")
+    assert status == 200 and scattered["shards"] == 4
+    assert scattered["results"] == user.call("GET", "/search?q=oak%20lamp&limit=5")[1]["results"]
+
+
+def test_topup_checkout_order_and_inbox(user, sku):
+    code, price = sku
+    assert user.call("GET", "/billing/balance") == (200, {"balance_cents": 0})
+    assert user.call("POST", "/billing/topup", {"amount_cents": 3 * price}) == (
+        200, {"balance_cents": 3 * price})
+    status, receipt = user.checkout([{"sku": code, "qty": 2}], key="order-1")
+    assert status == 201, receipt
+    assert receipt["total_cents"] == 2 * price and receipt["balance_cents"] == price
+    status, order = user.call("GET", f"/billing/orders/{receipt['order_id']}")
+    assert status == 200 and order["total_cents"] == 2 * price
+    assert order["items"] == [{"sku": code, "qty": 2, "price_cents": price}]
+    inbox = eventually(lambda: user.call("GET", "/notify/inbox")[1]["notifications"])
+    assert [n["order_id"] for n in inbox] == [receipt["order_id"]]
+    assert set(inbox[0]) == {"event_id", "order_id", "text", "created_at"}
+
+
+def test_idempotent_replay_never_charges_twice(user, sku):
+    code, price = sku
+    user.call("POST", "/billing/topup", {"amount_cents": 5 * price})
+    first = user.checkout([{"sku": code, "qty": 1}], key="same-key")
+    again = user.checkout([{"sku": code, "qty": 1}], key="same-key")
+    assert first[0] == again[0] == 201 and first[1] == again[1]
+    assert user.call("GET", "/billing/balance")[1]["balance_cents"] == 4 * price
+    assert_error(user.checkout([{"sku": code, "qty": 2}], key="same-key"), 422, "idempotency_key_reused")
+    eventually(lambda: user.call("GET", "/notify/inbox")[1]["notifications"])
+    assert len(user.call("GET", "/notify/inbox")[1]["notifications"]) == 1
+
+
+def test_checkout_failures(user, sku):
+    code, price = sku
+    assert_error(user.checkout([{"sku": code, "qty": 1}]), 402, "insufficient_funds")
+    user.call("POST", "/billing/topup", {"amount_cents": price})
+    assert_error(user.checkout([{"sku": "SKU-999999", "qty": 1}]), 404, "unknown_sku")
+    assert_error(user.call("POST", "/billing/checkout", {"items": [{"sku": code, "qty": 1}]}),
+                 400, "invalid_request")  # no Idempotency-Key
+    assert user.call("GET", "/billing/balance")[1]["balance_cents"] == price
+
+
+def test_cross_user_isolation(user, other_user, sku):
+    code, price = sku
+    user.call("POST", "/billing/topup", {"amount_cents": price})
+    status, receipt = user.checkout([{"sku": code, "qty": 1}])
+    assert status == 201
+    assert_error(other_user.call("GET", f"/billing/orders/{receipt['order_id']}"), 404)
+    assert other_user.call("GET", "/billing/balance")[1]["balance_cents"] == 0
+    eventually(lambda: user.call("GET", "/notify/inbox")[1]["notifications"])
+    assert other_user.call("GET", "/notify/inbox") == (200, {"notifications": []})
+
+
+@pytest.mark.parametrize("method,path,body", [
+    ("GET", "/search?q=lamp", None), ("GET", "/billing/balance", None),
+    ("POST", "/billing/topup", {"amount_cents": 100}), ("GET", "/notify/inbox", None),
+    ("POST", "/billing/checkout", {"items": [{"sku": "SKU-000001", "qty": 1}]}),
+    ("GET", "/billing/orders/abc", None), ("GET", "/search/scatter?q=lamp&n=2", None)])
+def test_token_required(api, method, path, body):
+    assert_error(api.call(method, path, body), 401)
+    assert_error(api.call(method, path, body, {"Authorization": "Bearer not-a-token"}), 401)
+    assert_error(api.call(method, path, body, {"Authorization": "Basic abc"}), 401)
+
+
+@pytest.mark.parametrize("raw,status", [
+    (b"{not json", 400), (b"[1, 2]", 400), (b"", 400), (b'{"username": "abc"}', 400),
+    (b'{"username": 5, "password": "secret-pass"}', 400),
+    (b'{"username": "a b", "password": "secret-pass"}', 422),
+    (b'{"username": "okname", "password": "short"}', 422), (b"\xff\xfe", 400)])
+def test_bad_registration(api, raw, status):
+    assert_error(api.call("POST", "/auth/register", raw=raw), status)
+
+
+@pytest.mark.parametrize("body,status", [
+    ({}, 400), ({"amount_cents": "100"}, 400), ({"amount_cents": 1.5}, 400),
+    ({"amount_cents": True}, 400), ({"amount_cents": None}, 400), ({"amount_cents": -100}, 422),
+    ({"amount_cents": 0}, 422), ({"amount_cents": 10**15}, 422), ({"amount_cents": 10**30}, 422)])
+def test_bad_topup(user, body, status):
+    assert_error(user.call("POST", "/billing/topup", body), status)
+    assert user.call("GET", "/billing/balance")[1]["balance_cents"] == 0
+
+
+@pytest.mark.parametrize("body,status", [
+    ({"items": "SKU-000001"}, 400), ({"items": [{"sku": "SKU-000001"}]}, 400),
+    ({"items": [{"sku": 1, "qty": 1}]}, 400), ({"items": ["SKU-000001"]}, 400),
+    ({"items": []}, 422), ({"items": [{"sku": "SKU-000001", "qty": 0}]}, 422),
+    ({"items": [{"sku": "SKU-000001", "qty": -3}]}, 422)])
+def test_bad_checkout(user, body, status):
+    user.call("POST", "/billing/topup", {"amount_cents": 1_000_000})
+    assert_error(user.call("POST", "/billing/checkout", body, {"Idempotency-Key": "k"}), status)
+    assert user.call("GET", "/billing/balance")[1]["balance_cents"] == 1_000_000
+
+
+@pytest.mark.parametrize("query,status", [
+    ("", 400), ("?q=", 422), ("?q=%21%21%21", 422), ("?q=lamp&limit=abc", 400),
+    ("?q=lamp&limit=0", 422), ("?q=lamp&limit=1000", 422)])
+def test_bad_search(user, query, status):
+    assert_error(user.call("GET", "/search" + query), status)
+
+
+@pytest.mark.parametrize("query,status", [("?q=lamp&n=0", 422), ("?q=lamp&n=33", 422),
+                                          ("?q=lamp&n=x", 400), ("?n=2", 400)])
+def test_bad_scatter(user, query, status):
+    assert_error(user.call("GET", "/search/scatter" + query), status)
+
+
+def test_body_over_one_mib_is_413(user):
+    assert_error(user.call("POST", "/billing/topup", raw=b"x" * (1024 * 1024 + 10)), 413)
+
+
+def test_unknown_routes_and_methods_are_json(user):
+    assert_error(user.call("GET", "/no/such/thing"), 404)
+    assert_error(user.call("GET", "/"), 404)
+    assert_error(user.call("DELETE", "/billing/balance"), 405)
+
+
+def test_internal_endpoints_are_not_public(api, user):
+    """Through the public address, an internal endpoint is unknown (gateway) or forbidden."""
+    for path, body in [("/internal/auth/verify", {"token": user.token}),
+                       ("/internal/notify/deliver", {}),
+                       ("/internal/billing/topup", {"user_id": user.user_id, "amount_cents": 5})]:
+        status, err = api.call("POST", path, body, {"X-Seambench-Service": "guess"})
+        assert status in (403, 404), (path, status, err)
+    assert user.call("GET", "/billing/balance")[1]["balance_cents"] == 0
+
+
+def test_health_endpoints(api):
+    assert api.call("GET", "/healthz")[0] == 200
+    assert api.call("GET", "/readyz")[0] == 200

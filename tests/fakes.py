@@ -1,0 +1,73 @@
+"""In-memory fakes that subclass the real interfaces, for unit tests of one component."""
+from __future__ import annotations
+
+from shop.auth.api import Auth, InvalidToken, Principal, Token
+from shop.errors import Unavailable
+from shop.events import PaymentCaptured, Publisher
+from shop.notify.api import Notification, Notify
+from shop.search.api import Hit, Search, UnknownSku
+
+
+class FakeSearch(Search):
+    def __init__(self, prices: dict[str, int]) -> None:
+        self._prices = dict(prices)
+        self.calls = 0
+
+    def search(self, q: str, limit: int) -> list[Hit]:
+        return [Hit(sku, sku.lower(), p, 1.0) for sku, p in self._prices.items() if q in sku][:limit]
+
+    def prices(self, skus: list[str]) -> dict[str, int]:
+        self.calls += 1
+        for sku in skus:
+            if sku not in self._prices:
+                raise UnknownSku(sku)
+        return {sku: self._prices[sku] for sku in skus}
+
+    def shard_search(self, q: str, shard: int, shards: int, limit: int) -> list[Hit]:
+        hits = self.search(q, 1000)
+        return [h for i, h in enumerate(hits) if i % shards == shard][:limit]
+
+
+class RecordingPublisher(Publisher):
+    def __init__(self) -> None:
+        self.events: list[PaymentCaptured] = []
+
+    def publish(self, event: PaymentCaptured) -> None:
+        self.events.append(event)
+
+
+class FakeNotify(Notify):
+    """Fails the first ``failures`` deliveries (like a notify that is down), then stores."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.attempts = 0
+        self.stored: dict[str, PaymentCaptured] = {}
+
+    def deliver(self, event: PaymentCaptured) -> bool:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise Unavailable("notify is down")
+        if event.event_id in self.stored:
+            return False
+        self.stored[event.event_id] = event
+        return True
+
+    def inbox(self, user_id: str) -> list[Notification]:
+        return [Notification(e.event_id, e.order_id, "", e.occurred_at)
+                for e in self.stored.values() if e.user_id == user_id]
+
+
+class FakeAuth(Auth):
+    """Tokens are ``token-<user_id>``."""
+
+    def register(self, username: str, password: str) -> str:
+        return username
+
+    def login(self, username: str, password: str) -> Token:
+        return Token(f"token-{username}", 2**31)
+
+    def verify(self, token: str) -> Principal:
+        if not token.startswith("token-"):
+            raise InvalidToken("bad")
+        return Principal(token.removeprefix("token-"), token.removeprefix("token-"))

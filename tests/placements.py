@@ -1,0 +1,79 @@
+"""Every placement the contract suite runs against, behind one tiny HTTP-ish interface."""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import replace
+from typing import Any
+
+import requests
+
+from bench.launcher import LaunchSettings, launch
+from monolith.app import create_app
+from shop.placement import Deployment, load_topology, prepare_storage
+
+TEST_SETTINGS = replace(LaunchSettings(), scrypt_n=16, ready_timeout_s=60)
+PLACEMENTS = ("monolith-inprocess", "monolith", "microservices", "hybrid")
+
+
+class Api:
+    """``call`` returns (status, parsed JSON or None)."""
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict | None = None,
+             raw: bytes | None = None) -> tuple[int, Any]:
+        raise NotImplementedError
+
+
+class InProcessApi(Api):
+    def __init__(self, app) -> None:
+        self._client = app.test_client()
+
+    def call(self, method, path, body=None, headers=None, raw=None):
+        data = raw if raw is not None else (None if body is None else json.dumps(body))
+        response = self._client.open(path, method=method, data=data, headers=headers or {},
+                                     content_type="application/json")
+        return response.status_code, response.get_json(silent=True)
+
+
+class HttpApi(Api):
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self._session = requests.Session()
+
+    def call(self, method, path, body=None, headers=None, raw=None):
+        data = raw if raw is not None else (None if body is None else json.dumps(body))
+        response = self._session.request(method, self.base_url + path, data=data, timeout=30,
+                                         headers={"Content-Type": "application/json",
+                                                  **(headers or {})})
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
+
+def start(name: str, stack: ExitStack) -> tuple[Api, Any]:
+    """Start a placement inside ``stack``; the Api and the running shop (None in-process)."""
+    if name == "monolith-inprocess":
+        data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="seambench-test-"))
+        deployment = Deployment(load_topology("monolith"), data_dir, "cred", "secret", scrypt_n=16)
+        prepare_storage(deployment)
+        app = create_app(deployment)
+        stack.callback(app.extensions["seambench.shop"].close)
+        return InProcessApi(app), None
+    settings = replace(TEST_SETTINGS, workers=2) if name == "hybrid" else TEST_SETTINGS
+    shop = stack.enter_context(launch(load_topology(name), settings))
+    return HttpApi(shop.base_url), shop
+
+
+def eventually(check, timeout_s: float = 10.0, interval_s: float = 0.05):
+    """Poll ``check`` until it returns a truthy value; that value, or AssertionError."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout_s}s")
+        time.sleep(interval_s)

@@ -1,0 +1,91 @@
+import time
+
+import pytest
+
+from shop.billing.api import LineItem
+from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
+from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay, PaymentCaptured
+from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
+from shop.storage import Database
+from tests.fakes import FakeNotify, FakeSearch
+
+
+def event(n: int = 1) -> PaymentCaptured:
+    return PaymentCaptured(f"e{n}", f"o{n}", "u1", 1234, time.time())
+
+
+def test_notify_is_idempotent_and_records_lag(db):
+    db.apply_schema(NOTIFY_SCHEMA)
+    notify = NotifyService(db)
+    assert notify.deliver(event(1)) is True
+    assert notify.deliver(event(1)) is False
+    [note] = notify.inbox("u1")
+    assert note.text == "Payment of 12.34 captured for order o1"
+    assert notify.inbox("u2") == []
+    summary = notify.lag_summary()
+    assert summary["count"] == 1 and 0 <= summary["max_ms"] < 5000
+
+
+def test_direct_delivery_shares_the_checkout_transaction(db):
+    """Colocated on one database, a failed commit loses the notification with the debit."""
+    db.apply_schema(BILLING_SCHEMA + NOTIFY_SCHEMA)
+    notify = NotifyService(db)
+    billing = BillingService(db, FakeSearch({"SKU-A": 100}), DirectDelivery(notify))
+    billing.topup("u1", 1000)
+    billing.checkout("u1", [LineItem("SKU-A", 1)], "k1")
+    assert len(notify.inbox("u1")) == 1
+    with pytest.raises(RuntimeError):
+        with db.transaction():
+            DirectDelivery(notify).publish(event(2))
+            raise RuntimeError("abort")
+    assert len(notify.inbox("u1")) == 1
+
+
+def outbox_billing(db: Database, relay: OutboxRelay) -> BillingService:
+    return BillingService(db, FakeSearch({"SKU-A": 100}), Outbox(db, relay.wake))
+
+
+def test_outbox_relay_retries_until_acknowledged(db):
+    db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
+    notify = FakeNotify(failures=3)
+    relay = OutboxRelay(db, notify, poll_s=0.01, max_backoff_s=0.05)
+    billing = outbox_billing(db, relay)
+    billing.topup("u1", 1000)
+    receipts = [billing.checkout("u1", [LineItem("SKU-A", 1)], f"k{i}") for i in range(5)]
+    relay.start()
+    try:
+        deadline = time.monotonic() + 10
+        while relay.backlog() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        relay.stop()
+    assert relay.backlog() == 0
+    assert sorted(e.order_id for e in notify.stored.values()) == sorted(r.order_id for r in receipts)
+    assert notify.attempts >= 3 + 5
+
+
+def test_outbox_rows_survive_a_relay_that_died_mid_batch(db):
+    """A claimed but unacknowledged row is delivered by the next relay once the lease ends."""
+    db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
+    crashed = OutboxRelay(db, FakeNotify(failures=1), lease_s=0.05)
+    billing = outbox_billing(db, crashed)
+    billing.topup("u1", 1000)
+    billing.checkout("u1", [LineItem("SKU-A", 1)], "k1")
+    with pytest.raises(Exception):
+        crashed.deliver_pending()  # claims the row, then delivery fails: the "crash"
+    survivor_notify = FakeNotify()
+    survivor = OutboxRelay(db, survivor_notify, lease_s=0.05)
+    assert survivor.deliver_pending() == 0  # still leased to the crashed relay
+    time.sleep(0.06)
+    assert survivor.deliver_pending() == 1 and len(survivor_notify.stored) == 1
+    assert survivor.backlog() == 0
+
+
+def test_rolled_back_checkout_leaves_no_outbox_row(db):
+    db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
+    relay = OutboxRelay(db, FakeNotify())
+    with pytest.raises(RuntimeError):
+        with db.transaction():
+            Outbox(db, relay.wake).publish(event(1))
+            raise RuntimeError("abort")
+    assert relay.backlog() == 0 and not relay.wake.is_set()
