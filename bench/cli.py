@@ -51,11 +51,23 @@ def with_common_options(fn):
 
 
 @click.group()
-def main() -> None:
+def cli() -> None:
     """seambench: what does a seam cost? One shop, measured as a monolith and as microservices."""
 
 
-@main.command()
+def main() -> None:
+    """Console entry point: a bad argument is one line on stderr and exit code 2."""
+    try:
+        cli.main(prog_name="seambench", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        hint = " (see --help)" if isinstance(exc, click.UsageError) else ""
+        click.echo(f"seambench: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+
+
+@cli.command()
 @click.option("--topology", "topology", default="monolith", show_default=True, callback=_topology,
               help="monolith, microservices, hybrid, or a path to a topology .toml")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -84,7 +96,7 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
         click.echo("stopped", err=True)
 
 
-@main.command()
+@cli.command()
 @click.option("--topology", "topologies", multiple=True, default=["monolith", "microservices"],
               show_default=True, help="placements to measure (repeatable)")
 @click.option("--checkouts", type=click.IntRange(10, 100_000), default=300, show_default=True)

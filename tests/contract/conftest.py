@@ -8,12 +8,30 @@ import pytest
 from tests.placements import PLACEMENTS, Api, start
 
 
-@pytest.fixture(scope="session", params=PLACEMENTS)
-def placement(request):
-    """(name, Api, running shop or None), started once per session for each placement."""
+class Placements:
+    """Placements started on first use and kept for the session."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+        self._started: dict[str, tuple] = {}
+
+    def get(self, name: str) -> tuple[Api, object]:
+        if name not in self._started:
+            self._started[name] = start(name, self._stack)
+        return self._started[name]
+
+
+@pytest.fixture(scope="session")
+def placements():
     with ExitStack() as stack:
-        api, shop = start(request.param, stack)
-        yield request.param, api, shop
+        yield Placements(stack)
+
+
+@pytest.fixture(scope="session", params=PLACEMENTS)
+def placement(request, placements):
+    """(name, Api, running shop or None) for each placement in turn."""
+    api, shop = placements.get(request.param)
+    return request.param, api, shop
 
 
 @pytest.fixture

@@ -1,0 +1,123 @@
+"""`seambench up` leaves nothing behind, and says which process failed to start."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import psutil
+import pytest
+
+from bench import launcher
+from bench.launcher import LaunchError, launch
+from shop.placement import load_topology
+from tests.placements import TEST_SETTINGS
+
+SEAMBENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
+
+
+def listening(pids: set[int]) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket of ``pids``."""
+    found = set()
+    for pid in pids:
+        try:
+            for conn in psutil.Process(pid).net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.add((conn.laddr.ip, conn.laddr.port))
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("topology,sig", [("microservices", signal.SIGINT),
+                                          ("monolith", signal.SIGTERM),
+                                          ("hybrid", signal.SIGINT)])
+def test_interrupted_up_leaves_no_process_and_no_port(topology, sig):
+    up = subprocess.Popen([*SEAMBENCH, "up", "--topology", topology, "--kdf-log2", "4",
+                           "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True)
+    try:
+        base_url = up.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:"), up.stderr.read()
+        children = {p.pid for p in psutil.Process(up.pid).children(recursive=True)}
+        expected = 1 + 4 if topology == "microservices" else (1 if topology == "monolith" else 4)
+        masters = [p for p in psutil.Process(up.pid).children()]
+        assert len(masters) == expected
+        assert len(children) == expected * 3  # each gunicorn master has two workers
+        sockets = listening(children)
+        ports = {port for _, port in sockets}
+        assert int(base_url.rsplit(":", 1)[1]) in ports and len(ports) == expected
+        assert {addr for addr, _ in sockets} == {"127.0.0.1"}
+        up.send_signal(sig)
+        assert up.wait(30) == 0
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in children if alive(pid)]
+        assert all(port_is_free(port) for port in ports)
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+
+
+def test_a_process_that_dies_at_start_is_named_with_its_log(monkeypatch):
+    """Give the billing process a port someone else holds: gunicorn cannot bind and exits."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real_free_port, calls = launcher.free_port, []
+
+    def free_port() -> int:
+        calls.append(1)
+        return taken if len(calls) == 2 else real_free_port()  # 2nd process: billing
+
+    monkeypatch.setattr(launcher, "free_port", free_port)
+    started = []
+    monkeypatch.setattr(launcher, "start_process", _recording(launcher.start_process, started))
+    try:
+        with pytest.raises(LaunchError) as err:
+            with launch(load_topology("microservices"), replace(TEST_SETTINGS, ready_timeout_s=30)):
+                pass
+    finally:
+        squatter.close()
+    message = str(err.value)
+    assert "'billing'" in message and "exited with code" in message
+    assert "in use" in message.lower()  # the tail of gunicorn's log says why
+    assert started and not [p for p in started if alive(p.pid)]
+
+
+def _recording(start_process, started):
+    def wrapper(*args, **kwargs):
+        proc = start_process(*args, **kwargs)
+        started.append(proc)
+        return proc
+    return wrapper
+
+
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[process.a]\ncomponents = ['auth', 'cart']\n")
+    for args in (["up", "--topology", "nope"], ["up", "--workers", "0"], ["frobnicate"],
+                 ["up", "--topology", str(bad_toml)]):
+        done = subprocess.run([*SEAMBENCH, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert done.stderr.startswith("seambench: error: ")
