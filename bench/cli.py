@@ -27,6 +27,13 @@ def _raise_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP all stop what we started. SIGINT is set explicitly because
+    a shell starts background jobs with it ignored, and Python then installs no handler."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+
+
 def _settings(workers: int, threads: int, catalog_size: int, kdf_log2: int) -> LaunchSettings:
     return replace(LaunchSettings(), workers=workers, threads=threads, scrypt_n=2**kdf_log2,
                    search=replace(SearchSettings(), catalog_size=catalog_size))
@@ -76,7 +83,7 @@ def main() -> None:
 def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
        catalog_size: int, kdf_log2: int) -> None:
     """Start a topology, print its public base URL, and stop it all on Ctrl-C or SIGTERM."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _stop_on_signals()
     settings = _settings(workers, threads, catalog_size, kdf_log2)
     try:
         with launch(topology, settings, data_dir) as shop:
@@ -108,7 +115,7 @@ def run(topologies: tuple[str, ...], checkouts: int, results: Path, workers: int
     """Measure each placement: for now, the sequential checkout probe (one client, unloaded)."""
     from bench.probe import probe_checkout
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _stop_on_signals()
     try:
         placements = [load_topology(t) for t in topologies]
     except TopologyError as exc:

@@ -48,7 +48,6 @@ def create_app(deployment: Deployment | None = None) -> Flask:
         upstream = hops[topo.process_of(component)].send(
             request.method, target, request.get_data(), headers,
             idempotent=request.method in IDEMPOTENT_METHODS)
-        return Response(upstream.data, status=upstream.status,
-                        content_type=upstream.headers.get("Content-Type", "application/json"))
+        return Response(upstream.data, status=upstream.status, content_type=upstream.content_type)
 
     return app

@@ -1,57 +1,120 @@
 """The one HTTP hop every client stub uses: the thing a seam adds, so it is kept lean.
 
-- Pooled keep-alive connections (urllib3), safe to share across gunicorn's gthread threads:
-  a connection is checked out by one thread at a time, and one found dropped by the server
-  is replaced before use.
-- Explicit connect and read timeouts; a connection that cannot be made is ``Unavailable``.
-- A pooled connection the server closed just as we reused it (keep-alive timeout race)
-  surfaces as a reset or a disconnect with no response. An *idempotent* call is then retried
-  on another connection; a non-idempotent one is not, because the server may have acted.
-  Timeouts are never retried: that would multiply a slow dependency's latency.
+- A pool of keep-alive ``http.client`` connections per destination, shared by all of a
+  gunicorn worker's threads: a connection is checked out by one thread at a time, most
+  recently used first, and one the server has visibly closed (readable while idle) is
+  discarded before use.
+- Explicit connect and read timeouts; no answer is ``Unavailable`` (503).
+- A reused connection the server closed just as we sent on it (the keep-alive race) fails
+  with a reset or a disconnect and no response. An *idempotent* call is then retried once,
+  on a brand-new connection: never on another pooled one, which may be just as stale.
+  Nothing else is retried: not a timeout (that would multiply a slow dependency's latency),
+  not a refused connection (the destination is down), not a non-idempotent call (the
+  server may have acted on it).
 - JSON errors are mapped back to the domain error the remote side raised.
+
+Why not urllib3: on this machine it cost ~65 µs more per call than a bare http.client
+connection (738 vs 663 µs p50 against the same gunicorn endpoint), and its retry may pick
+another stale pooled connection when threads interleave. The hop is what is being measured.
 """
 from __future__ import annotations
 
+import http.client
 import json
+import select
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
-
-import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, TimeoutError
-from urllib3 import BaseHTTPResponse
-from urllib3.util import Retry, parse_url
+from urllib.parse import urlsplit
 
 from shop.errors import DomainError, RemoteError, Unavailable
 
 SERVICE_HEADER = "X-Seambench-Service"
+# A pooled connection's socket was closed under us: safe to resend an idempotent call.
+STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError,
+                           BrokenPipeError, ConnectionAbortedError)
 
 
 @dataclass(frozen=True)
 class HopSettings:
     connect_timeout_s: float = 1.0
     read_timeout_s: float = 10.0
-    pool_size: int = 32  # connections kept per destination process
-    reset_retries: int = 2  # extra attempts of an idempotent call after a dropped connection
+    pool_size: int = 32  # idle connections kept per destination
+    max_idle_s: float = 20.0  # below the servers' keep-alive (30 s), so they never close first
+
+
+@dataclass(frozen=True)
+class HopResponse:
+    status: int
+    content_type: str
+    data: bytes
+
+
+class ConnectionPool:
+    """Idle keep-alive connections to one host:port, most recently used first."""
+
+    def __init__(self, host: str, port: int, settings: HopSettings) -> None:
+        self.host, self.port = host, port
+        self._settings = settings
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
+        self._lock = threading.Lock()
+
+    def new(self) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection(self.host, self.port,
+                                          timeout=self._settings.connect_timeout_s)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sock.settimeout(self._settings.read_timeout_s)
+        return conn
+
+    def acquire(self) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection and whether it was reused from the pool."""
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn, since = self._idle.pop()
+            if now - since < self._settings.max_idle_s and not _readable(conn):
+                return conn, True
+            conn.close()
+        return self.new(), False
+
+    def release(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self._settings.pool_size:
+                self._idle.append((conn, time.monotonic()))
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            conn.close()
+
+
+def _readable(conn: http.client.HTTPConnection) -> bool:
+    """An idle keep-alive socket that is readable has been closed (or is out of step)."""
+    if conn.sock is None:
+        return True
+    poller = select.poll()
+    poller.register(conn.sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class HopClient:
     """JSON-over-HTTP calls to one destination process."""
 
     def __init__(self, base_url: str, credential: str, settings: HopSettings = HopSettings()) -> None:
-        url = parse_url(base_url)
-        if url.scheme != "http" or not url.host or not url.port:
+        url = urlsplit(base_url)
+        if url.scheme != "http" or not url.hostname or not url.port:
             raise ValueError(f"hop destination must be http://HOST:PORT, not {base_url!r}")
         self.base_url = base_url
-        self._settings = settings
-        self._pool = urllib3.HTTPConnectionPool(
-            url.host, url.port, maxsize=settings.pool_size, block=False,
-            timeout=urllib3.Timeout(connect=settings.connect_timeout_s,
-                                    read=settings.read_timeout_s))
+        self._pool = ConnectionPool(url.hostname, url.port, settings)
         self._headers = {"Content-Type": "application/json", SERVICE_HEADER: credential}
-        # Connection failures are always safe to retry (nothing was sent); nothing else here.
-        self._retry = Retry(total=None, connect=2, read=False, status=0, other=0, redirect=0,
-                            raise_on_redirect=False, raise_on_status=False,
-                            respect_retry_after_header=False)
 
     def call(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
         """POST ``body`` to ``path``; the JSON response, or the remote side's DomainError."""
@@ -66,19 +129,39 @@ class HopClient:
         return data
 
     def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str], *,
-             idempotent: bool) -> BaseHTTPResponse:
+             idempotent: bool) -> HopResponse:
         """One request, its body read in full. Raises Unavailable when no answer came."""
-        attempts = 1 + (self._settings.reset_retries if idempotent else 0)
-        for attempt in range(attempts):
-            try:
-                return self._pool.urlopen(method, path, body=body, headers=headers,
-                                          retries=self._retry, redirect=False)
-            except ProtocolError as exc:  # reset / disconnected without a response
-                if attempt + 1 == attempts:
-                    raise Unavailable(f"{self.base_url}{path}: connection dropped: {exc}") from exc
-            except (MaxRetryError, TimeoutError, HTTPError, OSError) as exc:
-                raise Unavailable(f"{self.base_url}{path}: {type(exc).__name__}: {exc}") from exc
-        raise AssertionError("unreachable")
+        try:
+            conn, reused = self._pool.acquire()
+        except OSError as exc:
+            raise Unavailable(f"{self.base_url}: cannot connect: {exc}") from exc
+        try:
+            return self._exchange(conn, method, path, body, headers)
+        except STALE_CONNECTION_ERRORS as exc:
+            if not (reused and idempotent):
+                raise Unavailable(f"{self.base_url}{path}: connection dropped: {exc!r}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise Unavailable(f"{self.base_url}{path}: {exc!r}") from exc
+        try:  # the one retry, on a connection nobody has used
+            return self._exchange(self._pool.new(), method, path, body, headers)
+        except (OSError, http.client.HTTPException) as exc:
+            raise Unavailable(f"{self.base_url}{path}: {exc!r} (after a retry)") from exc
+
+    def _exchange(self, conn: http.client.HTTPConnection, method: str, path: str,
+                  body: bytes | None, headers: dict[str, str]) -> HopResponse:
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        except BaseException:
+            conn.close()
+            raise
+        if response.will_close:
+            conn.close()
+        else:
+            self._pool.release(conn)
+        return HopResponse(response.status,
+                           response.getheader("Content-Type", "application/json"), data)
 
     def close(self) -> None:
         self._pool.close()
