@@ -5,13 +5,16 @@ import json
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
+from bench.fingerprint import fingerprint
 from bench.launcher import LaunchError, LaunchSettings, launch
+from bench.probe import CheckoutProbe
 from shop.placement import Topology, TopologyError, load_topology
 from shop.search.service import SearchSettings
 
@@ -106,37 +109,73 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 @cli.command()
 @click.option("--topology", "topologies", multiple=True, default=["monolith", "microservices"],
               show_default=True, help="placements to measure (repeatable)")
-@click.option("--checkouts", type=click.IntRange(10, 100_000), default=300, show_default=True)
+@click.option("--checkouts", type=click.IntRange(10, 100_000), default=400, show_default=True,
+              help="timed checkouts per placement")
+@click.option("--rounds", type=click.IntRange(1, 100), default=4, show_default=True,
+              help="interleaved blocks per placement (A B A B ...)")
+@click.option("--warmup", type=click.IntRange(0, 10_000), default=50, show_default=True,
+              help="untimed checkouts per placement before the first block")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results"), show_default=True)
 @with_common_options
-def run(topologies: tuple[str, ...], checkouts: int, results: Path, workers: int, threads: int,
-        catalog_size: int, kdf_log2: int) -> None:
-    """Measure each placement: for now, the sequential checkout probe (one client, unloaded)."""
-    from bench.probe import probe_checkout
+def run(topologies: tuple[str, ...], checkouts: int, rounds: int, warmup: int, results: Path,
+        workers: int, threads: int, catalog_size: int, kdf_log2: int) -> None:
+    """Measure each placement: for now, the sequential checkout probe (one client, unloaded).
 
+    Every placement is started first; then blocks of checkouts alternate between them, so
+    drift in the machine hits all alike. The full load harness is not built yet.
+    """
     _stop_on_signals()
     try:
-        placements = [load_topology(t) for t in topologies]
+        placements = [load_topology(t) for t in dict.fromkeys(topologies)]
     except TopologyError as exc:
         raise click.BadParameter(str(exc), param_hint="--topology") from None
     settings = _settings(workers, threads, catalog_size, kdf_log2)
     run_dir = results / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    summaries = []
-    for topology in placements:
-        click.echo(f"{topology.name}: starting", err=True)
-        try:
-            with launch(topology, settings) as shop:
-                result = probe_checkout(shop.base_url, topology.name, checkouts)
-        except LaunchError as exc:
-            click.echo(f"seambench run: {exc}", err=True)
-            sys.exit(1)
-        summaries.append(result.summary())
-        click.echo(f"{topology.name}: p50 {result.percentile(50):.0f} µs", err=True)
-    (run_dir / "probe.json").write_text(json.dumps(summaries, indent=2) + "\n")
+    manifest = {"command": "probe", "started_at": time.time(), "complete": False,
+                "config": {"topologies": [t.name for t in placements], "checkouts": checkouts,
+                           "rounds": rounds, "warmup": warmup, "workers": workers,
+                           "threads": threads, "catalog_size": catalog_size,
+                           "kdf_log2": kdf_log2},
+                "environment": fingerprint()}
+    probes: list[CheckoutProbe] = []
+    try:
+        with ExitStack() as stack:
+            for topology in placements:
+                click.echo(f"starting {topology.name}", err=True)
+                shop = stack.enter_context(launch(topology, settings))
+                probe = CheckoutProbe(shop.base_url, topology.name)
+                stack.callback(probe.close)
+                probe.measure(0, warmup)
+                probes.append(probe)
+            for block in range(rounds):
+                size = checkouts // rounds + (block < checkouts % rounds)
+                for probe in probes:
+                    probe.measure(size)
+                click.echo(f"round {block + 1}/{rounds} done", err=True)
+        manifest["complete"] = True
+    except LaunchError as exc:
+        click.echo(f"seambench run: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        manifest["ended_at"] = time.time()
+        manifest["results"] = [p.result.summary() for p in probes if p.result.samples_us]
+        write_json(run_dir / "probe.json", manifest)
     click.echo(f"{'placement':<16}{'checkouts':>10}{'p50 µs':>10}{'p90 µs':>10}{'p99 µs':>10}")
-    for s in summaries:
+    for s in manifest["results"]:
         click.echo(f"{s['placement']:<16}{s['checkouts']:>10}{s['p50_us']:>10}{s['p90_us']:>10}"
                    f"{s['p99_us']:>10}")
+    if len(manifest["results"]) > 1:
+        base = manifest["results"][0]
+        for s in manifest["results"][1:]:
+            click.echo(f"p50 {s['placement']}/{base['placement']}: "
+                       f"{s['p50_us'] / base['p50_us']:.2f}x")
     click.echo(f"results: {run_dir / 'probe.json'}")
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write atomically: a reader never sees half a file, an interrupted run keeps the old."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

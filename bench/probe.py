@@ -57,26 +57,31 @@ class ShopSession:
         self._conn.close()
 
 
-def probe_checkout(base_url: str, placement: str, checkouts: int = 300,
-                   warmup: int = 30) -> ProbeResult:
-    """Register, log in, top up, then time ``checkouts`` sequential checkouts of one item."""
-    session = ShopSession(base_url)
-    try:
+class CheckoutProbe:
+    """One user of one placement, ready to time checkouts in blocks (so placements can be
+    interleaved A B A B and machine drift hits both)."""
+
+    def __init__(self, base_url: str, placement: str) -> None:
+        self.result = ProbeResult(placement, [])
+        self._session = ShopSession(base_url)
         user = f"probe-{uuid.uuid4().hex[:12]}"
-        session.expect(201, "POST", "/auth/register", {"username": user, "password": "probe-pass"})
-        session.token = session.expect(200, "POST", "/auth/login",
-                                       {"username": user, "password": "probe-pass"})["token"]
-        sku = session.expect(200, "GET", "/search?q=lamp&limit=1")["results"][0]["sku"]
-        samples: list[float] = []
+        self._session.expect(201, "POST", "/auth/register", {"username": user, "password": "probe-pass"})
+        self._session.token = self._session.expect(
+            200, "POST", "/auth/login", {"username": user, "password": "probe-pass"})["token"]
+        self._sku = self._session.expect(200, "GET", "/search?q=lamp&limit=1")["results"][0]["sku"]
+
+    def measure(self, checkouts: int, warmup: int = 0) -> None:
+        """Time ``checkouts`` sequential one-item checkouts after ``warmup`` untimed ones."""
         for i in range(warmup + checkouts):
-            if i % 50 == 0:
-                session.expect(200, "POST", "/billing/topup", {"amount_cents": 10_000_000})
+            if i % 50 == 0:  # top-ups stay outside the timed region
+                self._session.expect(200, "POST", "/billing/topup", {"amount_cents": 10_000_000})
             key = {"Idempotency-Key": uuid.uuid4().hex}
+            body = {"items": [{"sku": self._sku, "qty": 1}]}
             start = time.perf_counter_ns()
-            session.expect(201, "POST", "/billing/checkout", {"items": [{"sku": sku, "qty": 1}]}, key)
+            self._session.expect(201, "POST", "/billing/checkout", body, key)
             elapsed_us = (time.perf_counter_ns() - start) / 1000
             if i >= warmup:
-                samples.append(elapsed_us)
-        return ProbeResult(placement, samples)
-    finally:
-        session.close()
+                self.result.samples_us.append(elapsed_us)
+
+    def close(self) -> None:
+        self._session.close()
