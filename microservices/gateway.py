@@ -1,14 +1,15 @@
 """The gateway: the one public address of a split shop, routing by path prefix.
 
 Only the public API passes; ``/internal/...`` and anything unknown get a JSON 404 here and
-never reach a service. The client's own service-credential header is never forwarded.
+never reach a service. Only the headers the public API uses are forwarded, so a client's
+own service-credential header never is.
 """
 from __future__ import annotations
 
 from flask import Flask, Response, request
 
 from shop.errors import NotFound
-from shop.hops import SERVICE_HEADER, HopClient
+from shop.hops import HopClient
 from shop.placement import Deployment
 from shop.server import deployment_from_env
 from shop.web import create_base_app
@@ -43,7 +44,6 @@ def create_app(deployment: Deployment | None = None) -> Flask:
         if component is None:
             raise NotFound(f"no route for {request.path}")
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
-        headers.pop(SERVICE_HEADER, None)
         target = request.full_path if request.query_string else request.path
         upstream = hops[topo.process_of(component)].send(
             request.method, target, request.get_data(), headers,
