@@ -6,6 +6,8 @@ own service-credential header never is.
 """
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import Flask, Response, request
 
 from shop.errors import NotFound
@@ -28,6 +30,15 @@ def owner_of(path: str) -> str | None:
     return first if first in ROUTED_SEGMENTS else None
 
 
+def upstream_target(path: str, query: bytes) -> str:
+    """The request-target to forward: Flask hands us the path decoded, so escape it again
+    (a space or a quote in an order id must not reach the upstream request line raw)."""
+    target = quote(path, safe="/:@!$&'()*+,;=~")
+    if query:
+        target += "?" + quote(query.decode("latin-1"), safe="=&%+/:;,?@!$'()*~")
+    return target
+
+
 def create_app(deployment: Deployment | None = None) -> Flask:
     """App factory; with no arguments, reads what ``seambench up`` passed in the environment."""
     if deployment is None:
@@ -44,7 +55,7 @@ def create_app(deployment: Deployment | None = None) -> Flask:
         if component is None:
             raise NotFound(f"no route for {request.path}")
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
-        target = request.full_path if request.query_string else request.path
+        target = upstream_target(request.path, request.query_string)
         upstream = hops[topo.process_of(component)].send(
             request.method, target, request.get_data(), headers,
             idempotent=request.method in IDEMPOTENT_METHODS)

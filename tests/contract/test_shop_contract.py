@@ -165,3 +165,8 @@ def test_internal_endpoints_are_not_public(api, user):
 def test_health_endpoints(api):
     assert api.call("GET", "/healthz")[0] == 200
     assert api.call("GET", "/readyz")[0] == 200
+
+
+def test_odd_characters_in_an_order_id_are_a_plain_404(user):
+    for order_id in ["a%20b", "%27%22%3C%3E", "%C3%A9", "x%2Fy", "..%2F..%2Fetc"]:
+        assert_error(user.call("GET", f"/billing/orders/{order_id}"), 404)
