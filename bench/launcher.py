@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,10 +81,19 @@ class RunningShop:
         return [p for p in self.processes.values() if p.popen.poll() is not None]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: all probe sockets stay bound until every port
+    is chosen, so the kernel cannot hand the same port out twice."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def app_spec(topology: Topology, process: str) -> str:
@@ -127,7 +137,7 @@ def is_ready(url: str, timeout_s: float = 1.0) -> bool:
     try:
         conn.request("GET", "/readyz")
         return conn.getresponse().status == 200
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False
     finally:
         conn.close()
@@ -181,7 +191,8 @@ def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings)
     return Deployment(topology=topology, data_dir=str(data_dir),
                       service_credential=secrets.token_urlsafe(24),
                       token_secret=secrets.token_urlsafe(32),
-                      urls={name: f"http://{HOST}:{free_port()}" for name in names},
+                      urls={name: f"http://{HOST}:{port}"
+                            for name, port in zip(names, free_ports(len(names)))},
                       scrypt_n=settings.scrypt_n, search=settings.search)
 
 
@@ -205,7 +216,31 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
         wait_ready(shop, settings.ready_timeout_s)
         yield shop
     finally:
-        stop(shop, settings.stop_timeout_s)
-        if owned_dir:
-            shutil.rmtree(data_path, ignore_errors=True)
+        with signals_held():  # a second Ctrl-C must not cut the clean-up short
+            stop(shop, settings.stop_timeout_s)
+            if owned_dir:
+                shutil.rmtree(data_path, ignore_errors=True)
 
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them.
+
+    Handlers are swapped rather than the signal mask changed: Python runs handlers in the
+    main thread whichever thread the kernel picked, so a mask on one thread holds nothing.
+    Outside the main thread (where handlers cannot be set) this holds nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            os.kill(os.getpid(), sig)

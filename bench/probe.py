@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import statistics
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,8 +18,14 @@ class ProbeResult:
     samples_us: list[float]  # one wall-clock latency per checkout, microseconds
 
     def percentile(self, q: float) -> float:
-        """The q-th percentile (0 < q < 100) in µs, by linear interpolation."""
-        return statistics.quantiles(self.samples_us, n=1000, method="inclusive")[round(q * 10) - 1]
+        """The q-th percentile (0 <= q <= 100) in µs, interpolating between order statistics."""
+        ordered = sorted(self.samples_us)
+        if not ordered:
+            raise ValueError("no samples")
+        rank = (len(ordered) - 1) * q / 100
+        low = int(rank)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
     def summary(self) -> dict[str, float | int | str]:
         return {"placement": self.placement, "checkouts": len(self.samples_us),
@@ -35,6 +40,11 @@ class ShopSession:
         host, port = base_url.removeprefix("http://").rsplit(":", 1)
         self._conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
         self.token = ""
+
+    def reconnect(self) -> None:
+        """Drop the connection; the next call opens a new one (the server may have closed an
+        idle one while other placements were being measured)."""
+        self._conn.close()
 
     def call(self, method: str, path: str, body: dict | None = None,
              headers: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -71,7 +81,10 @@ class CheckoutProbe:
         self._sku = self._session.expect(200, "GET", "/search?q=lamp&limit=1")["results"][0]["sku"]
 
     def measure(self, checkouts: int, warmup: int = 0) -> None:
-        """Time ``checkouts`` sequential one-item checkouts after ``warmup`` untimed ones."""
+        """Time ``checkouts`` sequential one-item checkouts after ``warmup`` untimed ones.
+
+        The block starts on a fresh connection, opened by an untimed top-up."""
+        self._session.reconnect()
         for i in range(warmup + checkouts):
             if i % 50 == 0:  # top-ups stay outside the timed region
                 self._session.expect(200, "POST", "/billing/topup", {"amount_cents": 10_000_000})

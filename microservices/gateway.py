@@ -1,5 +1,8 @@
 """The gateway: the one public address of a split shop, routing by path prefix.
 
+It also runs the one public use case that belongs at the edge when shard calls cross a
+hop: ``/search/scatter`` fans out from here to the search process's shard endpoint.
+
 Only the public API passes; ``/internal/...`` and anything unknown get a JSON 404 here and
 never reach a service. Only the headers the public API uses are forwarded, so a client's
 own service-credential header never is.
@@ -10,9 +13,13 @@ from urllib.parse import quote
 
 from flask import Flask, Response, request
 
+from shop.auth.client import AuthClient
 from shop.errors import NotFound
 from shop.hops import HopClient
 from shop.placement import Deployment
+from shop.search.client import SearchClient
+from shop.search.routes import scatter_blueprint
+from shop.search.service import Scatter
 from shop.server import deployment_from_env
 from shop.web import create_base_app
 
@@ -44,9 +51,12 @@ def create_app(deployment: Deployment | None = None) -> Flask:
     if deployment is None:
         deployment, _ = deployment_from_env()
     topo = deployment.topology
-    hops = {proc: HopClient(deployment.urls[proc], deployment.service_credential, deployment.hop)
-            for proc in topo.processes}
+    hops = {proc: HopClient(deployment.urls[proc], deployment.service_credential, deployment.hop,
+                            name=proc) for proc in topo.processes}
     app = create_base_app("gateway", deployment.service_credential)
+    if topo.shard_calls == "http":  # the scatter runs here, each shard query a hop to search
+        scatter = Scatter(SearchClient(hops[topo.process_of("search")]))
+        app.register_blueprint(scatter_blueprint(scatter, AuthClient(hops[topo.process_of("auth")])))
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])

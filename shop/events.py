@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,11 +30,13 @@ OUTBOX_SCHEMA = [
         event_id TEXT NOT NULL UNIQUE,
         body TEXT NOT NULL,
         created_at REAL NOT NULL,
+        claimed_by TEXT,
         claimed_until REAL NOT NULL DEFAULT 0,
         attempts INTEGER NOT NULL DEFAULT 0,
-        delivered_at REAL)""",
+        delivered_at REAL,
+        rejected TEXT)""",
     """CREATE INDEX IF NOT EXISTS billing_outbox_pending
-        ON billing_outbox (delivered_at, claimed_until)""",
+        ON billing_outbox (delivered_at, claimed_until) WHERE delivered_at IS NULL""",
 ]
 
 
@@ -88,15 +91,20 @@ class Outbox:
 class OutboxRelay:
     """Deliver outbox rows to notify until each is acknowledged.
 
-    Several relays (one per gunicorn worker) may run against one outbox: a relay claims a
-    batch by leasing it for ``lease_s`` seconds, so rows are not delivered twice in the
-    normal case, and a relay that dies mid-batch only delays its rows until the lease ends.
+    Several relays (one per gunicorn worker) may share one outbox. A relay claims a batch
+    in its own name with a lease of ``lease_s`` seconds: rows are not delivered twice while
+    deliveries take less than the lease, and a relay that dies mid-batch only delays its
+    rows until the lease ends. A failed delivery ends the batch and gives back this relay's
+    remaining claims. An event notify *refuses* (a 4xx: it will never be accepted) is set
+    aside as ``rejected`` with the reason, so it cannot block the events behind it.
+    Delivery is at least once; notify dedupes by event id.
     """
 
-    def __init__(self, db: Database, notify: "Notify", *, batch: int = 64,
-                 poll_s: float = 0.05, lease_s: float = 5.0, max_backoff_s: float = 2.0) -> None:
+    def __init__(self, db: Database, notify: "Notify", *, batch: int = 16,
+                 poll_s: float = 0.05, lease_s: float = 15.0, max_backoff_s: float = 2.0) -> None:
         self._db = db
         self._notify = notify
+        self.name = uuid.uuid4().hex
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._batch, self._poll_s, self._lease_s = batch, poll_s, lease_s
@@ -114,32 +122,59 @@ class OutboxRelay:
             self._thread.join(timeout_s)
 
     def deliver_pending(self) -> int:
-        """Claim and deliver one batch; the number delivered. Raises on a failed delivery."""
+        """Claim and deliver one batch; the number delivered. Raises on a failed delivery
+        (after giving back the claims this relay still holds)."""
         delivered = 0
-        for seq, body in self._claim():
-            self._notify.deliver(PaymentCaptured.from_json(json.loads(body)))
-            with self._db.transaction() as conn:
-                conn.execute("UPDATE billing_outbox SET delivered_at = ? WHERE seq = ?",
-                             (time.time(), seq))
-            delivered += 1
+        try:
+            for seq, body in self._claim():
+                try:
+                    self._notify.deliver(PaymentCaptured.from_json(json.loads(body)))
+                except DomainError as exc:
+                    if exc.status >= 500:
+                        raise
+                    self._settle(seq, "rejected = ?", f"{exc.code}: {exc.detail}")
+                    log.error("outbox relay: notify refused event seq %s: %s", seq, exc)
+                    continue
+                self._settle(seq, "delivered_at = ?", time.time())
+                delivered += 1
+        except BaseException:
+            self._release()
+            raise
         return delivered
 
     def backlog(self) -> int:
-        """Events written but not yet acknowledged by notify."""
-        row = self._db.query_one(
-            "SELECT count(*) AS n FROM billing_outbox WHERE delivered_at IS NULL")
+        """Events written but neither acknowledged by notify nor rejected."""
+        row = self._db.query_one("SELECT count(*) AS n FROM billing_outbox "
+                                 "WHERE delivered_at IS NULL AND rejected IS NULL")
         return int(row["n"]) if row else 0
 
     def _claim(self) -> list[tuple[int, str]]:
         now = time.time()
         with self._db.transaction() as conn:
             rows = conn.execute(
-                """UPDATE billing_outbox SET claimed_until = ?, attempts = attempts + 1
+                """UPDATE billing_outbox
+                   SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1
                    WHERE seq IN (SELECT seq FROM billing_outbox
-                                 WHERE delivered_at IS NULL AND claimed_until < ?
+                                 WHERE delivered_at IS NULL AND rejected IS NULL
+                                   AND claimed_until < ?
                                  ORDER BY seq LIMIT ?)
-                   RETURNING seq, body""", (now + self._lease_s, now, self._batch)).fetchall()
+                   RETURNING seq, body""",
+                (self.name, now + self._lease_s, now, self._batch)).fetchall()
         return sorted((row["seq"], row["body"]) for row in rows)
+
+    def _settle(self, seq: int, assignment: str, value: object) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(f"UPDATE billing_outbox SET {assignment}, claimed_by = NULL "
+                         "WHERE seq = ?", (value, seq))
+
+    def _release(self) -> None:
+        """Give back this relay's unsettled claims so the retry need not wait out the lease."""
+        try:
+            with self._db.transaction() as conn:
+                conn.execute("UPDATE billing_outbox SET claimed_until = 0, claimed_by = NULL "
+                             "WHERE claimed_by = ? AND delivered_at IS NULL", (self.name,))
+        except Exception:  # the lease expires by itself
+            log.exception("outbox relay: could not release claims")
 
     def _run(self) -> None:
         backoff = self._poll_s
@@ -150,7 +185,6 @@ class OutboxRelay:
                 backoff = self._poll_s
             except (DomainError, OSError) as exc:
                 log.warning("outbox relay: delivery failed, retrying in %.2fs: %s", backoff, exc)
-                self._release()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
                 continue
@@ -160,12 +194,3 @@ class OutboxRelay:
                 continue
             if not busy:
                 self.wake.wait(self._poll_s)
-
-    def _release(self) -> None:
-        """Give up our leases so the retry (ours or another relay's) need not wait them out."""
-        try:
-            with self._db.transaction() as conn:
-                conn.execute("UPDATE billing_outbox SET claimed_until = 0 "
-                             "WHERE delivered_at IS NULL AND claimed_until > ?", (time.time(),))
-        except Exception:  # the lease expires by itself
-            log.exception("outbox relay: could not release leases")

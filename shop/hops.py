@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import select
 import socket
 import threading
@@ -30,6 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shop.errors import DomainError, RemoteError, Unavailable
+
+log = logging.getLogger(__name__)
 
 SERVICE_HEADER = "X-Seambench-Service"
 # A pooled connection's socket was closed under us: safe to resend an idempotent call.
@@ -108,11 +111,13 @@ def _readable(conn: http.client.HTTPConnection) -> bool:
 class HopClient:
     """JSON-over-HTTP calls to one destination process."""
 
-    def __init__(self, base_url: str, credential: str, settings: HopSettings = HopSettings()) -> None:
+    def __init__(self, base_url: str, credential: str, settings: HopSettings = HopSettings(),
+                 name: str = "dependency") -> None:
         url = urlsplit(base_url)
         if url.scheme != "http" or not url.hostname or not url.port:
             raise ValueError(f"hop destination must be http://HOST:PORT, not {base_url!r}")
         self.base_url = base_url
+        self.name = name  # said in errors instead of the internal address
         self._pool = ConnectionPool(url.hostname, url.port, settings)
         self._headers = {"Content-Type": "application/json", SERVICE_HEADER: credential}
 
@@ -123,7 +128,9 @@ class HopClient:
         try:
             data = json.loads(response.data)
         except ValueError:
-            raise RemoteError(f"{self.base_url}{path}: HTTP {response.status}, not JSON") from None
+            log.warning("hop %s%s: HTTP %s with a body that is not JSON", self.base_url, path,
+                        response.status)
+            raise RemoteError(f"{self.name} answered HTTP {response.status}, not JSON") from None
         if response.status >= 400:
             raise DomainError.from_json(response.status, data)
         return data
@@ -134,18 +141,23 @@ class HopClient:
         try:
             conn, reused = self._pool.acquire()
         except OSError as exc:
-            raise Unavailable(f"{self.base_url}: cannot connect: {exc}") from exc
+            raise self._unavailable(path, "cannot connect", exc) from exc
         try:
             return self._exchange(conn, method, path, body, headers)
         except STALE_CONNECTION_ERRORS as exc:
             if not (reused and idempotent):
-                raise Unavailable(f"{self.base_url}{path}: connection dropped: {exc!r}") from exc
+                raise self._unavailable(path, "connection dropped", exc) from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise Unavailable(f"{self.base_url}{path}: {exc!r}") from exc
+            raise self._unavailable(path, "no answer", exc) from exc
         try:  # the one retry, on a connection nobody has used
             return self._exchange(self._pool.new(), method, path, body, headers)
         except (OSError, http.client.HTTPException) as exc:
-            raise Unavailable(f"{self.base_url}{path}: {exc!r} (after a retry)") from exc
+            raise self._unavailable(path, "no answer after a retry", exc) from exc
+
+    def _unavailable(self, path: str, what: str, exc: BaseException) -> Unavailable:
+        """The full story goes to the log; the caller (maybe a public client) gets the gist."""
+        log.warning("hop %s%s: %s: %r", self.base_url, path, what, exc)
+        return Unavailable(f"{self.name} is unavailable: {what} ({type(exc).__name__})")
 
     def _exchange(self, conn: http.client.HTTPConnection, method: str, path: str,
                   body: bytes | None, headers: dict[str, str]) -> HopResponse:

@@ -30,13 +30,14 @@ from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
 from shop.search.api import Search
 from shop.search.client import SearchClient
 from shop.search.service import SCHEMA as SEARCH_SCHEMA, Scatter, SearchService, SearchSettings, seed_catalog
-from shop.storage import Database, Databases
+from shop.errors import InvalidValue
+from shop.storage import Database, Databases, sqlite_path
 
 COMPONENTS = ("auth", "billing", "search", "notify")
 SCHEMAS = {"auth": AUTH_SCHEMA, "billing": BILLING_SCHEMA + OUTBOX_SCHEMA,
            "search": SEARCH_SCHEMA, "notify": NOTIFY_SCHEMA}
 GATEWAY = "gateway"
-NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "topologies"
 
 
@@ -50,6 +51,7 @@ class Topology:
     processes: dict[str, tuple[str, ...]]  # process name -> the components it hosts
     databases: dict[str, str]  # component -> database name (a file in the data dir) or URL
     gateway: bool  # a gateway process routes the public API to the owners
+    shard_calls: str = "local"  # "http": the gateway scatters, each shard call a real hop
 
     def process_of(self, component: str) -> str:
         return next(p for p, hosted in self.processes.items() if component in hosted)
@@ -68,9 +70,10 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
     def fail(why: str) -> TopologyError:
         return TopologyError(f"{source}: {why}")
 
-    unknown = set(data) - {"name", "gateway", "process", "database"}
+    unknown = set(data) - {"name", "gateway", "process", "database", "shard_calls"}
     if unknown:
-        raise fail(f"unknown key(s) {sorted(unknown)}; expected name, gateway, process, database")
+        raise fail(f"unknown key(s) {sorted(unknown)}; "
+                   f"expected name, gateway, shard_calls, process, database")
     name = data.get("name", Path(source).stem)
     procs = data.get("process")
     if not isinstance(procs, dict) or not procs:
@@ -78,7 +81,7 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
     processes: dict[str, tuple[str, ...]] = {}
     seen: dict[str, str] = {}
     for proc, table in procs.items():
-        if not NAME.match(proc) or proc == GATEWAY:
+        if not NAME.fullmatch(proc) or proc == GATEWAY:
             raise fail(f"bad process name {proc!r} (lowercase letters, digits, '-', '_'; "
                        f"not {GATEWAY!r})")
         comps = table.get("components") if isinstance(table, dict) else None
@@ -107,9 +110,21 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
         raise fail(f"[database] names unknown component(s) {sorted(set(dbs) - set(COMPONENTS))}")
     databases = {c: dbs.get(c, c) for c in COMPONENTS}
     for comp, db in databases.items():
-        if "://" not in db and not NAME.match(db):
+        if "://" not in db and not NAME.fullmatch(db):
             raise fail(f"[database] {comp} = {db!r}: use a plain name or a sqlite:/// URL")
-    return Topology(str(name), processes, databases, gateway)
+        if "://" in db:
+            try:
+                sqlite_path(db)
+            except InvalidValue as exc:
+                raise fail(f"[database] {comp}: {exc.detail}") from None
+    shard_calls = data.get("shard_calls", "http" if gateway else "local")
+    if shard_calls not in ("local", "http"):
+        raise fail(f"shard_calls must be \"local\" or \"http\", not {shard_calls!r}")
+    if shard_calls == "http" and not gateway:
+        # The scatter must not call its own process: its threads would wait on requests
+        # queued behind them. Split, the gateway scatters to the search process.
+        raise fail("shard_calls = \"http\" needs gateway = true (the gateway scatters)")
+    return Topology(str(name), processes, databases, gateway, shard_calls)
 
 
 def load_topology(name_or_path: str | Path) -> Topology:
@@ -180,7 +195,7 @@ class ShopProcess:
     billing: Billing
     search: Search
     notify: Notify
-    scatter: Scatter
+    scatter: Scatter | None
     relay: OutboxRelay | None
     databases: Databases
     hops: list[HopClient]
@@ -201,7 +216,8 @@ class ShopProcess:
     def close(self) -> None:
         if self.relay is not None:
             self.relay.stop()
-        self.scatter.close()
+        if self.scatter is not None:
+            self.scatter.close()
         for hop in self.hops:
             hop.close()
         self.databases.close()
@@ -226,7 +242,7 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
             if owner not in deployment.urls:
                 raise TopologyError(f"process {process!r} needs the URL of {owner!r}")
             hops[owner] = HopClient(deployment.urls[owner], deployment.service_credential,
-                                    deployment.hop)
+                                    deployment.hop, name=owner)
         return hops[owner]
 
     auth: Auth = (AuthService(db("auth"), AuthSettings(deployment.token_secret.encode(),
@@ -246,5 +262,8 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
         billing: Billing = BillingService(db("billing"), search, publisher)
     else:
         billing = BillingClient(hop_to("billing"))
-    return ShopProcess(process, hosted, auth, billing, search, notify, Scatter(search), relay,
+    # With local shard calls the search process scatters to itself by function calls;
+    # otherwise the gateway scatters over hops (microservices/gateway.py).
+    scatter = Scatter(search) if "search" in hosted and topo.shard_calls == "local" else None
+    return ShopProcess(process, hosted, auth, billing, search, notify, scatter, relay,
                        databases, list(hops.values()))

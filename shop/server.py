@@ -43,7 +43,9 @@ def register_components(app: Flask, shop: ShopProcess) -> None:
     if "auth" in shop.hosted:
         app.register_blueprint(auth_routes.blueprint(shop.auth))
     if "search" in shop.hosted:
-        app.register_blueprint(search_routes.blueprint(shop.search, shop.scatter, shop.auth))
+        app.register_blueprint(search_routes.blueprint(shop.search, shop.auth))
+    if shop.scatter is not None:
+        app.register_blueprint(search_routes.scatter_blueprint(shop.scatter, shop.auth))
     if "billing" in shop.hosted:
         app.register_blueprint(billing_routes.blueprint(shop.billing, shop.auth))
     if "notify" in shop.hosted:

@@ -80,13 +80,15 @@ class Database:
         local.depth = 1
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            local.depth = 0
+            # Whether the body or the COMMIT failed, leave this thread's connection usable.
             local.after_commit.clear()
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        local.depth = 0
-        conn.execute("COMMIT")
+        finally:
+            local.depth = 0
         hooks, local.after_commit = local.after_commit, []
         for hook in hooks:
             hook()

@@ -37,7 +37,7 @@ def json_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise InvalidRequest("the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
@@ -51,7 +51,18 @@ def field(body: dict[str, Any], name: str, kind: type[T]) -> T:
     value = body[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidRequest(f"field {name!r} must be of type {kind.__name__}")
+    if isinstance(value, str) and not _encodable(value):
+        raise InvalidRequest(f"field {name!r} is not valid Unicode (a lone surrogate)")
     return value
+
+
+def _encodable(text: str) -> bool:
+    """JSON may carry "\\ud800"; such a string cannot be hashed, stored or sent on."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def int_arg(name: str, default: int) -> int:
@@ -129,6 +140,7 @@ def create_base_app(name: str, service_credential: str,
     """A Flask app with JSON errors for everything, /healthz, /readyz and /metrics."""
     app = Flask(name)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.url_map.merge_slashes = False  # else "//" gets an HTML redirect, not a JSON 404
     app.config["SERVICE_CREDENTIAL"] = service_credential
     app.wsgi_app = DrainUnreadBody(app.wsgi_app)
 

@@ -24,7 +24,7 @@ SCHEMA = [
         created_at REAL NOT NULL)""",
 ]
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 PASSWORD_LENGTH = (8, 128)
 
 
@@ -109,9 +109,10 @@ class AuthService:
         self._hasher = PasswordHasher(settings.scrypt_n)
         self._signer = TokenSigner(settings.secret, settings.audience)
         self._clock = clock
+        self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
 
     def register(self, username: str, password: str) -> str:
-        if not USERNAME.match(username):
+        if not USERNAME.fullmatch(username):
             raise InvalidValue("username must be 3-32 characters of letters, digits, '_', '.', '-'")
         if not PASSWORD_LENGTH[0] <= len(password) <= PASSWORD_LENGTH[1]:
             raise InvalidValue("password must be 8-128 characters")
@@ -128,7 +129,9 @@ class AuthService:
     def login(self, username: str, password: str) -> Token:
         row = self._db.query_one(
             "SELECT user_id, password_hash FROM auth_users WHERE username = ?", (username,))
-        if row is None or not self._hasher.verify(password, row["password_hash"]):
+        # An unknown name costs a hash too, so timing does not tell which names exist.
+        stored = row["password_hash"] if row is not None else self._decoy
+        if not self._hasher.verify(password, stored) or row is None:
             raise InvalidCredentials("unknown username or wrong password")
         expires_at = int(self._clock()) + self._settings.token_ttl_s
         token = self._signer.sign(Principal(row["user_id"], username), expires_at)

@@ -45,7 +45,7 @@ SCHEMA = [
 MAX_TOPUP_CENTS = 100_000_00  # 100,000.00 a top-up; more is refused as absurd
 MAX_BALANCE_CENTS = 10**12
 MAX_ITEMS, MAX_QTY = 50, 100
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 def validate_items(items: list[LineItem]) -> None:
@@ -59,7 +59,7 @@ def validate_items(items: list[LineItem]) -> None:
 
 
 def validate_idempotency_key(key: str) -> None:
-    if not IDEMPOTENCY_KEY.match(key):
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidValue("Idempotency-Key must be 1-128 printable ASCII characters")
 
 

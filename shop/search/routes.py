@@ -19,14 +19,10 @@ def hits_json(hits: list[Hit]) -> list[dict]:
     return [asdict(hit) for hit in hits]
 
 
-def blueprint(search: Search, scatter: Scatter, auth: Auth) -> Blueprint:
-    bp = Blueprint("search", __name__)
-
-    @bp.get("/search")
-    def search_public() -> Response:
-        caller(auth)
-        hits = search.search(str_arg("q"), int_arg("limit", DEFAULT_LIMIT))
-        return json_response({"results": hits_json(hits)})
+def scatter_blueprint(scatter: Scatter, auth: Auth) -> Blueprint:
+    """``/search/scatter``: served where the scatter runs (see ``Scatter``), which is the
+    search process when shard calls are local and the gateway when they cross a hop."""
+    bp = Blueprint("scatter", __name__)
 
     @bp.get("/search/scatter")
     def scatter_public() -> Response:
@@ -34,6 +30,18 @@ def blueprint(search: Search, scatter: Scatter, auth: Auth) -> Blueprint:
         n = int_arg("n", 4)
         hits = scatter.scatter(str_arg("q"), n, int_arg("limit", DEFAULT_LIMIT))
         return json_response({"results": hits_json(hits), "shards": n})
+
+    return bp
+
+
+def blueprint(search: Search, auth: Auth) -> Blueprint:
+    bp = Blueprint("search", __name__)
+
+    @bp.get("/search")
+    def search_public() -> Response:
+        caller(auth)
+        hits = search.search(str_arg("q"), int_arg("limit", DEFAULT_LIMIT))
+        return json_response({"results": hits_json(hits)})
 
     @bp.post("/internal/search/search")
     def search_internal() -> Response:

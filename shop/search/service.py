@@ -112,8 +112,10 @@ class SearchService:
 class Scatter:
     """Scatter a query to ``n`` shards in parallel and gather the best hits.
 
-    The shards are reached through a ``Search`` handle, local or remote as placed; a
-    thread pool makes the n calls concurrently, so latency is the slowest shard's.
+    The shards are reached through a ``Search`` handle: the local implementation, or a
+    client stub when the topology's ``shard_calls`` is "http". A thread pool makes the n
+    calls concurrently, so latency is the slowest shard's (plus queueing for the pool's
+    ``max_shards`` threads when several scatters run at once).
     """
 
     def __init__(self, search: Search, max_shards: int = 32) -> None:

@@ -104,7 +104,10 @@ def test_token_required(api, method, path, body):
     (b"{not json", 400), (b"[1, 2]", 400), (b"", 400), (b'{"username": "abc"}', 400),
     (b'{"username": 5, "password": "secret-pass"}', 400),
     (b'{"username": "a b", "password": "secret-pass"}', 422),
-    (b'{"username": "okname", "password": "short"}', 422), (b"\xff\xfe", 400)])
+    (b'{"username": "okname", "password": "short"}', 422), (b"\xff\xfe", 400),
+    (b'{"username": "alice\\n", "password": "secret-pass"}', 422),
+    (b'{"username": "okname", "password": "\\ud800\\ud800\\ud800\\ud800"}', 400),
+    (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, 400)])
 def test_bad_registration(api, raw, status):
     assert_error(api.call("POST", "/auth/register", raw=raw), status)
 
@@ -150,6 +153,7 @@ def test_unknown_routes_and_methods_are_json(user):
     assert_error(user.call("GET", "/no/such/thing"), 404)
     assert_error(user.call("GET", "/"), 404)
     assert_error(user.call("DELETE", "/billing/balance"), 405)
+    assert_error(user.call("GET", "/billing//balance"), 404)
 
 
 def test_internal_endpoints_are_not_public(api, user):

@@ -83,13 +83,14 @@ def test_a_process_that_dies_at_start_is_named_with_its_log(monkeypatch):
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
     taken = squatter.getsockname()[1]
-    real_free_port, calls = launcher.free_port, []
+    real_free_ports = launcher.free_ports
 
-    def free_port() -> int:
-        calls.append(1)
-        return taken if len(calls) == 2 else real_free_port()  # 2nd process: billing
+    def free_ports(count: int) -> list[int]:
+        ports = real_free_ports(count)
+        ports[1] = taken  # the 2nd process: billing
+        return ports
 
-    monkeypatch.setattr(launcher, "free_port", free_port)
+    monkeypatch.setattr(launcher, "free_ports", free_ports)
     started = []
     monkeypatch.setattr(launcher, "start_process", _recording(launcher.start_process, started))
     try:
@@ -121,3 +122,13 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
         assert done.returncode == 2, (args, done.stderr)
         assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert done.stderr.startswith("seambench: error: ")
+
+
+def test_a_signal_during_clean_up_waits_until_it_is_done():
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with launcher.signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            finished.append("clean-up")
+    assert finished == ["clean-up"]

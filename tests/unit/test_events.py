@@ -5,6 +5,7 @@ import pytest
 from shop.billing.api import LineItem
 from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
 from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay, PaymentCaptured
+from shop.errors import InvalidRequest
 from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
 from shop.storage import Database
 from tests.fakes import FakeNotify, FakeSearch
@@ -67,12 +68,11 @@ def test_outbox_relay_retries_until_acknowledged(db):
 def test_outbox_rows_survive_a_relay_that_died_mid_batch(db):
     """A claimed but unacknowledged row is delivered by the next relay once the lease ends."""
     db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
-    crashed = OutboxRelay(db, FakeNotify(failures=1), lease_s=0.05)
+    crashed = OutboxRelay(db, FakeNotify(), lease_s=0.05)
     billing = outbox_billing(db, crashed)
     billing.topup("u1", 1000)
     billing.checkout("u1", [LineItem("SKU-A", 1)], "k1")
-    with pytest.raises(Exception):
-        crashed.deliver_pending()  # claims the row, then delivery fails: the "crash"
+    assert len(crashed._claim()) == 1  # claimed, then the process died: nothing given back
     survivor_notify = FakeNotify()
     survivor = OutboxRelay(db, survivor_notify, lease_s=0.05)
     assert survivor.deliver_pending() == 0  # still leased to the crashed relay
@@ -89,3 +89,39 @@ def test_rolled_back_checkout_leaves_no_outbox_row(db):
             Outbox(db, relay.wake).publish(event(1))
             raise RuntimeError("abort")
     assert relay.backlog() == 0 and not relay.wake.is_set()
+
+
+def test_a_failing_relay_gives_back_only_its_own_claims(db):
+    db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
+    for n in range(4):
+        with db.transaction():
+            Outbox(db).publish(event(n))
+    holder = OutboxRelay(db, FakeNotify(), batch=2)
+    claimed = holder._claim()  # holder is busy delivering rows 1-2
+    with pytest.raises(Exception):
+        OutboxRelay(db, FakeNotify(failures=1), batch=1).deliver_pending()  # claims 3, fails
+    third = OutboxRelay(db, FakeNotify(), batch=10)
+    assert [seq for seq, _ in third._claim()] == [3, 4]  # never the holder's rows
+    assert [seq for seq, _ in claimed] == [1, 2]
+
+
+class RefusingNotify(FakeNotify):
+    """Refuses one event for good (a 4xx), accepts the others."""
+
+    def deliver(self, event: PaymentCaptured) -> bool:
+        if event.event_id == "e0":
+            raise InvalidRequest("not a PaymentCaptured event")
+        return super().deliver(event)
+
+
+def test_a_refused_event_is_set_aside_and_does_not_block_the_rest(db):
+    db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
+    for n in range(4):
+        with db.transaction():
+            Outbox(db).publish(event(n))
+    notify = RefusingNotify()
+    relay = OutboxRelay(db, notify)
+    assert relay.deliver_pending() == 3 and relay.backlog() == 0
+    assert sorted(notify.stored) == ["e1", "e2", "e3"]
+    [row] = db.query("SELECT event_id, rejected FROM billing_outbox WHERE rejected IS NOT NULL")
+    assert row["event_id"] == "e0" and "invalid_request" in row["rejected"]

@@ -35,6 +35,12 @@ def test_shipped_topologies_partition_all_components():
     ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
       "database": {"auth": "../etc"}}, "plain name"),
     ({"process": {}, "extra": 1}, "unknown key"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "shard_calls": "grpc"}, "shard_calls must be"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "shard_calls": "http"}, "needs gateway = true"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "database": {"auth": "postgresql://db/x"}}, "only sqlite:///PATH is supported"),
 ])
 def test_bad_topologies_say_what_is_wrong(doc, needle):
     with pytest.raises(TopologyError) as err:
@@ -61,6 +67,7 @@ def test_monolith_process_is_all_local_with_in_transaction_delivery(tmp_path):
     try:
         assert isinstance(shop.auth, AuthService) and shop.relay is None
         assert isinstance(shop.billing._publisher, DirectDelivery)
+        assert shop.scatter._search is shop.search  # shard calls are function calls
     finally:
         shop.close()
 
@@ -76,5 +83,6 @@ def test_split_process_gets_stubs_and_an_outbox_relay(tmp_path):
     search_side = build_process(deployment(tmp_path, "hybrid", urls), "search")
     try:
         assert isinstance(search_side.auth, AuthClient)
+        assert search_side.scatter is None  # split: the gateway scatters, over hops
     finally:
         search_side.close()
