@@ -132,3 +132,25 @@ def test_a_signal_during_clean_up_waits_until_it_is_done():
             time.sleep(0.1)
             finished.append("clean-up")
     assert finished == ["clean-up"]
+
+
+def test_a_killed_launcher_takes_its_processes_with_it():
+    """SIGKILL gives the launcher no chance to clean up: the children's parent-death
+    signal must stop them anyway."""
+    up = subprocess.Popen([*SEAMBENCH, "up", "--topology", "hybrid", "--kdf-log2", "4"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          start_new_session=True)
+    try:
+        assert up.stdout.readline().startswith("http://127.0.0.1:")
+        children = {p.pid for p in psutil.Process(up.pid).children(recursive=True)}
+        sockets = listening(children)
+        up.kill()
+        up.wait(10)
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in children if alive(pid)]
+        assert all(port_is_free(port) for _, port in sockets)
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
