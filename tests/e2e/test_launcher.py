@@ -134,10 +134,11 @@ def test_a_signal_during_clean_up_waits_until_it_is_done():
     assert finished == ["clean-up"]
 
 
-def test_a_killed_launcher_takes_its_processes_with_it():
+def test_a_killed_launcher_takes_its_processes_with_it(tmp_path):
     """SIGKILL gives the launcher no chance to clean up: the children's parent-death
-    signal must stop them anyway."""
-    up = subprocess.Popen([*SEAMBENCH, "up", "--topology", "hybrid", "--kdf-log2", "4"],
+    signal must stop them anyway. (Its data directory is left; here pytest's tmp_path.)"""
+    up = subprocess.Popen([*SEAMBENCH, "up", "--topology", "hybrid", "--kdf-log2", "4",
+                           "--data-dir", str(tmp_path / "data")],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                           start_new_session=True)
     try:
