@@ -62,7 +62,9 @@ def start(name: str, stack: ExitStack) -> tuple[Api, Any]:
         app = create_app(deployment)
         stack.callback(app.extensions["seambench.shop"].close)
         return InProcessApi(app), None
-    settings = replace(TEST_SETTINGS, workers=2) if name == "hybrid" else TEST_SETTINGS
+    # Two workers where it costs least, so SQLite sees writers in several processes.
+    workers = 2 if name in ("monolith", "hybrid") else 1
+    settings = replace(TEST_SETTINGS, workers=workers)
     shop = stack.enter_context(launch(load_topology(name), settings))
     return HttpApi(shop.base_url), shop
 
