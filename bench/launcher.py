@@ -81,19 +81,24 @@ class RunningShop:
         return [p for p in self.processes.values() if p.popen.poll() is not None]
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports: all probe sockets stay bound until every port
-    is chosen, so the kernel cannot hand the same port out twice."""
-    sockets = []
+def bind_listeners(names: list[str]) -> dict[str, socket.socket]:
+    """A bound (not yet listening) loopback socket on a free port for each name.
+
+    Each is handed to its gunicorn as ``fd://N``, so no other program can take the port
+    between our choosing it and gunicorn using it, and until gunicorn listens a connection
+    is refused rather than left waiting.
+    """
+    listeners: dict[str, socket.socket] = {}
     try:
-        for _ in range(count):
+        for name in names:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
+            listeners[name] = sock
             sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
+    except OSError:
+        for sock in listeners.values():
             sock.close()
+        raise
+    return listeners
 
 
 def app_spec(topology: Topology, process: str) -> str:
@@ -112,22 +117,26 @@ def _die_with_parent() -> None:
         pass
 
 
-def start_process(deployment: Deployment, name: str, settings: LaunchSettings,
-                  log_dir: Path) -> ServerProcess:
+def start_process(deployment: Deployment, name: str, settings: LaunchSettings, log_dir: Path,
+                  listener: socket.socket) -> ServerProcess:
+    """Start one gunicorn on ``listener`` (which the child takes over; we close our copy)."""
     url = deployment.urls[name]
-    port = url.rsplit(":", 1)[1]
     log_path = log_dir / f"{name}.log"
     cmd = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
            "--workers", str(settings.workers), "--threads", str(settings.threads),
-           "--bind", f"{HOST}:{port}", "--keep-alive", str(settings.keep_alive_s),
+           "--bind", f"fd://{listener.fileno()}", "--keep-alive", str(settings.keep_alive_s),
            "--graceful-timeout", str(int(settings.stop_timeout_s)), "--timeout", "60",
            "--log-level", "warning", "--name", f"seambench-{name}",
            app_spec(deployment.topology, name)]
     env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: name,
            "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "ab") as log:
-        popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    with open(log_path, "wb") as log:  # this run's log only: a failure shows its own tail
+        try:
+            popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                     pass_fds=(listener.fileno(),), preexec_fn=_die_with_parent)
+        finally:
+            listener.close()
     return ServerProcess(name, url, log_path, popen)
 
 
@@ -186,13 +195,17 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         pass
 
 
-def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings) -> Deployment:
-    names = [*topology.processes, *([GATEWAY] if topology.gateway else [])]
+def process_names(topology: Topology) -> list[str]:
+    return [*topology.processes, *([GATEWAY] if topology.gateway else [])]
+
+
+def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings,
+                   listeners: dict[str, socket.socket]) -> Deployment:
     return Deployment(topology=topology, data_dir=str(data_dir),
                       service_credential=secrets.token_urlsafe(24),
                       token_secret=secrets.token_urlsafe(32),
-                      urls={name: f"http://{HOST}:{port}"
-                            for name, port in zip(names, free_ports(len(names)))},
+                      urls={name: f"http://{HOST}:{sock.getsockname()[1]}"
+                            for name, sock in listeners.items()},
                       scrypt_n=settings.scrypt_n, search=settings.search)
 
 
@@ -207,16 +220,20 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
     data_path = Path(tempfile.mkdtemp(prefix="seambench-")) if owned_dir else Path(data_dir)
     log_dir = data_path / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    deployment = new_deployment(topology, data_path, settings)
+    listeners = bind_listeners(process_names(topology))
+    deployment = new_deployment(topology, data_path, settings, listeners)
     shop = RunningShop(deployment)
     try:
         prepare_storage(deployment)
         for name in deployment.urls:
-            shop.processes[name] = start_process(deployment, name, settings, log_dir)
+            shop.processes[name] = start_process(deployment, name, settings, log_dir,
+                                                 listeners.pop(name))
         wait_ready(shop, settings.ready_timeout_s)
         yield shop
     finally:
         with signals_held():  # a second Ctrl-C must not cut the clean-up short
+            for sock in listeners.values():  # those of processes never started
+                sock.close()
             stop(shop, settings.stop_timeout_s)
             if owned_dir:
                 shutil.rmtree(data_path, ignore_errors=True)
@@ -224,7 +241,8 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them.
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them (unless the
+    block is already ending in an exception, whose exit status then stands).
 
     Handlers are swapped rather than the signal mask changed: Python runs handlers in the
     main thread whichever thread the kernel picked, so a mask on one thread holds nothing.
@@ -237,10 +255,15 @@ def signals_held() -> Iterator[None]:
     held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
                 for sig in held}
+    leaving_on_error = False
     try:
         yield
+    except BaseException:
+        leaving_on_error = True  # already on the way out: that exit status stands
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for sig in dict.fromkeys(caught):
-            os.kill(os.getpid(), sig)
+        if not leaving_on_error:
+            for sig in dict.fromkeys(caught):
+                os.kill(os.getpid(), sig)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from shop.auth.client import AuthClient
 from shop.errors import NotFound
@@ -37,12 +38,17 @@ def owner_of(path: str) -> str | None:
     return first if first in ROUTED_SEGMENTS else None
 
 
+def is_idempotent(method: str, path: str, headers) -> bool:
+    """Safe to send twice: a safe method, a login, or a call carrying an Idempotency-Key."""
+    return method in IDEMPOTENT_METHODS or path == "/auth/login" or "Idempotency-Key" in headers
+
+
 def upstream_target(path: str, query: bytes) -> str:
     """The request-target to forward: Flask hands us the path decoded, so escape it again
     (a space or a quote in an order id must not reach the upstream request line raw)."""
     target = quote(path, safe="/:@!$&'()*+,;=~")
     if query:
-        target += "?" + quote(query.decode("latin-1"), safe="=&%+/:;,?@!$'()*~")
+        target += "?" + quote(query, safe="=&%+/:;,?@!$'()*~")  # bytes: kept byte for byte
     return target
 
 
@@ -58,6 +64,10 @@ def create_app(deployment: Deployment | None = None) -> Flask:
         scatter = Scatter(SearchClient(hops[topo.process_of("search")]))
         app.register_blueprint(scatter_blueprint(scatter, AuthClient(hops[topo.process_of("auth")])))
 
+        @app.route("/search/scatter", methods=["POST", "PUT", "DELETE", "PATCH"])
+        def scatter_wrong_method() -> Response:
+            raise MethodNotAllowed(valid_methods=["GET"])  # as the monolith answers
+
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     def forward(path: str) -> Response:
@@ -68,7 +78,7 @@ def create_app(deployment: Deployment | None = None) -> Flask:
         target = upstream_target(request.path, request.query_string)
         upstream = hops[topo.process_of(component)].send(
             request.method, target, request.get_data(), headers,
-            idempotent=request.method in IDEMPOTENT_METHODS)
+            idempotent=is_idempotent(request.method, request.path, request.headers))
         return Response(upstream.data, status=upstream.status, content_type=upstream.content_type)
 
     return app

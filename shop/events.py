@@ -16,7 +16,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from shop.errors import DomainError
+from shop.errors import DomainError, InvalidRequest, InvalidValue
 from shop.storage import Database
 
 if TYPE_CHECKING:
@@ -129,9 +129,7 @@ class OutboxRelay:
             for seq, body in self._claim():
                 try:
                     self._notify.deliver(PaymentCaptured.from_json(json.loads(body)))
-                except DomainError as exc:
-                    if exc.status >= 500:
-                        raise
+                except (InvalidRequest, InvalidValue) as exc:  # notify will never take it
                     self._settle(seq, "rejected = ?", f"{exc.code}: {exc.detail}")
                     log.error("outbox relay: notify refused event seq %s: %s", seq, exc)
                     continue
@@ -148,8 +146,19 @@ class OutboxRelay:
                                  "WHERE delivered_at IS NULL AND rejected IS NULL")
         return int(row["n"]) if row else 0
 
+    def rejected(self) -> int:
+        """Events notify refused as malformed, kept with the reason."""
+        row = self._db.query_one(
+            "SELECT count(*) AS n FROM billing_outbox WHERE rejected IS NOT NULL")
+        return int(row["n"]) if row else 0
+
     def _claim(self) -> list[tuple[int, str]]:
         now = time.time()
+        # Look before taking the write lock: an idle relay must not contend with checkouts.
+        if self._db.query_one(
+                "SELECT 1 FROM billing_outbox WHERE delivered_at IS NULL AND rejected IS NULL "
+                "AND claimed_until < ? LIMIT 1", (now,)) is None:
+            return []
         with self._db.transaction() as conn:
             rows = conn.execute(
                 """UPDATE billing_outbox

@@ -211,6 +211,7 @@ class ShopProcess:
                 out[f"notification_lag_{key}" if key != "count" else "notifications_total"] = value
         if self.relay is not None:
             out["outbox_backlog"] = self.relay.backlog()
+            out["outbox_rejected"] = self.relay.rejected()
         return out
 
     def close(self) -> None:

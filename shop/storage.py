@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shop.errors import InvalidValue
+from shop.errors import InvalidValue, Unavailable
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -38,8 +38,9 @@ def sqlite_path(url: str) -> str:
 class Database:
     """A SQLite database reached through one connection per thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.url = url
+        self.busy_timeout_ms = busy_timeout_ms
         self.path = sqlite_path(url)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -51,9 +52,9 @@ class Database:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
+                                   timeout=self.busy_timeout_ms / 1000)
             conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -76,11 +77,19 @@ class Database:
             finally:
                 local.depth -= 1
             return
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _as_unavailable(exc) from exc
         local.depth = 1
         try:
             yield conn
             conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            local.after_commit.clear()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _as_unavailable(exc) from exc
         except BaseException:
             # Whether the body or the COMMIT failed, leave this thread's connection usable.
             local.after_commit.clear()
@@ -118,6 +127,14 @@ class Database:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def _as_unavailable(exc: sqlite3.OperationalError) -> Exception:
+    """Waiting longer than the busy timeout for the write lock is a 503, not a bug (500)."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return Unavailable(f"database busy: {exc}")
+    return exc
 
 
 class Databases:

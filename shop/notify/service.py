@@ -38,7 +38,8 @@ class NotifyService:
         now = self._clock()
         with self._db.transaction() as conn:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO notify_notifications VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO notify_notifications VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (event_id) DO NOTHING",  # not OR IGNORE: that hides NOT NULL too
                 (event.event_id, event.user_id, event.order_id, payment_text(event),
                  event.occurred_at, now, max(0.0, (now - event.occurred_at) * 1000)))
         return cursor.rowcount == 1

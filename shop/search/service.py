@@ -33,7 +33,6 @@ NAME_WEIGHT, DESCRIPTION_WEIGHT = 10.0, 1.0
 class SearchSettings:
     catalog_size: int = 10_000
     catalog_seed: int = 20261128
-    shards: int = 8  # how many shards the catalog is split into for scatter queries
 
 
 def seed_catalog(db: Database, settings: SearchSettings) -> None:

@@ -81,10 +81,9 @@ def replay(api, seed: int = SEED) -> dict:
                     "inbox": sorted(names(n["text"]) for n in inbox)}
     return {"trace": trace, "state": state, "orders": total_orders,
             "topped_up": topped_up, "charged": sum(charged.values())}
-    return {"trace": trace, "state": state, "orders": total_orders}
 
 
-@pytest.mark.parametrize("other", ["microservices", "hybrid"])
+@pytest.mark.parametrize("other", ["monolith", "microservices", "hybrid"])
 def test_same_sequence_same_state(placements, other):
     reference = replay(placements.get("monolith-inprocess")[0])
     split = replay(placements.get(other)[0])

@@ -154,6 +154,7 @@ def test_unknown_routes_and_methods_are_json(user):
     assert_error(user.call("GET", "/"), 404)
     assert_error(user.call("DELETE", "/billing/balance"), 405)
     assert_error(user.call("GET", "/billing//balance"), 404)
+    assert_error(user.call("POST", "/search/scatter?q=lamp", {}), 405)
 
 
 def test_internal_endpoints_are_not_public(api, user):

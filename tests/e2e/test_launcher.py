@@ -78,31 +78,25 @@ def test_interrupted_up_leaves_no_process_and_no_port(topology, sig):
 
 
 def test_a_process_that_dies_at_start_is_named_with_its_log(monkeypatch):
-    """Give the billing process a port someone else holds: gunicorn cannot bind and exits."""
-    squatter = socket.socket()
-    squatter.bind(("127.0.0.1", 0))
-    squatter.listen()
-    taken = squatter.getsockname()[1]
-    real_free_ports = launcher.free_ports
+    """Give the billing process an app gunicorn cannot load: it exits while starting."""
+    real_app_spec = launcher.app_spec
 
-    def free_ports(count: int) -> list[int]:
-        ports = real_free_ports(count)
-        ports[1] = taken  # the 2nd process: billing
-        return ports
+    def app_spec(topology, process):
+        return "microservices.service:no_such_factory()" if process == "billing" \
+            else real_app_spec(topology, process)
 
-    monkeypatch.setattr(launcher, "free_ports", free_ports)
+    monkeypatch.setattr(launcher, "app_spec", app_spec)
     started = []
     monkeypatch.setattr(launcher, "start_process", _recording(launcher.start_process, started))
-    try:
-        with pytest.raises(LaunchError) as err:
-            with launch(load_topology("microservices"), replace(TEST_SETTINGS, ready_timeout_s=30)):
-                pass
-    finally:
-        squatter.close()
+    with pytest.raises(LaunchError) as err:
+        with launch(load_topology("microservices"), replace(TEST_SETTINGS, ready_timeout_s=30)):
+            pass
     message = str(err.value)
     assert "'billing'" in message and "exited with code" in message
-    assert "in use" in message.lower()  # the tail of gunicorn's log says why
-    assert started and not [p for p in started if alive(p.pid)]
+    assert "no_such_factory" in message  # the tail of gunicorn's log says why
+    assert len(started) == 5 and not [p for p in started if alive(p.pid)]
+    for proc in started:
+        assert port_is_free(int(proc.url.rsplit(":", 1)[1]))
 
 
 def _recording(start_process, started):

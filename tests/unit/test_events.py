@@ -5,7 +5,9 @@ import pytest
 from shop.billing.api import LineItem
 from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
 from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay, PaymentCaptured
-from shop.errors import InvalidRequest
+from shop.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from shop.notify.routes import parse_event
+from shop.storage import Database
 from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
 from shop.storage import Database
 from tests.fakes import FakeNotify, FakeSearch
@@ -125,3 +127,42 @@ def test_a_refused_event_is_set_aside_and_does_not_block_the_rest(db):
     assert sorted(notify.stored) == ["e1", "e2", "e3"]
     [row] = db.query("SELECT event_id, rejected FROM billing_outbox WHERE rejected IS NOT NULL")
     assert row["event_id"] == "e0" and "invalid_request" in row["rejected"]
+
+
+@pytest.mark.parametrize("error", [Unavailable("down"), Forbidden("wrong credential"),
+                                   NotFound("no such route")])
+def test_failures_that_are_not_the_events_fault_are_retried_not_rejected(db, error):
+    class Failing(FakeNotify):
+        def deliver(self, event):
+            raise error
+
+    db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
+    with db.transaction():
+        Outbox(db).publish(event(1))
+    relay = OutboxRelay(db, Failing())
+    with pytest.raises(type(error)):
+        relay.deliver_pending()
+    assert relay.backlog() == 1 and relay.rejected() == 0
+    assert OutboxRelay(db, FakeNotify()).deliver_pending() == 1  # claim was given back
+
+
+def test_an_idle_relay_takes_no_write_lock(db):
+    db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
+    relay = OutboxRelay(db, FakeNotify())
+    other = Database(db.url)
+    try:
+        with other.transaction():  # someone holds the write lock: an idle relay must not wait
+            assert relay.deliver_pending() == 0
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("body", [
+    {"occurred_at": float("nan")}, {"occurred_at": float("inf")}, {"occurred_at": True},
+    {"occurred_at": "now"}, {"total_cents": 1.5}, {"total_cents": "5"}, {"event_id": 7},
+    {"event_id": "\ud800"}, {"user_id": None}])
+def test_malformed_events_are_refused(body):
+    good = {"event_id": "e", "order_id": "o", "user_id": "u", "total_cents": 5, "occurred_at": 1.0}
+    assert parse_event(good) == PaymentCaptured("e", "o", "u", 5, 1.0)
+    with pytest.raises(InvalidRequest):
+        parse_event({**good, **body})

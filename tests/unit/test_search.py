@@ -10,7 +10,7 @@ from tests.fakes import FakeSearch
 @pytest.fixture
 def search(db) -> SearchService:
     db.apply_schema(SCHEMA)
-    settings = SearchSettings(catalog_size=2000, catalog_seed=7, shards=4)
+    settings = SearchSettings(catalog_size=2000, catalog_seed=7)
     seed_catalog(db, settings)
     return SearchService(db, settings)
 

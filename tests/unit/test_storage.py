@@ -49,3 +49,21 @@ def test_memory_and_foreign_urls_are_refused(tmp_path):
     for url in ("sqlite:///:memory:", "postgresql://db/x", "sqlite:///"):
         with pytest.raises(InvalidValue):
             Database(url)
+
+
+def test_waiting_too_long_for_the_write_lock_is_unavailable_not_a_crash(tmp_path):
+    from shop.errors import Unavailable
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    holder, waiter = Database(url), Database(url, busy_timeout_ms=50)
+    holder.apply_schema(["CREATE TABLE t (x INTEGER)"])
+    try:
+        with holder.transaction():
+            with pytest.raises(Unavailable, match="database busy"):
+                with waiter.transaction() as conn:
+                    conn.execute("INSERT INTO t VALUES (1)")
+        with waiter.transaction() as conn:  # and the waiter's connection still works
+            conn.execute("INSERT INTO t VALUES (2)")
+    finally:
+        holder.close()
+        waiter.close()
