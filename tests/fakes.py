@@ -1,7 +1,6 @@
 """In-memory fakes that subclass the real interfaces, for unit tests of one component."""
 from __future__ import annotations
 
-from shop.auth.api import Auth, InvalidToken, Principal, Token
 from shop.errors import Unavailable
 from shop.events import PaymentCaptured, Publisher
 from shop.notify.api import Notification, Notify
@@ -56,18 +55,3 @@ class FakeNotify(Notify):
     def inbox(self, user_id: str) -> list[Notification]:
         return [Notification(e.event_id, e.order_id, "", e.occurred_at)
                 for e in self.stored.values() if e.user_id == user_id]
-
-
-class FakeAuth(Auth):
-    """Tokens are ``token-<user_id>``."""
-
-    def register(self, username: str, password: str) -> str:
-        return username
-
-    def login(self, username: str, password: str) -> Token:
-        return Token(f"token-{username}", 2**31)
-
-    def verify(self, token: str) -> Principal:
-        if not token.startswith("token-"):
-            raise InvalidToken("bad")
-        return Principal(token.removeprefix("token-"), token.removeprefix("token-"))

@@ -58,6 +58,9 @@ def test_racing_checkouts_and_topups(api):
         balance = user.call("GET", "/billing/balance")[1]["balance_cents"]
         assert balance == topped_up[who] - charged  # money conserved
         mine = {order for order, (owner, _) in totals.items() if owner == who}
-        eventually(lambda: len(user.call("GET", "/notify/inbox")[1]["notifications"]) >= len(mine))
-        inbox = [n["order_id"] for n in user.call("GET", "/notify/inbox")[1]["notifications"]]
-        assert sorted(inbox) == sorted(mine)  # every payment notified, exactly once
+        eventually(lambda u=user, n=len(mine): len(inbox_ids(u)) >= n)  # noqa: B008
+        assert sorted(inbox_ids(user)) == sorted(mine)  # every payment notified, exactly once
+
+
+def inbox_ids(user: User) -> list[str]:
+    return [n["order_id"] for n in user.call("GET", "/notify/inbox")[1]["notifications"]]

@@ -6,7 +6,6 @@ from shop.billing.api import IdempotencyKeyReused, InsufficientFunds, LineItem, 
 from shop.billing.service import MAX_TOPUP_CENTS, SCHEMA, BillingService
 from shop.errors import InvalidValue
 from shop.search.api import UnknownSku
-from shop.storage import Database
 from tests.fakes import FakeSearch, RecordingPublisher
 
 

@@ -9,7 +9,6 @@ from shop.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from shop.notify.routes import parse_event
 from shop.storage import Database
 from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
-from shop.storage import Database
 from tests.fakes import FakeNotify, FakeSearch
 
 
@@ -100,7 +99,7 @@ def test_a_failing_relay_gives_back_only_its_own_claims(db):
             Outbox(db).publish(event(n))
     holder = OutboxRelay(db, FakeNotify(), batch=2)
     claimed = holder._claim()  # holder is busy delivering rows 1-2
-    with pytest.raises(Exception):
+    with pytest.raises(Unavailable):
         OutboxRelay(db, FakeNotify(failures=1), batch=1).deliver_pending()  # claims 3, fails
     third = OutboxRelay(db, FakeNotify(), batch=10)
     assert [seq for seq, _ in third._claim()] == [3, 4]  # never the holder's rows
