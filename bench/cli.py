@@ -19,8 +19,12 @@ from shop.placement import Topology, TopologyError, load_topology
 from shop.search.service import SearchSettings
 
 
-def _topology(ctx: click.Context, param: click.Parameter, value: str) -> Topology:
+def _topology(ctx: click.Context, param: click.Parameter,
+              value: str | tuple[str, ...]) -> Topology | list[Topology]:
+    """Load ``--topology`` (one, or each of a repeated option, duplicates dropped)."""
     try:
+        if isinstance(value, tuple):
+            return [load_topology(name) for name in dict.fromkeys(value)]
         return load_topology(value)
     except TopologyError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -96,8 +100,7 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
             while not shop.dead():
                 time.sleep(0.2)
             for proc in shop.dead():
-                click.echo(f"process {proc.name!r} exited with code {proc.popen.returncode}; "
-                           f"last lines of its log:\n{proc.log_tail()}", err=True)
+                click.echo(proc.exit_report(), err=True)
             sys.exit(1)
     except LaunchError as exc:
         click.echo(f"seambench up: {exc}", err=True)
@@ -107,8 +110,8 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 
 
 @cli.command()
-@click.option("--topology", "topologies", multiple=True, default=["monolith", "microservices"],
-              show_default=True, help="placements to measure (repeatable)")
+@click.option("--topology", "placements", multiple=True, default=["monolith", "microservices"],
+              show_default=True, callback=_topology, help="placements to measure (repeatable)")
 @click.option("--checkouts", type=click.IntRange(10, 100_000), default=400, show_default=True,
               help="timed checkouts per placement")
 @click.option("--rounds", type=click.IntRange(1, 100), default=4, show_default=True,
@@ -118,7 +121,7 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results"), show_default=True)
 @with_common_options
-def run(topologies: tuple[str, ...], checkouts: int, rounds: int, warmup: int, results: Path,
+def run(placements: list[Topology], checkouts: int, rounds: int, warmup: int, results: Path,
         workers: int, threads: int, catalog_size: int, kdf_log2: int) -> None:
     """Measure each placement: for now, the sequential checkout probe (one client, unloaded).
 
@@ -126,10 +129,6 @@ def run(topologies: tuple[str, ...], checkouts: int, rounds: int, warmup: int, r
     drift in the machine hits all alike. The full load harness is not built yet.
     """
     _stop_on_signals()
-    try:
-        placements = [load_topology(t) for t in dict.fromkeys(topologies)]
-    except TopologyError as exc:
-        raise click.BadParameter(str(exc), param_hint="--topology") from None
     settings = _settings(workers, threads, catalog_size, kdf_log2)
     run_dir = results / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,11 @@ class ServerProcess:
     def pid(self) -> int:
         return self.popen.pid
 
+    def exit_report(self) -> str:
+        """Which process died, how, and the end of its log."""
+        return (f"process {self.name!r} exited with code {self.popen.returncode}; "
+                f"last lines of {self.log_path}:\n{self.log_tail()}")
+
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -157,8 +162,7 @@ def wait_ready(shop: RunningShop, timeout_s: float) -> None:
     pending = dict(shop.processes)
     while pending:
         for proc in shop.dead():
-            raise LaunchError(f"process {proc.name!r} exited with code {proc.popen.returncode} "
-                              f"during start-up; last lines of {proc.log_path}:\n{proc.log_tail()}")
+            raise LaunchError(f"during start-up, {proc.exit_report()}")
         for name, proc in list(pending.items()):
             if is_ready(proc.url):
                 del pending[name]

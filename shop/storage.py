@@ -80,21 +80,19 @@ class Database:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise _as_unavailable(exc) from exc
+            _raise_if_busy(exc)
+            raise
         local.depth = 1
         try:
             yield conn
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            local.after_commit.clear()
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise _as_unavailable(exc) from exc
-        except BaseException:
+        except BaseException as exc:
             # Whether the body or the COMMIT failed, leave this thread's connection usable.
             local.after_commit.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                _raise_if_busy(exc)
             raise
         finally:
             local.depth = 0
@@ -129,12 +127,11 @@ class Database:
         self._local = threading.local()
 
 
-def _as_unavailable(exc: sqlite3.OperationalError) -> Exception:
+def _raise_if_busy(exc: sqlite3.OperationalError) -> None:
     """Waiting longer than the busy timeout for the write lock is a 503, not a bug (500)."""
     text = str(exc).lower()
     if "locked" in text or "busy" in text:
-        return Unavailable(f"database busy: {exc}")
-    return exc
+        raise Unavailable(f"database busy: {exc}") from exc
 
 
 class Databases:
