@@ -15,6 +15,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from shop.auth.client import AuthClient
+from shop.chain.api import CHAIN_ORDER
 from shop.errors import NotFound
 from shop.hops import HopClient
 from shop.placement import Deployment
@@ -25,6 +26,7 @@ from shop.server import deployment_from_env
 from shop.web import create_base_app
 
 PUBLIC_AUTH_PATHS = ("/auth/register", "/auth/login")
+CHAIN_PATH = "/chain"  # served where the chain starts: the process hosting its first link
 ROUTED_SEGMENTS = ("search", "billing", "notify")  # first path segment -> owning component
 FORWARDED_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Accept")
 IDEMPOTENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
@@ -34,6 +36,8 @@ def owner_of(path: str) -> str | None:
     """The component that serves a public path, or None (internal and unknown paths)."""
     if path in PUBLIC_AUTH_PATHS:
         return "auth"
+    if path == CHAIN_PATH:
+        return CHAIN_ORDER[0]
     first = path.lstrip("/").split("/", 1)[0]
     return first if first in ROUTED_SEGMENTS else None
 

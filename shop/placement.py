@@ -21,6 +21,9 @@ from shop.auth.service import SCHEMA as AUTH_SCHEMA, AuthService, AuthSettings
 from shop.billing.api import Billing
 from shop.billing.client import BillingClient
 from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
+from shop.chain.api import Link
+from shop.chain.client import ChainClient
+from shop.chain.service import LocalLink, next_component
 from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay
 from shop.hops import HopClient, HopSettings
 from shop.notify.api import Notify
@@ -198,6 +201,7 @@ class ShopProcess:
     relay: OutboxRelay | None
     databases: Databases
     hops: list[HopClient]
+    links: dict[str, Link] = field(default_factory=dict)  # hosted component -> its chain link
 
     def start(self) -> None:
         if self.relay is not None:
@@ -265,5 +269,16 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
     # With local shard calls the search process scatters to itself by function calls;
     # otherwise the gateway scatters over hops (microservices/gateway.py).
     scatter = Scatter(search) if "search" in hosted and topo.shard_calls == "local" else None
+    # The chain: a hosted component's link is a function call, any other a hop to its owner
+    # (built now, so a missing URL fails here). Links resolve the next one per call, so
+    # the ring may come back to this process; it never calls itself over HTTP.
+    remote: dict[str, Link] = {after: ChainClient(hop_to(after), after)
+                               for after in map(next_component, hosted) if after not in hosted}
+    links: dict[str, Link] = {}
+
+    def resolve(component: str) -> Link:
+        return links[component] if component in links else remote[component]
+
+    links.update((comp, LocalLink(comp, resolve)) for comp in hosted)
     return ShopProcess(process, hosted, auth, billing, search, notify, scatter, relay,
-                       databases, list(hops.values()))
+                       databases, list(hops.values()), links)

@@ -12,6 +12,7 @@ from flask import Flask
 
 from shop.auth import routes as auth_routes
 from shop.billing import routes as billing_routes
+from shop.chain import routes as chain_routes
 from shop.notify import routes as notify_routes
 from shop.placement import Deployment, ShopProcess, build_process
 from shop.search import routes as search_routes
@@ -50,3 +51,4 @@ def register_components(app: Flask, shop: ShopProcess) -> None:
         app.register_blueprint(billing_routes.blueprint(shop.billing, shop.auth))
     if "notify" in shop.hosted:
         app.register_blueprint(notify_routes.blueprint(shop.notify, shop.auth))
+    app.register_blueprint(chain_routes.blueprint(shop.links))

@@ -65,9 +65,13 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def int_arg(name: str, default: int) -> int:
+def int_arg(name: str, default: int | None = None) -> int:
+    """Query parameter ``name`` as an int; ``default`` when absent, or, with no default,
+    InvalidRequest (400) like a value that is not an integer."""
     raw = request.args.get(name)
     if raw is None:
+        if default is None:
+            raise InvalidRequest(f"missing query parameter {name!r}")
         return default
     try:
         return int(raw)

@@ -1,6 +1,7 @@
 """In-memory fakes that subclass the real interfaces, for unit tests of one component."""
 from __future__ import annotations
 
+from shop.chain.api import Link
 from shop.errors import Unavailable
 from shop.events import PaymentCaptured, Publisher
 from shop.notify.api import Notification, Notify
@@ -55,3 +56,15 @@ class FakeNotify(Notify):
     def inbox(self, user_id: str) -> list[Notification]:
         return [Notification(e.event_id, e.order_id, "", e.occurred_at)
                 for e in self.stored.values() if e.user_id == user_id]
+
+
+class CountingLink(Link):
+    """A link that does not forward: it records the ``remaining`` of each call it gets."""
+
+    def __init__(self, component: str) -> None:
+        self.component = component
+        self.calls: list[int] = []
+
+    def forward(self, remaining: int) -> list[str]:
+        self.calls.append(remaining)
+        return [f"{self.component}+{remaining}"]

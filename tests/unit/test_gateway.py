@@ -22,3 +22,9 @@ def test_the_forwarded_target_is_escaped_again():
     assert upstream_target("/billing/orders/a b'c", b"") == "/billing/orders/a%20b'c"
     assert upstream_target("/search", b"q=oak%20lamp&limit=3") == "/search?q=oak%20lamp&limit=3"
     assert upstream_target("/search", "q=é x".encode("latin-1")) == "/search?q=%E9%20x"
+
+
+def test_the_chain_starts_at_the_auth_process_and_its_links_stay_internal():
+    assert owner_of("/chain") == "auth" and is_idempotent("GET", "/chain", {})
+    for path in ("/chain/auth", "/internal/chain/auth", "/chainx"):
+        assert owner_of(path) is None
