@@ -46,6 +46,7 @@ class LaunchSettings:
     stop_timeout_s: float = 10.0
     scrypt_n: int = 2**14
     search: SearchSettings = SearchSettings()
+    cpus: tuple[int, ...] | None = None  # CPU set every process of the topology is pinned to
 
 
 @dataclass
@@ -122,6 +123,40 @@ def _die_with_parent() -> None:
         pass
 
 
+def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
+                cpus: tuple[int, ...] | None = None, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """Start ``cmd`` as the leader of a new process group (so ``stop_groups`` reaches all it
+    forks), output to ``log_path``, dying with us, and pinned to ``cpus`` if given (children
+    inherit the affinity)."""
+    def in_child() -> None:
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True, pass_fds=pass_fds,
+                                preexec_fn=in_child)
+
+
+def stop_groups(popens: list[subprocess.Popen], timeout_s: float = 10.0) -> None:
+    """SIGTERM each process group, wait up to ``timeout_s``, then SIGKILL what is left."""
+    for popen in popens:
+        _signal_group(popen.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for popen in popens:
+        try:
+            popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for popen in popens:
+        _signal_group(popen.pid, signal.SIGKILL)  # what a dead leader left behind, if any
+        try:
+            popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 def start_process(deployment: Deployment, name: str, settings: LaunchSettings, log_dir: Path,
                   listener: socket.socket) -> ServerProcess:
     """Start one gunicorn on ``listener`` (which the child takes over; we close our copy)."""
@@ -135,13 +170,10 @@ def start_process(deployment: Deployment, name: str, settings: LaunchSettings, l
            app_spec(deployment.topology, name)]
     env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: name,
            "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:  # this run's log only: a failure shows its own tail
-        try:
-            popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                     pass_fds=(listener.fileno(),), preexec_fn=_die_with_parent)
-        finally:
-            listener.close()
+    try:  # the log is this run's only: a failure shows its own tail
+        popen = spawn_group(cmd, log_path, env, settings.cpus, (listener.fileno(),))
+    finally:
+        listener.close()
     return ServerProcess(name, url, log_path, popen)
 
 
@@ -176,20 +208,7 @@ def wait_ready(shop: RunningShop, timeout_s: float) -> None:
 
 def stop(shop: RunningShop, timeout_s: float = 10.0) -> None:
     """SIGTERM every process group, wait, then SIGKILL what is left of each group."""
-    for proc in shop.processes.values():
-        _signal_group(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for proc in shop.processes.values():
-        try:
-            proc.popen.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-    for proc in shop.processes.values():
-        _signal_group(proc.pid, signal.SIGKILL)  # workers a dead master left behind, if any
-        try:
-            proc.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+    stop_groups([proc.popen for proc in shop.processes.values()], timeout_s)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -1,0 +1,228 @@
+"""Run open-loop load: Locust, headless, as subprocesses; merge what they recorded.
+
+Locust is never imported here (it monkey-patches the process with gevent): each generator
+process is ``python -m locust -f bench/scenarios/<scenario>.py`` reading its ``LoadPlan``.
+Each writes its histograms; this module adds them up (never averaging percentiles), checks
+the run, and watches the generators' CPU. A run is *invalid*, with the reasons said, when
+the completed rate misses the scheduled rate by more than 2%, a generator used more than
+85% of a core, a value fell outside the histograms' range, or a generator failed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from bench import hdr
+from bench.launcher import spawn_group, stop_groups
+from bench.loadplan import PLAN_ENV, LoadPlan, split
+from bench.sampler import ResourceSampler, Sample, window_usage
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+SCENARIOS = ("journey", "hopchain", "target")
+MAX_RATE_MISS = 0.02
+MAX_GENERATOR_CPU = 0.85
+SETUP_ALLOWANCE_S = 120.0  # a scenario's untimed set-up (logins) must fit in this
+
+
+class LoadError(RuntimeError):
+    """The generator could not run (not: the target was slow or failed requests)."""
+
+
+@dataclass
+class NameResult:
+    """One request name, merged over generator processes. Histograms in µs."""
+
+    latency: HdrHistogram  # from the intended send time
+    service: HdrHistogram  # from the actual send time
+    ok: int = 0
+    errors: int = 0
+    dropped: int = 0
+    out_of_range: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> int:
+        return self.ok + self.errors
+
+
+@dataclass
+class LoadResult:
+    scenario: str
+    target: str
+    plan: LoadPlan
+    processes: int
+    names: dict[str, NameResult]
+    lateness: HdrHistogram  # actual send - intended send, µs
+    scheduled: int
+    sent: int
+    unfinished: int
+    measure_start_s: float  # epoch seconds: the measured window
+    measure_end_s: float
+    generator_cpu: list[float]  # per process, cores' worth over the measured window
+    timeseries: list[dict[str, Any]]
+    samples: list[Sample]
+    interval_logs: list[Path]
+    invalid_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.invalid_reasons
+
+    @property
+    def completed(self) -> int:
+        return sum(n.completed for n in self.names.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(n.errors for n in self.names.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(n.dropped for n in self.names.values())
+
+    @property
+    def duration_s(self) -> float:
+        return self.measure_end_s - self.measure_start_s
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.completed / self.duration_s
+
+    @property
+    def scheduled_rate(self) -> float:
+        return self.scheduled / self.duration_s
+
+    def latency(self, names: Sequence[str] | None = None) -> HdrHistogram:
+        """All (or the named) requests' latency histograms, added."""
+        return hdr.merge(r.latency for n, r in self.names.items() if names is None or n in names)
+
+
+def scenario_file(scenario: str) -> Path:
+    if scenario not in SCENARIOS:
+        raise LoadError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    return SCENARIO_DIR / f"{scenario}.py"
+
+
+def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
+             cpus: tuple[int, ...] | None = None,
+             watch: Mapping[str, Sequence[int]] | None = None) -> LoadResult:
+    """Drive ``host`` with ``scenario`` following ``plan`` split over ``processes`` Locust
+    processes pinned to ``cpus``. ``watch`` names more process groups (root pids) to sample
+    alongside the generators (``generator-N`` are taken). Blocks until the run ends; on any
+    exit (including KeyboardInterrupt) every generator process is stopped."""
+    out = Path(plan.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plans = split(plan, processes)
+    popens = []
+    sampler = None
+    try:
+        for p in plans:
+            plan_path = out / f"plan-{p.process_index}.json"
+            plan_path.write_text(p.to_json())
+            p.result_path().unlink(missing_ok=True)
+            popens.append(spawn_group(_locust_command(scenario, host, p),
+                                      out / f"locust-{p.process_index}.log",
+                                      _generator_env(plan_path), cpus))
+        groups = {generator_group(i): [popen.pid] for i, popen in enumerate(popens)}
+        sampler = ResourceSampler({**groups, **(watch or {})}).start()
+        timeout = plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S + 30
+        for popen in popens:
+            try:
+                popen.wait(timeout)
+            except Exception:
+                raise LoadError(f"generator {popen.pid} did not finish within {timeout:.0f}s") from None
+    finally:
+        samples = sampler.stop() if sampler else []
+        stop_groups(popens, timeout_s=5)
+    return collect(scenario, host, plan, plans, samples)
+
+
+def _locust_command(scenario: str, host: str, plan: LoadPlan) -> list[str]:
+    run_time = int(plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S)
+    return [sys.executable, "-m", "locust", "-f", str(scenario_file(scenario)), "--headless",
+            "--users", "1", "--spawn-rate", "1", "--host", host, "--run-time", f"{run_time}s",
+            "--stop-timeout", "5", "--loglevel", "WARNING", "--only-summary",
+            "--exit-code-on-error", "0"]
+
+
+def _generator_env(plan_path: Path) -> dict[str, str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
+    return {**os.environ, PLAN_ENV: str(plan_path), "PYTHONPATH": pythonpath,
+            "PYTHONUNBUFFERED": "1"}
+
+
+def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
+            samples: list[Sample]) -> LoadResult:
+    """Merge the generator processes' result files into one ``LoadResult``."""
+    docs = []
+    for p in plans:
+        path = p.result_path()
+        if not path.exists():
+            log = Path(p.output_dir) / f"locust-{p.process_index}.log"
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
+            raise LoadError(f"generator {p.process_index} wrote no result; end of its log:\n{tail}")
+        docs.append(_read_json(path))
+    reasons = [f"generator {i} did not complete" for i, d in enumerate(docs) if not d.get("complete")]
+    names: dict[str, NameResult] = {}
+    for doc in docs:
+        for name, n in doc.get("names", {}).items():
+            merged = names.setdefault(name, NameResult(hdr.new_histogram(), hdr.new_histogram()))
+            merged.latency.add(hdr.decode(n["latency_histogram"]))
+            merged.service.add(hdr.decode(n["service_histogram"]))
+            merged.ok += n["ok"]
+            merged.errors += n["errors"]
+            merged.dropped += n["dropped"]
+            merged.out_of_range += n["out_of_range"]
+            for status, count in n["statuses"].items():
+                merged.statuses[status] = merged.statuses.get(status, 0) + count
+    lateness = hdr.merge(hdr.decode(d["lateness_histogram"]) for d in docs if "lateness_histogram" in d)
+    starts = [d["start_epoch_s"] for d in docs if "start_epoch_s" in d]
+    start = (min(starts) if starts else 0.0) + plan.warmup_s
+    end = start + plan.duration_s
+    generator_cpu = [window_usage(samples, generator_group(p.process_index), start, end).cpu_utilisation
+                     for p in plans]
+    result = LoadResult(
+        scenario=scenario, target=host, plan=plan, processes=len(plans), names=names,
+        lateness=lateness, scheduled=sum(d.get("scheduled", 0) for d in docs),
+        sent=sum(d.get("sent", 0) for d in docs), unfinished=sum(d.get("unfinished", 0) for d in docs),
+        measure_start_s=start, measure_end_s=end, generator_cpu=generator_cpu,
+        timeseries=[dict(row, generator=i) for i, d in enumerate(docs) for row in d.get("timeseries", [])],
+        samples=samples, interval_logs=[p.interval_log_path() for p in plans],
+        invalid_reasons=reasons)
+    result.invalid_reasons.extend(validity_problems(result))
+    return result
+
+
+def validity_problems(result: LoadResult) -> list[str]:
+    """Why the run cannot be trusted as a measurement of the target, if it cannot."""
+    problems = []
+    if result.scheduled and result.completed < result.scheduled * (1 - MAX_RATE_MISS):
+        problems.append(f"achieved {result.achieved_rate:.1f} req/s, more than "
+                        f"{MAX_RATE_MISS:.0%} below the scheduled {result.scheduled_rate:.1f} req/s "
+                        f"({result.dropped} dropped, {result.unfinished} unfinished)")
+    busiest = max(result.generator_cpu, default=0.0)
+    if busiest > MAX_GENERATOR_CPU:
+        problems.append(f"generator used {busiest:.0%} of a core (limit {MAX_GENERATOR_CPU:.0%}): "
+                        f"the generator, not the target, may set the latency")
+    out_of_range = sum(n.out_of_range for n in result.names.values())
+    if out_of_range:
+        problems.append(f"{out_of_range} latencies outside the histogram range "
+                        f"({hdr.LOWEST_US} us .. {hdr.HIGHEST_US} us)")
+    return problems
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def generator_group(index: int) -> str:
+    """The sampler group of generator process ``index``."""
+    return f"generator-{index}"
