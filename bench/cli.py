@@ -1,11 +1,9 @@
 """The ``seambench`` command."""
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
-from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -13,8 +11,12 @@ from typing import NoReturn
 import click
 
 from bench.fingerprint import fingerprint
-from bench.launcher import LaunchError, LaunchSettings, launch
-from bench.probe import CheckoutProbe
+from bench.console import RunConsole
+from bench.experiments import PROFILES, Harness, RunConfig, cpu_plan, plan_steps
+from bench.launcher import LaunchError, LaunchSettings, launch, signals_held
+from bench.loadgen import LoadError
+from bench.report import build_report
+from bench.store import RunStore
 from shop.placement import Topology, TopologyError, load_topology
 from shop.search.service import SearchSettings
 
@@ -110,71 +112,57 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 
 
 @cli.command()
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="quick", show_default=True,
+              help="quick (~5 min on 2 cores), full (the long sweep), smoke (seconds, for tests)")
 @click.option("--topology", "placements", multiple=True, default=["monolith", "microservices"],
-              show_default=True, callback=_topology, help="placements to measure (repeatable)")
-@click.option("--checkouts", type=click.IntRange(10, 100_000), default=400, show_default=True,
-              help="timed checkouts per placement")
-@click.option("--rounds", type=click.IntRange(1, 100), default=4, show_default=True,
-              help="interleaved blocks per placement (A B A B ...)")
-@click.option("--warmup", type=click.IntRange(0, 10_000), default=50, show_default=True,
-              help="untimed checkouts per placement before the first block")
+              show_default=True, callback=_topology, help="placements to compare (repeatable; "
+              "the first is the baseline of every ratio)")
+@click.option("--trials", type=click.IntRange(1, 100), default=None,
+              help="repeated trials per step (default: the profile's)")
+@click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True,
+              help="seeds every arrival schedule and request mix")
+@click.option("--arrival", type=click.Choice(["poisson", "constant"]), default="poisson",
+              show_default=True, help="open-loop arrival process")
+@click.option("--p99-objective-ms", type=click.FloatRange(0.1, 60_000), default=50.0,
+              show_default=True, help="journey throughput is reported at this p99 objective")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("results"), show_default=True)
+              default=Path("results"), show_default=True, help="runs are written under this")
 @with_common_options
-def run(placements: list[Topology], checkouts: int, rounds: int, warmup: int, results: Path,
-        workers: int, threads: int, catalog_size: int, kdf_log2: int) -> None:
-    """Measure each placement: for now, the sequential checkout probe (one client, unloaded).
+def run(profile: str, placements: list[Topology], trials: int | None, seed: int, arrival: str,
+        p99_objective_ms: float, results: Path, workers: int, threads: int, catalog_size: int,
+        kdf_log2: int) -> None:
+    """Measure the placements side by side and write results/<run-id>/ with its report.
 
-    Every placement is started first; then blocks of checkouts alternate between them, so
-    drift in the machine hits all alike. The full load harness is not built yet.
+    Each placement is started once; then trial by trial each experiment (the hop chain with
+    its TCP and HTTP floors, the journey at each rate) runs in every placement back to back.
+    Latencies are µs HDR histograms from each request's intended send time. Ctrl-C stops
+    everything and keeps what was measured, marked incomplete.
     """
     _stop_on_signals()
-    settings = _settings(workers, threads, catalog_size, kdf_log2)
-    run_dir = results / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"command": "probe", "started_at": time.time(), "complete": False,
-                "config": {"topologies": [t.name for t in placements], "checkouts": checkouts,
-                           "rounds": rounds, "warmup": warmup, "workers": workers,
-                           "threads": threads, "catalog_size": catalog_size,
-                           "kdf_log2": kdf_log2},
-                "environment": fingerprint()}
-    probes: list[CheckoutProbe] = []
+    chosen = PROFILES[profile] if trials is None else replace(PROFILES[profile], trials=trials)
+    config = RunConfig(profile=chosen, topologies=tuple(placements),
+                       launch=_settings(workers, threads, catalog_size, kdf_log2),
+                       cpus=cpu_plan(), seed=seed, arrival=arrival,
+                       p99_objective_ms=p99_objective_ms)
+    store = RunStore(results)
+    store.start({"command": "run", "config": config.describe(), "environment": fingerprint(),
+                 "cpu_note": config.cpus.note})
+    console = RunConsole(store.dir, len(plan_steps(config)))
+    complete, reason = False, ""
     try:
-        with ExitStack() as stack:
-            for topology in placements:
-                click.echo(f"starting {topology.name}", err=True)
-                shop = stack.enter_context(launch(topology, settings))
-                probe = CheckoutProbe(shop.base_url, topology.name)
-                stack.callback(probe.close)
-                probe.measure(0, warmup)
-                probes.append(probe)
-            for block in range(rounds):
-                size = checkouts // rounds + (block < checkouts % rounds)
-                for probe in probes:
-                    probe.measure(size)
-                click.echo(f"round {block + 1}/{rounds} done", err=True)
-        manifest["complete"] = True
-    except LaunchError as exc:
+        with console:
+            Harness(config, store, console.progress()).run()
+        complete = True
+    except KeyboardInterrupt:
+        reason = "interrupted"
+        click.echo("seambench run: interrupted; keeping what was measured (incomplete)", err=True)
+    except (LaunchError, LoadError) as exc:
+        reason = str(exc).splitlines()[0]
         click.echo(f"seambench run: {exc}", err=True)
-        sys.exit(1)
     finally:
-        manifest["ended_at"] = time.time()
-        manifest["results"] = [p.result.summary() for p in probes if p.result.samples_us]
-        write_json(run_dir / "probe.json", manifest)
-    click.echo(f"{'placement':<16}{'checkouts':>10}{'p50 µs':>10}{'p90 µs':>10}{'p99 µs':>10}")
-    for s in manifest["results"]:
-        click.echo(f"{s['placement']:<16}{s['checkouts']:>10}{s['p50_us']:>10}{s['p90_us']:>10}"
-                   f"{s['p99_us']:>10}")
-    if len(manifest["results"]) > 1:
-        base = manifest["results"][0]
-        for s in manifest["results"][1:]:
-            click.echo(f"p50 {s['placement']}/{base['placement']}: "
-                       f"{s['p50_us'] / base['p50_us']:.2f}x")
-    click.echo(f"results: {run_dir / 'probe.json'}")
-
-
-def write_json(path: Path, data: object) -> None:
-    """Write atomically: a reader never sees half a file, an interrupted run keeps the old."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+        with signals_held():
+            store.finish(complete, reason)
+            summary = build_report(store.dir)
+    console.headline(summary)
+    if not complete:
+        sys.exit(130 if reason == "interrupted" else 1)

@@ -157,17 +157,22 @@ def stop_groups(popens: list[subprocess.Popen], timeout_s: float = 10.0) -> None
             pass
 
 
+def gunicorn_command(app: str, listener: socket.socket, settings: LaunchSettings,
+                     name: str) -> list[str]:
+    """The one way every server of a run is started: gthread workers, keep-alive, ``fd://``."""
+    return [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
+            "--workers", str(settings.workers), "--threads", str(settings.threads),
+            "--bind", f"fd://{listener.fileno()}", "--keep-alive", str(settings.keep_alive_s),
+            "--graceful-timeout", str(int(settings.stop_timeout_s)), "--timeout", "60",
+            "--log-level", "warning", "--name", f"seambench-{name}", app]
+
+
 def start_process(deployment: Deployment, name: str, settings: LaunchSettings, log_dir: Path,
                   listener: socket.socket) -> ServerProcess:
     """Start one gunicorn on ``listener`` (which the child takes over; we close our copy)."""
     url = deployment.urls[name]
     log_path = log_dir / f"{name}.log"
-    cmd = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
-           "--workers", str(settings.workers), "--threads", str(settings.threads),
-           "--bind", f"fd://{listener.fileno()}", "--keep-alive", str(settings.keep_alive_s),
-           "--graceful-timeout", str(int(settings.stop_timeout_s)), "--timeout", "60",
-           "--log-level", "warning", "--name", f"seambench-{name}",
-           app_spec(deployment.topology, name)]
+    cmd = gunicorn_command(app_spec(deployment.topology, name), listener, settings, name)
     env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: name,
            "PYTHONUNBUFFERED": "1"}
     try:  # the log is this run's only: a failure shows its own tail

@@ -8,8 +8,6 @@ No Locust and no gevent here: the locustfile feeds ``record`` from Locust's requ
 """
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,13 +143,3 @@ def tag_of(name: str) -> str:
     """A request name as an interval-log tag (no commas or spaces)."""
     return name.replace(" ", "_").replace(",", ";")
 
-
-def write_json_atomic(path: str | Path, document: Any) -> None:
-    """Write JSON so a reader sees the old file or the whole new one, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as out:
-        json.dump(document, out, indent=1)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)

@@ -1,9 +1,9 @@
 """The user journey: users log in once, then a weighted mix of shop calls arrives open-loop.
 
 Before the schedule starts (untimed), each of ``users`` users registers, logs in and tops
-up. Each arrival then picks a user and one of: search (55%), checkout with an
+up, unless the harness passes ready-made bearer ``tokens``. Each arrival then picks a user and one of: search (55%), checkout with an
 Idempotency-Key (20%), inbox (15%), top-up (10%); top-ups outpace checkouts so no one runs out of money. Weights, user count and the search
-vocabulary are options (``LoadPlan.options``: ``users``, ``weights``).
+vocabulary are options (``LoadPlan.options``: ``users`` or ``tokens``, ``weights``, ``skus``).
 """
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ class JourneyUser(OpenLoopUser):
         self._weights = [weights[k] for k in self._kinds]
         self._tokens = []
         self._skus = int(options.get("skus", SKUS))
+        if options.get("tokens"):  # users the harness made beforehand
+            self._tokens = [{"Authorization": f"Bearer {t}"} for t in options["tokens"]]
+            return
         run = uuid.uuid4().hex[:8]
         for i in range(int(options.get("users", 16))):
             username = f"j{run}-{self.plan.process_index}-{i}"
@@ -34,8 +37,7 @@ class JourneyUser(OpenLoopUser):
             self._expect(201, self.client.post("/auth/register", json=body, name="setup register"))
             login = self.client.post("/auth/login", json=body, name="setup login")
             self._expect(200, login)
-            token = login.json()["token"]
-            self._tokens.append({"Authorization": f"Bearer {token}"})
+            self._tokens.append({"Authorization": f"Bearer {login.json()['token']}"})
             for _ in range(2):
                 self._expect(200, self.client.post("/billing/topup", json={"amount_cents": TOPUP_CENTS},
                                                    headers=self._tokens[-1], name="setup topup"))

@@ -30,7 +30,8 @@ from gevent.pool import Pool
 from locust import FastHttpUser, task
 
 from bench.loadplan import PLAN_ENV, LoadPlan, arrival_offsets_ns
-from bench.recorder import Recorder, write_json_atomic
+from bench.recorder import Recorder
+from bench.store import write_json_atomic
 
 INTENDED = "seambench_intended_ns"
 Send = Callable[[dict], object]  # sends one request, passing the given Locust context

@@ -1,0 +1,69 @@
+"""What ``seambench run`` shows on the terminal: progress with an ETA, then the headlines."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
+    TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bench.experiments import Progress
+
+
+class RunConsole:
+    """A rich progress bar over a run's steps (on stderr), and the closing table (stdout)."""
+
+    def __init__(self, run_dir: Path, steps: int) -> None:
+        self.run_dir = run_dir
+        self.steps = steps
+        self._err = Console(stderr=True)
+        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=self._err, transient=False)
+        self._task = self._bar.add_task("starting", total=steps)
+
+    def __enter__(self) -> "RunConsole":
+        self._err.print(f"seambench run: writing {self.run_dir}")
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def progress(self) -> Progress:
+        def on_step(done: int, total: int, what: str) -> None:
+            self._bar.update(self._task, completed=done, description=what)
+
+        def on_phase(what: str) -> None:
+            self._bar.update(self._task, description=what)
+
+        return Progress(on_step, on_phase)
+
+    def headline(self, summary: dict[str, Any]) -> None:
+        """The headline ratios with their 95% intervals, and where the report is."""
+        out = Console()
+        table = Table(title=f"seambench {summary.get('run_id', '')}: "
+                            f"{summary.get('comparison', '')}", show_lines=False)
+        for column in ("figure", "value", "95% CI", "note"):
+            table.add_column(column, justify="right" if column in ("value", "95% CI") else "left")
+        for row in summary.get("headlines", []):
+            ci = row.get("ci95")
+            table.add_row(row["label"], _fmt(row.get("value"), row.get("unit", "")),
+                          f"{_fmt(ci[0], '')} .. {_fmt(ci[1], '')}" if ci else "",
+                          row.get("note", ""))
+        out.print(table)
+        for warning in summary.get("warnings", []):
+            out.print(f"[yellow]warning:[/yellow] {warning}")
+        out.print(f"report: {self.run_dir / 'report.html'}")
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        text = f"{value:.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    else:
+        text = str(value)
+    return f"{text}{unit}" if unit in ("x", "%") else f"{text} {unit}".strip()

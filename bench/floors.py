@@ -1,0 +1,152 @@
+"""The floors a hop is compared with, measured in the same run as the hops.
+
+* raw TCP: a 64-byte ping-pong over one loopback connection to an echo server (the
+  physical floor: two context switches and the kernel's loopback path);
+* raw HTTP: ``http.client`` keep-alive GETs to a minimal Flask endpoint served by gunicorn
+  with exactly the settings the shop's processes get (the framework floor).
+
+Both servers run pinned to the system's CPU set, and the client runs there too while it
+measures, because a hop's caller is a process of the system. Sequential calls, timed with
+``perf_counter_ns``, recorded in µs histograms.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask
+from hdrh.histogram import HdrHistogram
+
+from bench import hdr
+from bench.launcher import (HOST, LaunchError, LaunchSettings, bind_listeners, gunicorn_command,
+                            is_ready, spawn_group, stop_groups)
+
+PING = b"x" * 64
+
+
+def create_floor_app() -> Flask:
+    """The minimal endpoint: ``GET /`` answers a small JSON body, ``/readyz`` for start-up."""
+    app = Flask("seambench-floor")
+
+    @app.get("/")
+    def root() -> dict:
+        return {"ok": True}
+
+    @app.get("/readyz")
+    def ready() -> dict:
+        return {"ready": True}
+
+    return app
+
+
+def echo_main(fd: int) -> None:
+    """The echo server: serve connections on the listening socket ``fd``, one at a time."""
+    server = socket.socket(fileno=fd)
+    server.listen(16)
+    while True:
+        conn, _ = server.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+
+@dataclass(frozen=True)
+class FloorServers:
+    tcp_address: tuple[str, int]
+    http_url: str
+
+
+@contextmanager
+def floor_servers(settings: LaunchSettings, log_dir: Path) -> Iterator[FloorServers]:
+    """Start the echo server and the minimal Flask endpoint; stop both on exit."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    listeners = bind_listeners(["floor-tcp", "floor-http"])
+    addresses = {name: sock.getsockname() for name, sock in listeners.items()}
+    popens = []
+    try:
+        tcp = listeners.pop("floor-tcp")
+        popens.append(spawn_group([sys.executable, "-c", f"from bench.floors import echo_main; "
+                                   f"echo_main({tcp.fileno()})"], log_dir / "floor-tcp.log",
+                                  _env(), settings.cpus, (tcp.fileno(),)))
+        tcp.close()
+        http_sock = listeners.pop("floor-http")
+        popens.append(spawn_group(gunicorn_command("bench.floors:create_floor_app()", http_sock,
+                                                   settings, "floor-http"),
+                                  log_dir / "floor-http.log", _env(), settings.cpus,
+                                  (http_sock.fileno(),)))
+        http_sock.close()
+        url = f"http://{HOST}:{addresses['floor-http'][1]}"
+        deadline = time.monotonic() + settings.ready_timeout_s
+        while not is_ready(url):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in popens):
+                raise LaunchError(f"the floor servers did not start; see {log_dir}")
+            time.sleep(0.05)
+        yield FloorServers(addresses["floor-tcp"], url)
+    finally:
+        for sock in listeners.values():
+            sock.close()
+        stop_groups(popens)
+
+
+def _env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1"}
+
+
+@contextmanager
+def pinned(cpus: tuple[int, ...] | None) -> Iterator[None]:
+    """Run the calling process on ``cpus`` for the block, then restore its CPU set."""
+    before = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def tcp_round_trips(address: tuple[str, int], count: int, warmup: int = 200) -> HdrHistogram:
+    """``count`` sequential 64-byte ping-pongs on one connection, in µs."""
+    histogram = hdr.new_histogram()
+    with socket.create_connection(address, timeout=5) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(warmup + count):
+            start = time.perf_counter_ns()
+            conn.sendall(PING)
+            got = 0
+            while got < len(PING):
+                got += len(conn.recv(65536))
+            elapsed = (time.perf_counter_ns() - start) // 1000
+            if i >= warmup:
+                histogram.record_value(max(1, elapsed))
+    return histogram
+
+
+def http_round_trips(url: str, count: int, warmup: int = 200) -> HdrHistogram:
+    """``count`` sequential keep-alive GETs with ``http.client``, in µs."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    histogram = hdr.new_histogram()
+    try:
+        for i in range(warmup + count):
+            start = time.perf_counter_ns()
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            elapsed = (time.perf_counter_ns() - start) // 1000
+            if response.status != 200:
+                raise RuntimeError(f"floor endpoint answered {response.status}")
+            if i >= warmup:
+                histogram.record_value(max(1, elapsed))
+    finally:
+        conn.close()
+    return histogram
