@@ -15,8 +15,9 @@ from bench.console import RunConsole
 from bench.experiments import PROFILES, Harness, RunConfig, cpu_plan, plan_steps
 from bench.launcher import LaunchError, LaunchSettings, launch, signals_held
 from bench.loadgen import LoadError
-from bench.report import build_report
-from bench.store import RunStore
+from bench.compare import compare, load_summary, render_markdown, render_text
+from bench.report import REPORT_HTML, build_report
+from bench.store import MANIFEST, RunStore, read_json, write_text_atomic
 from shop.placement import Topology, TopologyError, load_topology
 from shop.search.service import SearchSettings
 
@@ -166,3 +167,45 @@ def run(profile: str, placements: list[Topology], trials: int | None, seed: int,
     console.headline(summary)
     if not complete:
         sys.exit(130 if reason == "interrupted" else 1)
+
+
+def _run_dir(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """A results directory of ``seambench run`` (it has a readable manifest.json)."""
+    try:
+        manifest = read_json(value / MANIFEST)
+    except FileNotFoundError:
+        raise click.BadParameter(f"{value} is not a seambench run (no {MANIFEST})") from None
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{value / MANIFEST} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise click.BadParameter(f"{value / MANIFEST} is not a run manifest")
+    return value
+
+
+run_dir_argument = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+@cli.command("report")
+@click.argument("run_dir", metavar="DIR", type=run_dir_argument, callback=_run_dir)
+def report_command(run_dir: Path) -> None:
+    """Rebuild DIR's summary.json, figures and report.md/report.html from its raw files
+    (complete or not), and print the path of report.html."""
+    build_report(run_dir)
+    click.echo(run_dir / REPORT_HTML)
+
+
+@cli.command("compare")
+@click.argument("run_a", metavar="DIR_A", type=run_dir_argument, callback=_run_dir)
+@click.argument("run_b", metavar="DIR_B", type=run_dir_argument, callback=_run_dir)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the comparison as Markdown to this file")
+def compare_command(run_a: Path, run_b: Path, output: Path | None) -> None:
+    """Two runs' headline figures side by side with the change B/A; "no clear change" where
+    the 95% intervals overlap. Reads summary.json (computed in memory when missing); writes
+    nothing unless --output is given. Runs that measured different things are compared
+    where they overlap, with a warning line."""
+    comparison = compare(load_summary(run_a), load_summary(run_b))
+    click.echo(render_text(comparison), nl=False)
+    if output is not None:
+        write_text_atomic(output, render_markdown(comparison))
+        click.echo(f"written: {output}", err=True)

@@ -1,0 +1,115 @@
+"""The report layer on the committed smoke run: summary.json, figures, report.md, report.html,
+built from a copy (the fixture itself is never written), complete and incomplete."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import cli
+from bench.document import Table, md_escape, to_html, to_markdown
+from bench.report import build_report
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run-smoke"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def copy_of_fixture(root: Path) -> Path:
+    run_dir = root / "run-smoke"
+    shutil.copytree(FIXTURE, run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The fixture copied and reported on through ``seambench report`` (in process)."""
+    run_dir = copy_of_fixture(tmp_path_factory.mktemp("complete"))
+    result = CliRunner().invoke(cli, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(run_dir / "report.html")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def incomplete(tmp_path_factory) -> Path:
+    """An interrupted run: manifest says incomplete, the journey never ran."""
+    run_dir = copy_of_fixture(tmp_path_factory.mktemp("incomplete"))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest.update(complete=False, incomplete_reason="interrupted")
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    steps = pd.read_csv(run_dir / "steps.csv")
+    for raw in steps[steps.experiment == "journey"].raw_dir:
+        shutil.rmtree(run_dir / raw)
+    steps[steps.experiment != "journey"].to_csv(run_dir / "steps.csv", index=False)
+    build_report(run_dir)
+    return run_dir
+
+
+def test_report_writes_summary_report_and_figures(built):
+    summary = json.loads((built / "summary.json").read_text())
+    assert summary["schema"] == "seambench.summary/1" and summary["complete"] is True
+    md = (built / "report.md").read_text()
+    for needle in (summary["run_id"], "complete", "Intel(R) Xeon(R) Processor", "6.18.44", "3.11.7",
+                   "flask 3.1.3", "CPU 1", "smoke", "Hop cost", "Journey", "Ratios",
+                   "Throughput at the p99 objective", "Warnings", "How to read this",
+                   "intended send time", "no coordinated omission", "bootstrap"):
+        assert needle in md, needle
+    for row in summary["headlines"]:  # every headline, labelled as in summary.json
+        assert md_escape(row["label"]) in md
+    assert "INCOMPLETE" not in md
+
+
+def test_figures_are_pngs_and_are_linked_from_the_markdown(built):
+    figures = sorted((built / "figures").glob("*.png"))
+    names = {f.name for f in figures}
+    assert {"hop-cost.png", "journey-latency-vs-rate.png", "resources.png", "notification-lag.png",
+            "spectrum-journey-r30.png", *(f"spectrum-hops-k{k}.png" for k in range(5))} <= names
+    md = (built / "report.md").read_text()
+    for figure in figures:
+        assert figure.read_bytes()[:8] == PNG_MAGIC and figure.stat().st_size > 5_000
+        assert f"](figures/{figure.name})" in md
+
+
+def test_html_is_self_contained_with_embedded_figures(built):
+    page = (built / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page and "<style>" in page
+    references = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", page, re.IGNORECASE)
+    assert references and all(r.startswith("data:image/png;base64,") for r in references)
+    assert len(references) == len(list((built / "figures").glob("*.png")))
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.IGNORECASE)
+    assert "<link" not in page and "<script" not in page and "@import" not in page
+    assert "journey p99 microservices/monolith @ 30 req/s" in page
+
+
+def test_incomplete_run_still_reports_and_says_so(incomplete):
+    md = (incomplete / "report.md").read_text()
+    assert "INCOMPLETE" in md and "The journey was not measured in this run." in md
+    assert "Hop cost" in md and "| 4 | microservices |" in md  # what did finish is reported
+    assert json.loads((incomplete / "summary.json").read_text())["complete"] is False
+    names = {f.name for f in (incomplete / "figures").glob("*.png")}
+    assert "hop-cost.png" in names and not any("journey" in n or "lag" in n for n in names)
+    assert "INCOMPLETE" in (incomplete / "report.html").read_text()
+
+
+def test_a_run_with_only_a_manifest_reports_without_figures(tmp_path):
+    run_dir = tmp_path / "empty-run"
+    run_dir.mkdir()
+    shutil.copy(FIXTURE / "manifest.json", run_dir)
+    summary = build_report(run_dir)
+    assert summary["headlines"] == [] and (run_dir / "report.html").is_file()
+    assert not list(run_dir.glob("figures/*.png"))
+    assert "The hop chain was not measured in this run." in (run_dir / "report.md").read_text()
+
+
+def test_text_is_escaped_in_both_renderings(tmp_path):
+    blocks = [Table(["name", "value"], [["<script>x</script> | *a*", "1"]])]
+    page = to_html(blocks, "t <b>", tmp_path)
+    assert "<script>x" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    assert "<title>t &lt;b&gt;</title>" in page
+    md = to_markdown(blocks)
+    assert r"\<script>x\</script> \| \*a\*" in md
