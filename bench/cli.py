@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import signal
+import json
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import NoReturn
 
 import click
@@ -14,7 +17,8 @@ from bench.fingerprint import fingerprint
 from bench.console import RunConsole
 from bench.experiments import PROFILES, Harness, RunConfig, cpu_plan, plan_steps
 from bench.launcher import LaunchError, LaunchSettings, launch, signals_held
-from bench.loadgen import LoadError
+from bench.loadgen import LoadError, run_load, target_summary
+from bench.loadplan import LoadPlan
 from bench.compare import compare, load_summary, render_markdown, render_text
 from bench.report import REPORT_HTML, build_report
 from bench.store import MANIFEST, RunStore, read_json, write_text_atomic
@@ -160,6 +164,9 @@ def run(profile: str, placements: list[Topology], trials: int | None, seed: int,
     except (LaunchError, LoadError) as exc:
         reason = str(exc).splitlines()[0]
         click.echo(f"seambench run: {exc}", err=True)
+    except Exception as exc:  # keep what was measured; the logs are in the run directory
+        reason = f"{type(exc).__name__}: {exc}"
+        click.echo(f"seambench run: failed: {reason} (logs under {store.dir / 'logs'})", err=True)
     finally:
         with signals_held():
             store.finish(complete, reason)
@@ -167,6 +174,65 @@ def run(profile: str, placements: list[Topology], trials: int | None, seed: int,
     console.headline(summary)
     if not complete:
         sys.exit(130 if reason == "interrupted" else 1)
+
+
+def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+@cli.command()
+@click.argument("url", callback=_http_url)
+@click.option("--rate", type=click.FloatRange(0.1, 1_000_000), required=True,
+              help="arrivals per second (open loop)")
+@click.option("--duration", type=click.FloatRange(0.1, 86_400), required=True,
+              help="measured seconds")
+@click.option("--warmup", type=click.FloatRange(0, 3_600), default=1.0, show_default=True,
+              help="seconds sent first and not recorded")
+@click.option("--method", default="GET", show_default=True, help="HTTP method")
+@click.option("--arrival", type=click.Choice(["constant", "poisson"]), default="constant",
+              show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True)
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="generator processes (each gets rate/processes; histograms are added)")
+@click.option("--connections", type=click.IntRange(1, 10_000), default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="keep the generators' files (plans, interval logs) in this directory")
+def load(url: str, rate: float, duration: float, warmup: float, method: str, arrival: str,
+         seed: int, processes: int, connections: int, as_json: bool, keep: Path | None) -> None:
+    """Open-loop load on any URL, like wrk2: latency from each request's intended send time.
+
+    Prints p50/p90/p99/p99.9/max in µs and the achieved rate; exit 1 if the run is invalid
+    (the rate was missed by more than 2% or the generator saturated)."""
+    _stop_on_signals()
+    parts = urlsplit(url)
+    host = f"{parts.scheme}://{parts.netloc}"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    with tempfile.TemporaryDirectory(prefix="seambench-load-") as scratch:
+        out = keep or Path(scratch)
+        plan = LoadPlan(rate_per_s=rate, duration_s=duration, warmup_s=warmup, arrival=arrival,
+                        seed=seed, connections=connections, output_dir=str(out),
+                        options={"path": path, "method": method.upper()})
+        try:
+            result = run_load("target", host, plan, processes)
+        except LoadError as exc:
+            click.echo(f"seambench load: {exc}", err=True)
+            sys.exit(1)
+    summary = target_summary(result)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{summary['requests']} requests to {url}, {summary['errors']} errors, "
+                   f"achieved {summary['achieved_rate']:.1f}/s of {rate:g}/s")
+        for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us"):
+            click.echo(f"  {key.removesuffix('_us'):>6} {summary[key]:>10,} us")
+        for reason in result.invalid_reasons:
+            click.echo(f"  INVALID: {reason}", err=True)
+    if not result.valid:
+        sys.exit(1)
 
 
 def _run_dir(ctx: click.Context, param: click.Parameter, value: Path) -> Path:

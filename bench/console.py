@@ -1,6 +1,7 @@
 """What ``seambench run`` shows on the terminal: progress with an ETA, then the headlines."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ class RunConsole:
         self._err = Console(stderr=True)
         self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                 console=self._err, transient=False)
+                                 console=self._err, transient=False,
+                                 disable=not self._err.is_terminal)
         self._task = self._bar.add_task("starting", total=steps)
 
     def __enter__(self) -> "RunConsole":
@@ -33,11 +35,19 @@ class RunConsole:
         self._bar.stop()
 
     def progress(self) -> Progress:
+        plain = not self._err.is_terminal  # a log file gets one line per step, with the ETA
+        started = time.monotonic()
+
         def on_step(done: int, total: int, what: str) -> None:
             self._bar.update(self._task, completed=done, description=what)
+            if plain:
+                left = (time.monotonic() - started) / done * (total - done)
+                self._err.print(f"[{done}/{total}] {what} done; about {left:.0f}s left")
 
         def on_phase(what: str) -> None:
             self._bar.update(self._task, description=what)
+            if plain:
+                self._err.print(what)
 
         return Progress(on_step, on_phase)
 

@@ -7,7 +7,8 @@ alike. Each step is one open-loop load run with its warm-up discarded; its resul
 the ``RunStore`` at once, so an interrupted run keeps every finished step.
 
 Experiments:
-  hops     ``GET /chain?k=`` for k = 0..4 mixed evenly, plus the raw TCP and raw HTTP floors
+  hops     ``GET /chain?k=`` for k = 0..4 in turn, at a low constant rate (the unloaded cost of
+           a call, not queueing), plus the raw TCP, raw HTTP and bare-hop floors
   journey  the user mix at each rate of the ladder; notification lag read from notify's DB
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bench import hdr
-from bench.floors import floor_servers, http_round_trips, pinned, tcp_round_trips
+from bench.floors import FloorServers, floor_servers, http_round_trips, pinned, tcp_round_trips
 from bench.launcher import LaunchError, LaunchSettings, RunningShop, launch
 from bench.loadgen import LoadResult, run_load
 from bench.loadplan import LoadPlan
@@ -34,6 +35,7 @@ from shop.placement import Topology
 from shop.storage import sqlite_path
 
 PERCENTILES = {"p50_us": 50, "p90_us": 90, "p99_us": 99, "p999_us": 99.9}
+FLOOR_HTTP, FLOOR_NESTED = "floor http", "floor nested"  # request names in the hop step
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Profile:
 
     name: str
     trials: int
-    hop_rate: float  # req/s over all k together
+    hop_rate: float  # req/s over all k together, evenly spaced: low, so chains never overlap
     hop_warmup_s: float
     hop_duration_s: float
     journey_rates: tuple[float, ...]  # req/s, the ladder
@@ -61,10 +63,10 @@ class Profile:
 
 PROFILES = {
     # ~4.5 minutes on a 2-core machine with two placements (measured; see README)
-    "quick": Profile("quick", trials=3, hop_rate=100, hop_warmup_s=1, hop_duration_s=6,
-                     journey_rates=(50, 150, 300), journey_warmup_s=2, journey_duration_s=5,
+    "quick": Profile("quick", trials=3, hop_rate=50, hop_warmup_s=1, hop_duration_s=10,
+                     journey_rates=(50, 120, 200, 300), journey_warmup_s=1.5, journey_duration_s=4,
                      floor_round_trips=2000, bootstrap_resamples=1000),
-    "full": Profile("full", trials=5, hop_rate=100, hop_warmup_s=2, hop_duration_s=20,
+    "full": Profile("full", trials=5, hop_rate=50, hop_warmup_s=2, hop_duration_s=40,
                     journey_rates=(50, 100, 200, 300, 400, 500, 600, 800), journey_warmup_s=5,
                     journey_duration_s=20, floor_round_trips=5000, bootstrap_resamples=2000),
     # seconds per trial: for tests of the harness itself, not for figures
@@ -184,7 +186,7 @@ class Harness:
                 if i == 0 or steps[i - 1].trial != step.trial:
                     self.progress.on_phase(f"trial {step.trial + 1}: floors")
                     self._floors(floors, step.trial)
-                self._step(step, shops[step.placement], tokens[step.placement])
+                self._step(step, shops[step.placement], tokens[step.placement], floors)
                 self.store.flush()
                 self.progress.on_step(i + 1, len(steps), step.slug)
 
@@ -192,22 +194,26 @@ class Harness:
         n = self.config.profile.floor_round_trips
         with pinned(self.config.cpus.system):
             measured = {"tcp": tcp_round_trips(floors.tcp_address, n),
-                        "http": http_round_trips(floors.http_url, n)}
+                        "http": http_round_trips(floors.http_url, n),
+                        "http_nested": http_round_trips(floors.front_url, n, path="/nested")}
         for kind, histogram in measured.items():
             row = {"floor": kind, "trial": trial, "count": histogram.get_total_count(),
                    **{k: histogram.get_value_at_percentile(q) for k, q in PERCENTILES.items()},
                    "max_us": histogram.get_max_value(), "histogram": hdr.encode(histogram)}
             self.store.add_rows(FLOORS, [row])
 
-    def _step(self, step: Step, shop: RunningShop, tokens: list[str]) -> None:
+    def _step(self, step: Step, shop: RunningShop, tokens: list[str], floors: FloorServers) -> None:
         config, profile = self.config, self.config.profile
         hops = step.experiment == "hops"
-        options: dict[str, Any] = ({"hops": [0, 1, 2, 3, 4]} if hops else
+        options: dict[str, Any] = ({"hops": [0, 1, 2, 3, 4],
+                                    "floors": {FLOOR_HTTP: floors.http_url + "/",
+                                               FLOOR_NESTED: floors.front_url + "/nested"}} if hops else
                                    {"tokens": tokens, "skus": min(1000, config.launch.search.catalog_size)})
         plan = LoadPlan(rate_per_s=step.rate,
                         duration_s=profile.hop_duration_s if hops else profile.journey_duration_s,
                         warmup_s=profile.hop_warmup_s if hops else profile.journey_warmup_s,
-                        output_dir=str(self.store.raw_dir(step.slug)), arrival=config.arrival,
+                        output_dir=str(self.store.raw_dir(step.slug)),
+                        arrival="constant" if hops else config.arrival,
                         seed=step.seed, options=options)
         watch = {"system": [p.pid for p in shop.processes.values()]}
         result = run_load("hopchain" if hops else "journey", shop.base_url, plan,

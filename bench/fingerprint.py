@@ -8,7 +8,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("flask", "gunicorn", "werkzeug", "click", "psutil")
+PACKAGES = ("flask", "gunicorn", "werkzeug", "click", "psutil", "locust", "gevent", "geventhttpclient",
+            "hdrhistogram", "numpy", "pandas", "matplotlib", "rich")
 
 
 def git_revision(repo: Path) -> str:

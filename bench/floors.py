@@ -3,7 +3,11 @@
 * raw TCP: a 64-byte ping-pong over one loopback connection to an echo server (the
   physical floor: two context switches and the kernel's loopback path);
 * raw HTTP: ``http.client`` keep-alive GETs to a minimal Flask endpoint served by gunicorn
-  with exactly the settings the shop's processes get (the framework floor).
+  with exactly the settings the shop's processes get (the framework floor);
+* nested HTTP: the same GET made from inside a second such server (``GET /nested`` on it
+  calls ``/`` on the first with a keep-alive ``http.client`` connection per thread). Its
+  latency minus the raw HTTP one is what a bare hop costs when the caller is itself a
+  gunicorn worker sharing the system's CPUs: the floor a shop hop should be compared with.
 
 Both servers run pinned to the system's CPU set, and the client runs there too while it
 measures, because a hop's caller is a process of the system. Sequential calls, timed with
@@ -15,6 +19,7 @@ import http.client
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,13 +36,39 @@ from bench.launcher import (HOST, LaunchError, LaunchSettings, bind_listeners, g
 PING = b"x" * 64
 
 
+UPSTREAM_ENV = "SEAMBENCH_FLOOR_UPSTREAM"
+
+
 def create_floor_app() -> Flask:
-    """The minimal endpoint: ``GET /`` answers a small JSON body, ``/readyz`` for start-up."""
+    """The minimal endpoint: ``GET /`` answers a small JSON body, ``/readyz`` for start-up;
+    with ``SEAMBENCH_FLOOR_UPSTREAM=http://host:port`` also ``GET /nested``, which makes one
+    keep-alive ``GET /`` to that server before answering."""
     app = Flask("seambench-floor")
+    upstream = os.environ.get(UPSTREAM_ENV, "")
+    connections = threading.local()
 
     @app.get("/")
     def root() -> dict:
         return {"ok": True}
+
+    @app.get("/nested")
+    def nested() -> dict:
+        for attempt in (1, 2):  # the upstream may have closed an idle connection between trials
+            conn = getattr(connections, "conn", None)
+            if conn is None:
+                host, port = upstream.removeprefix("http://").rsplit(":", 1)
+                conn = connections.conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                response.read()
+                return {"ok": response.status == 200}
+            except (ConnectionError, http.client.HTTPException):
+                conn.close()
+                connections.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     @app.get("/readyz")
     def ready() -> dict:
@@ -61,15 +92,16 @@ def echo_main(fd: int) -> None:
 @dataclass(frozen=True)
 class FloorServers:
     tcp_address: tuple[str, int]
-    http_url: str
+    http_url: str  # the minimal endpoint
+    front_url: str  # a second one whose /nested calls the first
 
 
 @contextmanager
 def floor_servers(settings: LaunchSettings, log_dir: Path) -> Iterator[FloorServers]:
     """Start the echo server and the minimal Flask endpoint; stop both on exit."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    listeners = bind_listeners(["floor-tcp", "floor-http"])
-    addresses = {name: sock.getsockname() for name, sock in listeners.items()}
+    listeners = bind_listeners(["floor-tcp", "floor-http", "floor-front"])
+    urls = {name: f"http://{HOST}:{sock.getsockname()[1]}" for name, sock in listeners.items()}
     popens = []
     try:
         tcp = listeners.pop("floor-tcp")
@@ -77,19 +109,20 @@ def floor_servers(settings: LaunchSettings, log_dir: Path) -> Iterator[FloorServ
                                    f"echo_main({tcp.fileno()})"], log_dir / "floor-tcp.log",
                                   _env(), settings.cpus, (tcp.fileno(),)))
         tcp.close()
-        http_sock = listeners.pop("floor-http")
-        popens.append(spawn_group(gunicorn_command("bench.floors:create_floor_app()", http_sock,
-                                                   settings, "floor-http"),
-                                  log_dir / "floor-http.log", _env(), settings.cpus,
-                                  (http_sock.fileno(),)))
-        http_sock.close()
-        url = f"http://{HOST}:{addresses['floor-http'][1]}"
+        for name, extra in (("floor-http", {}), ("floor-front", {UPSTREAM_ENV: urls["floor-http"]})):
+            sock = listeners.pop(name)
+            popens.append(spawn_group(gunicorn_command("bench.floors:create_floor_app()", sock,
+                                                       settings, name),
+                                      log_dir / f"{name}.log", {**_env(), **extra}, settings.cpus,
+                                      (sock.fileno(),)))
+            sock.close()
         deadline = time.monotonic() + settings.ready_timeout_s
-        while not is_ready(url):
+        while not (is_ready(urls["floor-http"]) and is_ready(urls["floor-front"])):
             if time.monotonic() > deadline or any(p.poll() is not None for p in popens):
                 raise LaunchError(f"the floor servers did not start; see {log_dir}")
             time.sleep(0.05)
-        yield FloorServers(addresses["floor-tcp"], url)
+        host, port = urls["floor-tcp"].removeprefix("http://").rsplit(":", 1)
+        yield FloorServers((host, int(port)), urls["floor-http"], urls["floor-front"])
     finally:
         for sock in listeners.values():
             sock.close()
@@ -131,15 +164,15 @@ def tcp_round_trips(address: tuple[str, int], count: int, warmup: int = 200) -> 
     return histogram
 
 
-def http_round_trips(url: str, count: int, warmup: int = 200) -> HdrHistogram:
-    """``count`` sequential keep-alive GETs with ``http.client``, in µs."""
+def http_round_trips(url: str, count: int, warmup: int = 200, path: str = "/") -> HdrHistogram:
+    """``count`` sequential keep-alive GETs of ``path`` with ``http.client``, in µs."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
     histogram = hdr.new_histogram()
     try:
         for i in range(warmup + count):
             start = time.perf_counter_ns()
-            conn.request("GET", "/")
+            conn.request("GET", path)
             response = conn.getresponse()
             response.read()
             elapsed = (time.perf_counter_ns() - start) // 1000

@@ -148,7 +148,8 @@ def _locust_command(scenario: str, host: str, plan: LoadPlan) -> list[str]:
     run_time = int(plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S)
     return [sys.executable, "-m", "locust", "-f", str(scenario_file(scenario)), "--headless",
             "--users", "1", "--spawn-rate", "1", "--host", host, "--run-time", f"{run_time}s",
-            "--stop-timeout", "5", "--loglevel", "WARNING", "--only-summary",
+            # the user quits the runner itself once its results are written; nothing to wait for
+            "--stop-timeout", "0", "--loglevel", "WARNING", "--only-summary",
             "--exit-code-on-error", "0"]
 
 
@@ -226,3 +227,17 @@ def _read_json(path: Path) -> dict[str, Any]:
 def generator_group(index: int) -> str:
     """The sampler group of generator process ``index``."""
     return f"generator-{index}"
+
+
+def target_summary(result: LoadResult) -> dict[str, Any]:
+    """What ``seambench load`` prints: all requests together, µs, and whether to trust it."""
+    h = result.latency()
+    return {"target": result.target, "requests": result.completed, "errors": result.errors,
+            "dropped": result.dropped, "scheduled_rate": round(result.scheduled_rate, 2),
+            "achieved_rate": round(result.achieved_rate, 2),
+            **{key: h.get_value_at_percentile(q) for key, q in
+               (("p50_us", 50), ("p90_us", 90), ("p99_us", 99), ("p999_us", 99.9))},
+            "max_us": h.get_max_value(),
+            "send_lateness_p99_us": result.lateness.get_value_at_percentile(99),
+            "generator_cpu": round(max(result.generator_cpu, default=0.0), 3),
+            "valid": result.valid, "invalid_reasons": result.invalid_reasons}

@@ -55,7 +55,7 @@ def percentile_of_counts(counts: np.ndarray, values: np.ndarray, q: float) -> np
     counts = np.atleast_2d(counts)
     cumulative = np.cumsum(counts, axis=1)
     totals = cumulative[:, -1] if cumulative.shape[1] else np.zeros(len(counts))
-    target = np.maximum(1, np.floor(q / 100.0 * totals + 0.5))
+    target = np.maximum(1, np.floor(q * totals / 100.0 + 0.5))  # HdrHistogram's exact arithmetic
     index = np.array([np.searchsorted(row, t) for row, t in zip(cumulative, target)])
     out = values[np.minimum(index, len(values) - 1)] if len(values) else np.full(len(counts), np.nan)
     return np.where(totals > 0, out, np.nan)

@@ -2,8 +2,10 @@
 
 In the monolith each call is a function call; split, each is an HTTP hop between
 processes. Arrivals are spread evenly over k (round robin), so every k sees the same load
-and the difference between k and k-1 is the cost of one call. Option ``hops``: the list
-of k to send (default 0..4).
+and the difference between k and k-1 is the cost of one call. Options: ``hops``, the list
+of k to send (default 0..4); ``floors``, request name -> absolute URL of floor endpoints
+(a minimal Flask endpoint, and one that makes a bare nested call) taken in the same turn,
+so the floors are measured by the same generator, at the same pace, at the same time.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ def chain_name(k: int) -> str:
 
 class HopChainUser(OpenLoopUser):
     def prepare(self) -> None:
-        self._ks = cycle(self.plan.options.get("hops", [0, 1, 2, 3, 4]))
+        targets = [(chain_name(k), f"/chain?k={k}") for k in self.plan.options.get("hops", [0, 1, 2, 3, 4])]
+        targets += list(self.plan.options.get("floors", {}).items())
+        self._targets = cycle(targets)
 
     def next_request(self) -> tuple[str, Send]:
-        k = next(self._ks)
-        name = chain_name(k)
-        return name, lambda context: self.client.get(f"/chain?k={k}", name=name, context=context)
+        name, url = next(self._targets)
+        return name, lambda context: self.client.get(url, name=name, context=context)

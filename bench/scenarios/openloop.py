@@ -90,7 +90,8 @@ class OpenLoopUser(FastHttpUser):
             doc = recorder.result(unfinished=unfinished) if recorder else {}
             write_json_atomic(plan.result_path(), {**doc, "complete": complete,
                                                    "plan": plan.to_json()})
-            gevent.spawn_later(0.1, self.environment.runner.quit)
+            # Stop the whole Locust process: a returning task would only be scheduled again.
+            gevent.spawn(self.environment.runner.quit)
             gevent.sleep(60)
 
     def _listen(self, recorder: Recorder) -> None:
