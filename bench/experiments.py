@@ -50,7 +50,7 @@ class Profile:
     journey_rates: tuple[float, ...]  # req/s, the ladder
     journey_warmup_s: float
     journey_duration_s: float
-    floor_round_trips: int
+    floor_round_trips: int  # per floor and trial, paced at hop_rate
     bootstrap_resamples: int
     users: int = 8  # journey users per placement
 
@@ -65,14 +65,14 @@ PROFILES = {
     # ~4.5 minutes on a 2-core machine with two placements (measured; see README)
     "quick": Profile("quick", trials=3, hop_rate=50, hop_warmup_s=1, hop_duration_s=10,
                      journey_rates=(50, 120, 200, 300), journey_warmup_s=1.5, journey_duration_s=4,
-                     floor_round_trips=2000, bootstrap_resamples=1000),
+                     floor_round_trips=100, bootstrap_resamples=1000),
     "full": Profile("full", trials=5, hop_rate=50, hop_warmup_s=2, hop_duration_s=40,
                     journey_rates=(50, 100, 200, 300, 400, 500, 600, 800), journey_warmup_s=5,
-                    journey_duration_s=20, floor_round_trips=5000, bootstrap_resamples=2000),
+                    journey_duration_s=20, floor_round_trips=500, bootstrap_resamples=2000),
     # seconds per trial: for tests of the harness itself, not for figures
     "smoke": Profile("smoke", trials=2, hop_rate=50, hop_warmup_s=0.5, hop_duration_s=1.5,
                      journey_rates=(30,), journey_warmup_s=0.5, journey_duration_s=1.5,
-                     floor_round_trips=200, bootstrap_resamples=200, users=2),
+                     floor_round_trips=30, bootstrap_resamples=200, users=2),
 }
 
 
@@ -192,10 +192,11 @@ class Harness:
 
     def _floors(self, floors, trial: int) -> None:
         n = self.config.profile.floor_round_trips
+        gap = 1 / self.config.profile.hop_rate  # paced like the hop step's requests
         with pinned(self.config.cpus.system):
-            measured = {"tcp": tcp_round_trips(floors.tcp_address, n),
-                        "http": http_round_trips(floors.http_url, n),
-                        "http_nested": http_round_trips(floors.front_url, n, path="/nested")}
+            measured = {"tcp": tcp_round_trips(floors.tcp_address, n, gap_s=gap),
+                        "http": http_round_trips(floors.http_url, n, gap_s=gap),
+                        "http_nested": http_round_trips(floors.front_url, n, path="/nested", gap_s=gap)}
         for kind, histogram in measured.items():
             row = {"floor": kind, "trial": trial, "count": histogram.get_total_count(),
                    **{k: histogram.get_value_at_percentile(q) for k, q in PERCENTILES.items()},

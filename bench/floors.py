@@ -9,9 +9,9 @@
   latency minus the raw HTTP one is what a bare hop costs when the caller is itself a
   gunicorn worker sharing the system's CPUs: the floor a shop hop should be compared with.
 
-Both servers run pinned to the system's CPU set, and the client runs there too while it
-measures, because a hop's caller is a process of the system. Sequential calls, timed with
-``perf_counter_ns``, recorded in µs histograms.
+The servers run pinned to the system's CPU set, and the client runs there too while it
+measures, because a hop's caller is a process of the system. Calls are paced like the hop
+step's requests, timed with ``perf_counter_ns``, recorded in µs histograms.
 """
 from __future__ import annotations
 
@@ -147,12 +147,26 @@ def pinned(cpus: tuple[int, ...] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def tcp_round_trips(address: tuple[str, int], count: int, warmup: int = 200) -> HdrHistogram:
-    """``count`` sequential 64-byte ping-pongs on one connection, in µs."""
+def paced(count: int, gap_s: float) -> Iterator[int]:
+    """Yield 0..count-1, each at its slot on a fixed schedule ``gap_s`` apart (no pacing if 0).
+
+    Pacing matters: between paced calls the CPUs idle, and waking from idle costs far more
+    than a back-to-back loop shows, so floors are paced like the hop step they are set against."""
+    start = time.perf_counter()
+    for i in range(count):
+        delay = start + i * gap_s - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield i
+
+
+def tcp_round_trips(address: tuple[str, int], count: int, warmup: int = 20,
+                    gap_s: float = 0.0) -> HdrHistogram:
+    """``count`` 64-byte ping-pongs on one connection, ``gap_s`` apart, in µs."""
     histogram = hdr.new_histogram()
     with socket.create_connection(address, timeout=5) as conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for i in range(warmup + count):
+        for i in paced(warmup + count, gap_s):
             start = time.perf_counter_ns()
             conn.sendall(PING)
             got = 0
@@ -164,13 +178,14 @@ def tcp_round_trips(address: tuple[str, int], count: int, warmup: int = 200) -> 
     return histogram
 
 
-def http_round_trips(url: str, count: int, warmup: int = 200, path: str = "/") -> HdrHistogram:
-    """``count`` sequential keep-alive GETs of ``path`` with ``http.client``, in µs."""
+def http_round_trips(url: str, count: int, warmup: int = 20, path: str = "/",
+                     gap_s: float = 0.0) -> HdrHistogram:
+    """``count`` keep-alive GETs of ``path`` with ``http.client``, ``gap_s`` apart, in µs."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
     histogram = hdr.new_histogram()
     try:
-        for i in range(warmup + count):
+        for i in paced(warmup + count, gap_s):
             start = time.perf_counter_ns()
             conn.request("GET", path)
             response = conn.getresponse()

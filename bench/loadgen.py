@@ -171,7 +171,8 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
             raise LoadError(f"generator {p.process_index} wrote no result; end of its log:\n{tail}")
         docs.append(_read_json(path))
-    reasons = [f"generator {i} did not complete" for i, d in enumerate(docs) if not d.get("complete")]
+    reasons = [f"generator {i} did not complete ({d.get('error') or 'no reason given'})"
+               for i, d in enumerate(docs) if not d.get("complete")]
     names: dict[str, NameResult] = {}
     for doc in docs:
         for name, n in doc.get("names", {}).items():

@@ -10,6 +10,9 @@ so the floors are measured by the same generator, at the same pace, at the same 
 from __future__ import annotations
 
 from itertools import cycle
+from urllib.parse import urlsplit
+
+from locust.contrib.fasthttp import FastHttpSession
 
 from bench.scenarios.openloop import OpenLoopUser, Send
 
@@ -20,10 +23,20 @@ def chain_name(k: int) -> str:
 
 class HopChainUser(OpenLoopUser):
     def prepare(self) -> None:
-        targets = [(chain_name(k), f"/chain?k={k}") for k in self.plan.options.get("hops", [0, 1, 2, 3, 4])]
-        targets += list(self.plan.options.get("floors", {}).items())
+        targets = [(chain_name(k), self.client, f"/chain?k={k}")
+                   for k in self.plan.options.get("hops", [0, 1, 2, 3, 4])]
+        for name, url in self.plan.options.get("floors", {}).items():
+            # Each floor server gets its own keep-alive pool: sharing the user's pool
+            # between hosts would reconnect on every switch and bill that to whoever is next.
+            parts = urlsplit(url)
+            session = FastHttpSession(base_url=f"{parts.scheme}://{parts.netloc}",
+                                      request_event=self.environment.events.request, user=self,
+                                      concurrency=self.plan.connections,
+                                      network_timeout=self.network_timeout,
+                                      connection_timeout=self.connection_timeout)
+            targets.append((name, session, parts.path or "/"))
         self._targets = cycle(targets)
 
     def next_request(self) -> tuple[str, Send]:
-        name, url = next(self._targets)
-        return name, lambda context: self.client.get(url, name=name, context=context)
+        name, client, path = next(self._targets)
+        return name, lambda context: client.get(path, name=name, context=context)

@@ -74,6 +74,7 @@ class OpenLoopUser(FastHttpUser):
         complete = False
         recorder = None
         unfinished = 0
+        error = ""
         try:
             self.prepare()
             with open(plan.interval_log_path(), "w") as log:
@@ -86,9 +87,12 @@ class OpenLoopUser(FastHttpUser):
                 unfinished = self._schedule(recorder, start_ns)
                 recorder.finish(time.perf_counter_ns())
                 complete = True
+        except Exception as exc:  # said in the result, which the harness reports
+            error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             doc = recorder.result(unfinished=unfinished) if recorder else {}
-            write_json_atomic(plan.result_path(), {**doc, "complete": complete,
+            write_json_atomic(plan.result_path(), {**doc, "complete": complete, "error": error,
                                                    "plan": plan.to_json()})
             # Stop the whole Locust process: a returning task would only be scheduled again.
             gevent.spawn(self.environment.runner.quit)
