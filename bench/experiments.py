@@ -27,7 +27,7 @@ from bench.floors import FloorServers, floor_servers, http_round_trips, pinned, 
 from bench.launcher import LaunchError, LaunchSettings, RunningShop, launch
 from bench.loadgen import LoadResult, run_load
 from bench.loadplan import LoadPlan
-from bench.probe import ShopSession
+from bench.session import ShopSession
 from bench.recorder import tag_of
 from bench.sampler import window_usage
 from bench.store import FLOORS, REQUESTS, RESOURCES, STEPS, TIMESERIES, RunStore

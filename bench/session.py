@@ -1,0 +1,40 @@
+"""A keep-alive JSON client for the shop's public API, for set-up work outside the load
+(registering the journey's users). Not used to measure anything."""
+from __future__ import annotations
+
+import http.client
+import json
+
+
+class ShopSession:
+    """A keep-alive JSON client for the public API (http.client: the cheapest honest client)."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        host, port = base_url.removeprefix("http://").rsplit(":", 1)
+        self._conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+        self.token = ""
+
+    def reconnect(self) -> None:
+        """Drop the connection; the next call opens a new one (the server may have closed an
+        idle one while other placements were being measured)."""
+        self._conn.close()
+
+    def call(self, method: str, path: str, body: dict | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict]:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        payload = None if body is None else json.dumps(body)
+        self._conn.request(method, path, body=payload, headers=all_headers)
+        response = self._conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+
+    def expect(self, status: int, method: str, path: str, body: dict | None = None,
+               headers: dict[str, str] | None = None) -> dict:
+        got, data = self.call(method, path, body, headers)
+        if got != status:
+            raise RuntimeError(f"{method} {path}: expected {status}, got {got}: {data}")
+        return data
+
+    def close(self) -> None:
+        self._conn.close()
