@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 
 from bench.fingerprint import fingerprint
+from bench.calibrate import CalibrationError, calibrate as run_calibration
 from bench.console import RunConsole
 from bench.experiments import PROFILES, Harness, RunConfig, cpu_plan, plan_steps
 from bench.launcher import LaunchError, LaunchSettings, launch, signals_held
@@ -233,6 +234,35 @@ def load(url: str, rate: float, duration: float, warmup: float, method: str, arr
             click.echo(f"  INVALID: {reason}", err=True)
     if not result.valid:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--duration", type=click.FloatRange(1, 600), default=5.0, show_default=True,
+              help="seconds per measurement")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def calibrate(duration: float, as_json: bool) -> None:
+    """How fast one generator process goes, against wrk on the same endpoint and core.
+
+    A benchmark, not a test: it loads a minimal endpoint on loopback for about a minute."""
+    _stop_on_signals()
+    plan = cpu_plan()
+    try:
+        result = run_calibration(plan, LaunchSettings(), duration)
+    except CalibrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"wrk_rate": result.wrk_rate, "generator_rate": result.generator_rate,
+                               "ratio": round(result.ratio, 3), "cpus": plan.note,
+                               "steps": result.steps}))
+        return
+    click.echo(plan.note)
+    click.echo(f"wrk (1 thread, 32 connections, closed loop): {result.wrk_rate:,.0f} req/s")
+    for step in result.steps:
+        verdict = "ok" if step["valid"] else "INVALID: " + "; ".join(step["invalid_reasons"])
+        click.echo(f"  generator at {step['rate']:>7,} req/s: achieved {step['achieved_rate']:>9,.1f}, "
+                   f"cpu {step['generator_cpu']:.0%}, p99 {step['p99_us']:,} us, {verdict}")
+    click.echo(f"highest valid generator rate: {result.generator_rate:,.0f} req/s = "
+               f"{result.ratio:.0%} of wrk")
 
 
 def _run_dir(ctx: click.Context, param: click.Parameter, value: Path) -> Path:

@@ -241,4 +241,7 @@ def target_summary(result: LoadResult) -> dict[str, Any]:
             "max_us": h.get_max_value(),
             "send_lateness_p99_us": result.lateness.get_value_at_percentile(99),
             "generator_cpu": round(max(result.generator_cpu, default=0.0), 3),
+            "generator_rss_max_mib": round(max(
+                (window_usage(result.samples, generator_group(i), 0, float("inf")).rss_bytes_max
+                 for i in range(result.processes)), default=0) / 2**20, 1),
             "valid": result.valid, "invalid_reasons": result.invalid_reasons}

@@ -278,9 +278,15 @@ def hop_section(summary: Mapping[str, Any], figures: Mapping[str, str]) -> list[
     hops, floors = summary.get("hops", {}), summary.get("floors", {})
     blocks: list[Block] = [Heading("Hop cost"), Paragraph(
         "A /chain?k= request calls k components in turn (" + " -> ".join(CHAIN) + ", first k+1 of "
-        "them); in each placement a call is either a function call or an HTTP hop. One call's "
-        "cost is the p50 slope over k, (p50(k=4) - p50(k=0)) / 4, set against a raw keep-alive "
-        "HTTP round trip and a raw TCP round trip measured in the same run on the same CPUs.")]
+        "them); in each placement a call is either a function call or an HTTP hop. Requests are "
+        "sent at a low constant rate, one k after another, so chains do not overlap. One call's "
+        "cost is the least-squares slope of p50 over k = 0..4. It is set against two floors "
+        "measured in the same run, on the same CPUs and at the same pace: a raw keep-alive HTTP "
+        "round trip (http.client to a minimal Flask endpoint under the same gunicorn settings) "
+        "and a bare hop (the same call made from inside such a server: nested minus direct, both "
+        "requested by the load generator in the same step, so its own overhead cancels). Paced "
+        "calls cost more than back-to-back ones: between requests the CPUs idle, and every "
+        "wake-up costs.")]
     if not hops:
         blocks.append(Paragraph("The hop chain was not measured in this run."))
     else:
