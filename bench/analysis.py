@@ -103,7 +103,8 @@ class Analysis:
             return out
         for kind, rows in self.data.floors.groupby("floor"):
             histograms = [hdr.decode(h) for h in rows["histogram"]]
-            blocks = Blocks.from_histograms(histograms, [0] * len(histograms))  # trials are blocks
+            # blocks of consecutive calls, resampled within their trial
+            blocks = Blocks.from_histograms(histograms, rows["trial"].astype(int).tolist())
             weights = resample_weights(blocks.strata, self.resamples, self.rng)
             out[str(kind)] = {k: e.to_json() for k, e in percentile_estimates(blocks, weights).items()}
             out[str(kind)]["samples"] = blocks.total

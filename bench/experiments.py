@@ -197,11 +197,12 @@ class Harness:
             measured = {"tcp": tcp_round_trips(floors.tcp_address, n, gap_s=gap),
                         "http": http_round_trips(floors.http_url, n, gap_s=gap),
                         "http_nested": http_round_trips(floors.front_url, n, path="/nested", gap_s=gap)}
-        for kind, histogram in measured.items():
-            row = {"floor": kind, "trial": trial, "count": histogram.get_total_count(),
-                   **{k: histogram.get_value_at_percentile(q) for k, q in PERCENTILES.items()},
-                   "max_us": histogram.get_max_value(), "histogram": hdr.encode(histogram)}
-            self.store.add_rows(FLOORS, [row])
+        for kind, blocks in measured.items():
+            for i, histogram in enumerate(blocks):
+                row = {"floor": kind, "trial": trial, "block": i, "count": histogram.get_total_count(),
+                       **{k: histogram.get_value_at_percentile(q) for k, q in PERCENTILES.items()},
+                       "max_us": histogram.get_max_value(), "histogram": hdr.encode(histogram)}
+                self.store.add_rows(FLOORS, [row])
 
     def _step(self, step: Step, shop: RunningShop, tokens: list[str], floors: FloorServers) -> None:
         config, profile = self.config, self.config.profile

@@ -160,10 +160,24 @@ def paced(count: int, gap_s: float) -> Iterator[int]:
         yield i
 
 
+class Blocked:
+    """Round trips recorded as consecutive blocks of ``size`` samples (µs histograms), so a
+    bootstrap can resample within a trial rather than only whole trials."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.blocks: list[HdrHistogram] = []
+
+    def record_value(self, value_us: int) -> None:
+        if not self.blocks or self.blocks[-1].get_total_count() >= self.size:
+            self.blocks.append(hdr.new_histogram())
+        self.blocks[-1].record_value(value_us)
+
+
 def tcp_round_trips(address: tuple[str, int], count: int, warmup: int = 20,
-                    gap_s: float = 0.0) -> HdrHistogram:
-    """``count`` 64-byte ping-pongs on one connection, ``gap_s`` apart, in µs."""
-    histogram = hdr.new_histogram()
+                    gap_s: float = 0.0, block: int = 25) -> list[HdrHistogram]:
+    """``count`` 64-byte ping-pongs on one connection, ``gap_s`` apart: blocks of µs."""
+    histogram = Blocked(block)
     with socket.create_connection(address, timeout=5) as conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in paced(warmup + count, gap_s):
@@ -175,15 +189,15 @@ def tcp_round_trips(address: tuple[str, int], count: int, warmup: int = 20,
             elapsed = (time.perf_counter_ns() - start) // 1000
             if i >= warmup:
                 histogram.record_value(max(1, elapsed))
-    return histogram
+    return histogram.blocks
 
 
 def http_round_trips(url: str, count: int, warmup: int = 20, path: str = "/",
-                     gap_s: float = 0.0) -> HdrHistogram:
-    """``count`` keep-alive GETs of ``path`` with ``http.client``, ``gap_s`` apart, in µs."""
+                     gap_s: float = 0.0, block: int = 25) -> list[HdrHistogram]:
+    """``count`` keep-alive GETs of ``path`` with ``http.client``, ``gap_s`` apart: blocks of µs."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
-    histogram = hdr.new_histogram()
+    histogram = Blocked(block)
     try:
         for i in paced(warmup + count, gap_s):
             start = time.perf_counter_ns()
@@ -197,4 +211,4 @@ def http_round_trips(url: str, count: int, warmup: int = 20, path: str = "/",
                 histogram.record_value(max(1, elapsed))
     finally:
         conn.close()
-    return histogram
+    return histogram.blocks

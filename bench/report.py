@@ -20,7 +20,7 @@ from bench import hdr, plots
 from bench.analysis import CHAIN, load, summarize
 from bench.recorder import tag_of
 from bench.document import Block, Bullets, Figure, Heading, Paragraph, Table, to_html, to_markdown
-from bench.store import HISTOGRAMS, SUMMARY, write_json_atomic, write_text_atomic
+from bench.store import assemble_parts, HISTOGRAMS, SUMMARY, write_json_atomic, write_text_atomic
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -49,6 +49,7 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
     ``run_dir`` has no manifest.json (not a run)."""
     run_dir = Path(run_dir)
     summary = summarize(run_dir)
+    assemble_parts(run_dir)  # a run killed before it could put its tables together
     write_json_atomic(run_dir / SUMMARY, summary)
     data = load(run_dir)
     figures = draw_figures(run_dir, summary)

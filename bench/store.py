@@ -9,11 +9,15 @@
       resources.csv     psutil samples: CPU seconds and RSS of every process, per step
       histograms.hlog   every step's total histograms, tagged (HdrHistogram log format 1.3)
       raw/<step>/       each step's generator files: plan, interval log (1 s histograms), log
+      parts/<table>/    timeseries and resources, one file per step (put together at the end)
       summary.json      the headline figures with confidence intervals (see analysis.py)
       report.md, report.html, figures/*.png
 
 Every file is written whole and renamed into place, so a reader (or an interrupted run)
 sees the previous version or the new one, never half of one. Analysis reads only these.
+The long tables (time series, resource samples) grow with the run, so they are not kept in
+memory: each step's rows go to their own part file, and the parts are put together when the
+run ends (or when ``seambench report`` finds them not yet put together).
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ FLOORS = "floors.csv"
 TIMESERIES = "timeseries.csv"
 RESOURCES = "resources.csv"
 HISTOGRAMS = "histograms.hlog"
+STREAMED = (TIMESERIES, RESOURCES)  # written per step as parts, assembled at the end
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -80,8 +85,8 @@ class RunStore:
         self.dir = Path(root) / self.run_id
         self.dir.mkdir(parents=True, exist_ok=False)
         self.manifest: dict[str, Any] = {"run_id": self.run_id, "complete": False}
-        self.tables: dict[str, list[dict[str, Any]]] = {
-            STEPS: [], REQUESTS: [], FLOORS: [], TIMESERIES: [], RESOURCES: []}
+        self.tables: dict[str, list[dict[str, Any]]] = {STEPS: [], REQUESTS: [], FLOORS: []}
+        self._parts = {table: 0 for table in STREAMED}
         self.histogram_lines: list[str] = []
 
     def path(self, name: str) -> Path:
@@ -97,6 +102,13 @@ class RunStore:
         write_json_atomic(self.path(MANIFEST), self.manifest)
 
     def add_rows(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        if table in STREAMED:
+            rows = list(rows)
+            if rows:
+                self._parts[table] += 1
+                write_text_atomic(self.dir / "parts" / table / f"{self._parts[table]:05d}.csv",
+                                  csv_text(rows))
+            return
         self.tables[table].extend(dict(r) for r in rows)
 
     def add_histogram(self, tag: str, start_s: float, length_s: float, payload: str,
@@ -117,7 +129,33 @@ class RunStore:
 
     def finish(self, complete: bool, reason: str = "") -> None:
         self.flush()
+        assemble_parts(self.dir)
         self.manifest.update(complete=complete, ended_at=time.time())
         if reason:
             self.manifest["incomplete_reason"] = reason
         write_json_atomic(self.path(MANIFEST), self.manifest)
+
+
+def assemble_parts(run_dir: str | Path) -> None:
+    """Put each streamed table's part files together into the table (atomically), reading
+    one part at a time. Idempotent: the parts stay, and the table is rebuilt from them."""
+    run_dir = Path(run_dir)
+    for table in STREAMED:
+        parts = sorted((run_dir / "parts" / table).glob("*.csv"))
+        if not parts:
+            continue
+        columns: dict[str, None] = {}
+        for part in parts:
+            with open(part, newline="") as f:
+                columns.update(dict.fromkeys(next(csv.reader(f), [])))
+        target = run_dir / table
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
+            writer.writeheader()
+            for part in parts:
+                with open(part, newline="") as f:
+                    writer.writerows(csv.DictReader(f))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)

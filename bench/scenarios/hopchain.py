@@ -1,15 +1,16 @@
 """The hop chain: ``GET /chain?k=N`` crosses k component calls (k = 0..4).
 
 In the monolith each call is a function call; split, each is an HTTP hop between
-processes. Arrivals are spread evenly over k (round robin), so every k sees the same load
-and the difference between k and k-1 is the cost of one call. Options: ``hops``, the list
+processes. Arrivals are spread evenly over k: each round sends every target once, in a
+seeded random order, so every k sees the same load and the same mix of predecessors (a
+fixed order would make whichever request follows the floors pay for waking the shop's
+processes from idle). The difference between k and k-1 is the cost of one call. Options: ``hops``, the list
 of k to send (default 0..4); ``floors``, request name -> absolute URL of floor endpoints
 (a minimal Flask endpoint, and one that makes a bare nested call) taken in the same turn,
 so the floors are measured by the same generator, at the same pace, at the same time.
 """
 from __future__ import annotations
 
-from itertools import cycle
 from urllib.parse import urlsplit
 
 from locust.contrib.fasthttp import FastHttpSession
@@ -35,8 +36,11 @@ class HopChainUser(OpenLoopUser):
                                       network_timeout=self.network_timeout,
                                       connection_timeout=self.connection_timeout)
             targets.append((name, session, parts.path or "/"))
-        self._targets = cycle(targets)
+        self._targets = targets
+        self._round: list = []
 
     def next_request(self) -> tuple[str, Send]:
-        name, client, path = next(self._targets)
+        if not self._round:
+            self._round = self.rng.sample(self._targets, len(self._targets))
+        name, client, path = self._round.pop()
         return name, lambda context: client.get(path, name=name, context=context)
