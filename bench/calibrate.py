@@ -22,7 +22,8 @@ from bench.launcher import LaunchSettings
 from bench.loadgen import run_load
 from bench.loadplan import LoadPlan
 
-FRACTIONS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05)
+FRACTIONS = (0.5, 0.7, 0.8, 0.9, 1.0, 1.1)
+BISECTIONS = 2
 
 
 class CalibrationError(RuntimeError):
@@ -69,20 +70,33 @@ def calibrate(cpus: CpuPlan, settings: LaunchSettings, duration_s: float = 5.0,
             url = floors.http_url + "/"
             wrk_rate(url, cpus.generator, 1.0)  # warm the endpoint up
             result = Calibration(wrk_rate(url, cpus.generator, duration_s))
-            for fraction in FRACTIONS:
-                rate = round(result.wrk_rate * fraction)
+            def attempt(rate: int) -> bool:
                 load = run_load("target", floors.http_url, LoadPlan(
                     rate_per_s=rate, duration_s=duration_s, warmup_s=1.0, arrival="constant",
                     output_dir=str(logs / f"generator-{rate}"), options={"path": "/"}),
                     cpus=cpus.generator)
                 result.steps.append({
-                    "rate": rate, "fraction_of_wrk": fraction, "valid": load.valid,
-                    "achieved_rate": round(load.achieved_rate, 1), "dropped": load.dropped,
+                    "rate": rate, "fraction_of_wrk": round(rate / result.wrk_rate, 3),
+                    "valid": load.valid, "achieved_rate": round(load.achieved_rate, 1),
+                    "dropped": load.dropped,
                     "generator_cpu": round(max(load.generator_cpu, default=0), 3),
                     "send_lateness_p99_us": load.lateness.get_value_at_percentile(99),
                     "p50_us": load.latency().get_value_at_percentile(50),
                     "p99_us": load.latency().get_value_at_percentile(99),
                     "invalid_reasons": load.invalid_reasons})
-                if not load.valid:
+                return load.valid
+
+            good, bad = 0, None
+            for fraction in FRACTIONS:  # coarse steps up to the first failure...
+                rate = round(result.wrk_rate * fraction)
+                if not attempt(rate):
+                    bad = rate
                     break
+                good = rate
+            for _ in range(BISECTIONS if bad else 0):  # ...then halve the gap
+                middle = (good + bad) // 2
+                if attempt(middle):
+                    good = middle
+                else:
+                    bad = middle
     return result

@@ -53,7 +53,7 @@ class RunConsole:
 
     def headline(self, summary: dict[str, Any]) -> None:
         """The headline ratios with their 95% intervals, and where the report is."""
-        out = Console()
+        out = Console() if Console().is_terminal else Console(width=140)  # logs: no wrapping
         table = Table(title=f"seambench {summary.get('run_id', '')}: "
                             f"{summary.get('comparison', '')}", show_lines=False)
         for column in ("figure", "value", "95% CI", "note"):
