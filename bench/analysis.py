@@ -95,6 +95,7 @@ class Analysis:
         self.resamples = resamples or int(profile.get("bootstrap_resamples", 1000))
         self.rng = np.random.default_rng(seed)
         self.warnings: list[str] = []
+        self.hop_cpu: dict[str, tuple[Estimate, np.ndarray]] = {}  # per placement, from hops()
 
     # -- floors --------------------------------------------------------------------------
     def floors(self) -> dict[str, Any]:
@@ -154,8 +155,9 @@ class Analysis:
                 "per_k": {str(k): per_name[f"chain k={k}"] for k in HOPS},
                 "per_call_us": estimate(slope_point, slope_samples).to_json(),
                 "http_hops_per_chain": self.http_hops(placement),
-                "cpu_ms_per_request": self._cpu(rows).to_json(4),
+                "cpu_ms_per_request": self._cpu(rows)[0].to_json(4),
                 "floors": {}}
+            self.hop_cpu[placement] = self._cpu(rows)
             http, nested = p50[FLOOR_HTTP], p50[FLOOR_NESTED]
             against = []
             if floors.get("http", {}).get("p50_us"):  # http.client, paced like this step, same trials
@@ -167,7 +169,11 @@ class Analysis:
                                    "bare_hop_p50_us": estimate(*bare).to_json()}
                 against.append((bare, "per_call_vs_hop_floor"))
             for (value, samples), key in against:
-                if slope_point is None or not value:
+                if slope_point is None or not value or value <= 0:
+                    continue
+                if slope_point <= 0 or not est_excludes_zero(slope_samples):
+                    entry[key] = {"value": None, "ci95": None, "target": HOP_TARGET, "meets_target": None,
+                                  "note": "no measurable cost per call"}
                     continue
                 with np.errstate(invalid="ignore", divide="ignore"):
                     ratio = estimate(slope_point / value, slope_samples / samples[: len(slope_samples)])
@@ -188,14 +194,17 @@ class Analysis:
             out.append(crossings + (1 if topo["gateway"] else 0))
         return out
 
-    def _cpu(self, rows: pd.DataFrame) -> Estimate:
-        rows = rows[rows.completed > 0]
+    def _cpu(self, rows: pd.DataFrame) -> tuple[Estimate, np.ndarray]:
+        """CPU-ms of the system per request that reached it, over the trials (t interval)."""
+        served = rows["shop_completed"] if "shop_completed" in rows else rows["completed"]
+        keep = served > 0
+        rows, served = rows[keep], served[keep]
         if rows.empty:
-            return Estimate(None, None)
-        point = rows.system_cpu_s.sum() * 1000 / rows.completed.sum()
-        samples = bootstrap_trials((rows.system_cpu_s * 1000 / rows.completed).to_numpy(),
-                                   rows.completed.to_numpy(), self.resamples, self.rng)
-        return estimate(point, samples)
+            return Estimate(None, None), np.full(self.resamples, np.nan)
+        point = rows.system_cpu_s.sum() * 1000 / served.sum()
+        samples = bootstrap_trials((rows.system_cpu_s * 1000 / served).to_numpy(),
+                                   served.to_numpy(), self.resamples, self.rng)
+        return estimate(point, samples), samples
 
     def _note_invalid(self, rows: pd.DataFrame) -> None:
         for _, row in rows[~rows.valid.astype(bool)].iterrows():
@@ -234,7 +243,7 @@ class Analysis:
                     **{key: e.to_json() for key, e in overall.items()},
                     "per_name": {n: {k: e.to_json() for k, e in percentile_estimates(blocks[n], weights).items()}
                                  for n in names if blocks[n].total},
-                    "cpu_ms_per_request": self._cpu(rows).to_json(4),
+                    "cpu_ms_per_request": self._cpu(rows)[0].to_json(4),
                     "rss_mib": round(float(rows.system_rss_max_bytes.max()) / MIB, 1),
                     "generator_cpu_max": round(float(rows.generator_cpu.max()), 3),
                     "lateness_p99_us": int(rows.lateness_p99_us.max()),
@@ -244,13 +253,16 @@ class Analysis:
                     entry["notification_lag_us"] = lag
                     entry["payments"] = int(rows.payments.sum())
                     entry["notifications"] = int(rows.notifications.sum())
+                    if entry["notifications"] < entry["payments"]:
+                        self.warnings.append(
+                            f"journey {placement} at {float(rate):g} req/s: {entry['payments'] - entry['notifications']} "
+                            f"of {entry['payments']} payments were not yet notified when the lag was read "
+                            f"(the lag percentiles leave the slowest out)")
                 per_rate[f"{float(rate):g}"] = entry
                 if everything:
                     resampled[(placement, float(rate))] = {
                         key: bootstrap_percentile(everything, q, weights) for key, q in QUANTILES.items()}
-                    resampled[(placement, float(rate))]["cpu"] = bootstrap_trials(
-                        (rows.system_cpu_s * 1000 / rows.completed.clip(lower=1)).to_numpy(),
-                        rows.completed.to_numpy(), self.resamples, self.rng)
+                    resampled[(placement, float(rate))]["cpu"] = self._cpu(rows)[1]
             out[placement] = per_rate
         return out, resampled
 
@@ -264,13 +276,13 @@ class Analysis:
                 "max_us": merged.get_max_value()}
 
     def throughput_at_objective(self, journey: dict[str, Any]) -> dict[str, Any]:
-        """Per placement, where on the ladder p99 crosses the objective (valid rungs only)."""
+        """Per placement, where on the ladder p99 crosses the objective (valid rungs with at
+        most 1% errors only)."""
         objective_us = float(self.data.config.get("p99_objective_ms", 50)) * 1000
         out = {}
         for placement, rungs in journey.items():
             rates = sorted(rungs, key=float)
-            passing = [r for r in rates if rungs[r]["valid"] and rungs[r].get("p99_us", {}).get("value")
-                       is not None and rungs[r]["p99_us"]["value"] <= objective_us]
+            passing = [r for r in rates if meets_objective(rungs[r], objective_us)]
             best = max(passing, key=float, default=None)
             above = [r for r in rates if best is None or float(r) > float(best)]
             if best is None:
@@ -282,6 +294,12 @@ class Analysis:
             out[placement] = {"highest_passing_rate": float(best) if best else None, "text": text,
                               "objective_p99_ms": objective_us / 1000}
         return out
+
+
+def est_excludes_zero(samples: np.ndarray) -> bool:
+    """True when the central 95% of bootstrap ``samples`` lies above zero."""
+    finite = samples[np.isfinite(samples)]
+    return len(finite) > 1 and float(np.percentile(finite, 2.5)) > 0
 
 
 def _ratio(num: Estimate | None, den: Estimate | None, num_samples: np.ndarray,
@@ -302,6 +320,13 @@ def summarize(run_dir: str | Path, resamples: int | None = None) -> dict[str, An
     floors = analysis.floors()
     hops = analysis.hops(floors)
     journey, resampled = analysis.journey()
+    for other in placements[1:]:  # CPU per HTTP hop: the extra CPU per extra hop crossed
+        if other in hops and baseline in hops and other in analysis.hop_cpu and baseline in analysis.hop_cpu:
+            extra_hops = np.mean(hops[other]["http_hops_per_chain"]) - np.mean(hops[baseline]["http_hops_per_chain"])
+            (cpu_o, s_o), (cpu_b, s_b) = analysis.hop_cpu[other], analysis.hop_cpu[baseline]
+            if extra_hops > 0 and cpu_o.value is not None and cpu_b.value is not None:
+                hops[other]["cpu_ms_per_hop"] = estimate((cpu_o.value - cpu_b.value) / extra_hops,
+                                                         (s_o - s_b) / extra_hops).to_json(4)
     ratios: dict[str, Any] = {}
     for other in placements[1:]:
         per_rate = {}
@@ -331,7 +356,8 @@ def summarize(run_dir: str | Path, resamples: int | None = None) -> dict[str, An
                "seed": data.config.get("seed"), "arrival": data.config.get("arrival"),
                "floors": floors, "hops": hops, "journey": journey, "ratios": ratios,
                "throughput_at_objective": throughput}
-    summary["headline_rate"] = headline_rate(journey, placements, throughput)
+    summary["headline_rate"] = headline_rate(
+        journey, placements, float(data.config.get("p99_objective_ms", 50)) * 1000)
     summary["headlines"] = headlines(summary)
     warnings = list(dict.fromkeys(analysis.warnings))
     if not summary["complete"]:
@@ -351,17 +377,25 @@ def _est(doc: dict | None) -> Estimate | None:
     return Estimate(doc.get("value"), tuple(ci) if ci else None)
 
 
-def headline_rate(journey: dict[str, Any], placements: list[str], throughput: dict[str, Any]) -> str | None:
+MAX_ERROR_RATE = 0.01
+
+
+def meets_objective(rung: dict[str, Any], objective_us: float) -> bool:
+    """A journey rung is usable at the objective: valid, at most 1% errors, p99 within it."""
+    p99 = rung.get("p99_us", {}).get("value")
+    return (bool(rung.get("valid")) and p99 is not None and p99 <= objective_us
+            and (rung.get("error_rate") or 0) <= MAX_ERROR_RATE)
+
+
+def headline_rate(journey: dict[str, Any], placements: list[str], objective_us: float) -> str | None:
     """The journey rate the headline ratios are quoted at: the highest rate at which every
-    placement's run was valid and met the p99 objective (else the lowest rate measured)."""
+    placement met the objective (valid, <= 1% errors, p99 within it); else the lowest rate."""
     rates = sorted(set.intersection(*(set(journey.get(p, {})) for p in placements)) if placements
                    else set(), key=float)
     if not rates:
         return None
-    passing = [r for r in rates if all(
-        (throughput.get(p, {}).get("highest_passing_rate") or 0) >= float(r)
-        and journey[p][r]["valid"] for p in placements)]
-    return (passing or rates)[-1 if passing else 0]
+    passing = [r for r in rates if all(meets_objective(journey[p][r], objective_us) for p in placements)]
+    return passing[-1] if passing else rates[0]
 
 
 def headlines(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -383,11 +417,15 @@ def headlines(summary: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         rows.append({"label": f"one call, {placement} (p50 slope over k)",
                      "value": hop["per_call_us"]["value"], "unit": "us", "ci95": hop["per_call_us"]["ci95"]})
+        if "cpu_ms_per_hop" in hop:
+            rows.append({"label": f"CPU per HTTP hop, {placement} (both ends)",
+                         "value": hop["cpu_ms_per_hop"]["value"], "unit": "ms",
+                         "ci95": hop["cpu_ms_per_hop"]["ci95"]})
         for key, what in (("per_call_vs_http_floor", "raw HTTP round trip"),
                           ("per_call_vs_hop_floor", "bare hop from a worker")):
             if key in hop:
                 r = hop[key]
-                met = "meets" if r["meets_target"] else "misses"
+                met = {True: "meets", False: "misses", None: "no cost to compare:"}[r["meets_target"]]
                 rows.append({"label": f"one call / {what}, {placement}", "value": r["value"],
                              "unit": "x", "ci95": r["ci95"], "note": f"{met} target <= {r['target']}x"})
         floors = hop.get("floors", {})

@@ -171,7 +171,12 @@ def run(profile: str, placements: list[Topology], trials: int | None, seed: int,
     finally:
         with signals_held():
             store.finish(complete, reason)
-            summary = build_report(store.dir)
+            try:
+                summary = build_report(store.dir)
+            except Exception as exc:  # the raw results are written; the report can be rebuilt
+                click.echo(f"seambench run: the report failed ({type(exc).__name__}: {exc}); "
+                           f"rebuild it with: seambench report {store.dir}", err=True)
+                sys.exit(1)
     console.headline(summary)
     if not complete:
         sys.exit(130 if reason == "interrupted" else 1)

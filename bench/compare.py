@@ -157,6 +157,8 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> Comparison:
     rows = []
     for label in dict.fromkeys([*figures_a, *figures_b]):
         qa, qb = figures_a.get(label), figures_b.get(label)
+        if all(q is None or q.value is None for q in (qa, qb)):
+            continue  # measured in neither run (e.g. a monolith's call, which costs nothing)
         change = None
         if qa and qb and qa.value and qb.value is not None:
             change = qb.value / qa.value

@@ -31,7 +31,7 @@ from hdrh.histogram import HdrHistogram
 
 from bench import hdr
 from bench.launcher import (HOST, LaunchError, LaunchSettings, bind_listeners, gunicorn_command,
-                            is_ready, spawn_group, stop_groups)
+                            is_ready, signals_held, spawn_group, stop_groups)
 
 PING = b"x" * 64
 
@@ -124,9 +124,10 @@ def floor_servers(settings: LaunchSettings, log_dir: Path) -> Iterator[FloorServ
         host, port = urls["floor-tcp"].removeprefix("http://").rsplit(":", 1)
         yield FloorServers((host, int(port)), urls["floor-http"], urls["floor-front"])
     finally:
-        for sock in listeners.values():
-            sock.close()
-        stop_groups(popens)
+        with signals_held():
+            for sock in listeners.values():
+                sock.close()
+            stop_groups(popens)
 
 
 def _env() -> dict[str, str]:

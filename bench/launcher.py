@@ -115,12 +115,19 @@ def app_spec(topology: Topology, process: str) -> str:
     return "microservices.service:create_app()"
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the launcher dies without cleaning up (Linux only)."""
+def _libc() -> ctypes.CDLL | None:
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def _die_with_parent(libc: ctypes.CDLL | None) -> None:
+    """In the child: get SIGTERM if the launcher dies without cleaning up (Linux only).
+    libc is loaded by the parent: loading a library after fork, with other threads running
+    in the parent, can deadlock the child."""
+    if libc is not None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
@@ -128,8 +135,10 @@ def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
     """Start ``cmd`` as the leader of a new process group (so ``stop_groups`` reaches all it
     forks), output to ``log_path``, dying with us, and pinned to ``cpus`` if given (children
     inherit the affinity)."""
+    libc = _libc()
+
     def in_child() -> None:
-        _die_with_parent()
+        _die_with_parent(libc)
         if cpus:
             os.sched_setaffinity(0, cpus)
 

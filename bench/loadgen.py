@@ -4,8 +4,9 @@ Locust is never imported here (it monkey-patches the process with gevent): each 
 process is ``python -m locust -f bench/scenarios/<scenario>.py`` reading its ``LoadPlan``.
 Each writes its histograms; this module adds them up (never averaging percentiles), checks
 the run, and watches the generators' CPU. A run is *invalid*, with the reasons said, when
-the completed rate misses the scheduled rate by more than 2%, a generator used more than
-85% of a core, a value fell outside the histograms' range, or a generator failed.
+the rate of requests completed in time misses the scheduled rate by more than 2% (the
+generator or the target fell behind), a generator used more than 85% of a core or sent
+late (p99 over 10 ms), a value fell outside the histograms' range, or a generator failed.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench import hdr
-from bench.launcher import spawn_group, stop_groups
+from bench.launcher import signals_held, spawn_group, stop_groups
 from bench.loadplan import PLAN_ENV, LoadPlan, split
 from bench.sampler import ResourceSampler, Sample, window_usage
 
@@ -28,6 +29,7 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SCENARIOS = ("journey", "hopchain", "target")
 MAX_RATE_MISS = 0.02
 MAX_GENERATOR_CPU = 0.85
+MAX_LATENESS_P99_US = 10_000  # sends later than this (p99) mean the generator fell behind
 SETUP_ALLOWANCE_S = 120.0  # a scenario's untimed set-up (logins) must fit in this
 
 
@@ -63,6 +65,7 @@ class LoadResult:
     scheduled: int
     sent: int
     unfinished: int
+    completed_in_time: int  # finished by the schedule's end plus a 0.5 s grace
     measure_start_s: float  # epoch seconds: the measured window
     measure_end_s: float
     generator_cpu: list[float]  # per process, cores' worth over the measured window
@@ -93,7 +96,9 @@ class LoadResult:
 
     @property
     def achieved_rate(self) -> float:
-        return self.completed / self.duration_s
+        """Requests of the window completed by its end (plus 0.5 s), per second: below the
+        scheduled rate when either the generator or the target could not keep up."""
+        return self.completed_in_time / self.duration_s
 
     @property
     def scheduled_rate(self) -> float:
@@ -139,8 +144,9 @@ def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
             except Exception:
                 raise LoadError(f"generator {popen.pid} did not finish within {timeout:.0f}s") from None
     finally:
-        samples = sampler.stop() if sampler else []
-        stop_groups(popens, timeout_s=5)
+        with signals_held():  # a second Ctrl-C must not leave generators behind
+            samples = sampler.stop() if sampler else []
+            stop_groups(popens, timeout_s=5)
     return collect(scenario, host, plan, plans, samples)
 
 
@@ -195,6 +201,7 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
         scenario=scenario, target=host, plan=plan, processes=len(plans), names=names,
         lateness=lateness, scheduled=sum(d.get("scheduled", 0) for d in docs),
         sent=sum(d.get("sent", 0) for d in docs), unfinished=sum(d.get("unfinished", 0) for d in docs),
+        completed_in_time=sum(d.get("completed_in_time", 0) for d in docs),
         measure_start_s=start, measure_end_s=end, generator_cpu=generator_cpu,
         timeseries=[dict(row, generator=i) for i, d in enumerate(docs) for row in d.get("timeseries", [])],
         samples=samples, interval_logs=[p.interval_log_path() for p in plans],
@@ -206,10 +213,15 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
 def validity_problems(result: LoadResult) -> list[str]:
     """Why the run cannot be trusted as a measurement of the target, if it cannot."""
     problems = []
-    if result.scheduled and result.completed < result.scheduled * (1 - MAX_RATE_MISS):
+    if result.scheduled and result.completed_in_time < result.scheduled * (1 - MAX_RATE_MISS):
         problems.append(f"achieved {result.achieved_rate:.1f} req/s, more than "
                         f"{MAX_RATE_MISS:.0%} below the scheduled {result.scheduled_rate:.1f} req/s "
-                        f"({result.dropped} dropped, {result.unfinished} unfinished)")
+                        f"({result.dropped} dropped, {result.unfinished} unfinished, "
+                        f"{result.completed - result.completed_in_time} finished late)")
+    lateness = result.lateness.get_value_at_percentile(99)
+    if lateness > MAX_LATENESS_P99_US:
+        problems.append(f"sends were late: p99 {lateness} us after their intended time "
+                        f"(limit {MAX_LATENESS_P99_US} us)")
     busiest = max(result.generator_cpu, default=0.0)
     if busiest > MAX_GENERATOR_CPU:
         problems.append(f"generator used {busiest:.0%} of a core (limit {MAX_GENERATOR_CPU:.0%}): "

@@ -39,13 +39,19 @@ class Recorder:
     """Records one generator process's measured window.
 
     ``start_ns`` is the schedule's time zero; requests *intended* before
-    ``start_ns + warmup_ns`` are counted as warm-up and otherwise ignored."""
+    ``start_ns + warmup_ns`` are counted as warm-up and otherwise ignored. Completions after
+    ``end_ns + grace_ns`` (the schedule's end plus a grace) are recorded but not counted as
+    completed in time."""
 
     def __init__(self, start_ns: int, start_epoch_s: float, warmup_ns: int, log: TextIO,
-                 comment: str = "") -> None:
+                 comment: str = "", end_ns: int | None = None, grace_ns: int = 500_000_000) -> None:
         self.start_ns = start_ns
         self.start_epoch_s = start_epoch_s
         self.measure_from_ns = start_ns + warmup_ns
+        # completions later than this are counted apart: a server that falls behind the
+        # schedule still finishes everything eventually, but not at the scheduled rate
+        self.in_time_until_ns = None if end_ns is None else end_ns + grace_ns
+        self.completed_in_time = 0
         self.names: dict[str, NameStats] = {}
         self.lateness = new_histogram()  # actual send - intended send, µs
         self.warmup_requests = 0
@@ -84,6 +90,8 @@ class Recorder:
             self.warmup_requests += 1
             return
         self.rotate(done_ns)
+        if self.in_time_until_ns is None or done_ns <= self.in_time_until_ns:
+            self.completed_in_time += 1
         stats = self._stats(name)
         latency_us = max(1, (done_ns - intended_ns) // NS_PER_US)
         in_range = stats.latency.record_value(latency_us)
@@ -134,6 +142,7 @@ class Recorder:
                         "service_histogram": encode(s.service)}
                  for name, s in self.names.items()}
         return {"start_epoch_s": self.start_epoch_s, "scheduled": self.scheduled,
+                "completed_in_time": self.completed_in_time,
                 "sent": self.sent, "warmup_requests": self.warmup_requests,
                 "lateness_histogram": encode(self.lateness), "names": names,
                 "timeseries": self.timeseries, **extra}

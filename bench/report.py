@@ -280,7 +280,8 @@ def hop_section(summary: Mapping[str, Any], figures: Mapping[str, str]) -> list[
     blocks: list[Block] = [Heading("Hop cost"), Paragraph(
         "A /chain?k= request calls k components in turn (" + " -> ".join(CHAIN) + ", first k+1 of "
         "them); in each placement a call is either a function call or an HTTP hop. Requests are "
-        "sent at a low constant rate, one k after another, so chains do not overlap. One call's "
+        "sent at a low constant rate, each round of k = 0..4 and the two floors in a seeded "
+        "random order, so chains do not overlap and no k always follows the same request. One call's "
         "cost is the least-squares slope of p50 over k = 0..4. It is set against two floors "
         "measured in the same run, on the same CPUs and at the same pace: a raw keep-alive HTTP "
         "round trip (http.client to a minimal Flask endpoint under the same gunicorn settings) "
@@ -332,8 +333,12 @@ def journey_section(summary: Mapping[str, Any], steps: pd.DataFrame,
     journey = summary.get("journey", {})
     blocks: list[Block] = [Heading("Journey"), Paragraph(
         "The user mix (search, checkout, inbox, top-up) at each open-loop arrival rate. A rung is "
-        "invalid when the load generator could not keep the schedule (late starts, drops, a busy "
-        "generator); its latencies then understate the truth. CPU is CPU-ms of the system under "
+        "invalid when the schedule was not kept: requests completed in time fell more than 2% "
+        "short of it (the placement was past its capacity, or the generator behind), sends were "
+        "late, or the generator was busy. Past capacity, latency grows with the length of the "
+        "step, so such a rung's figures describe a queue, not a steady state. Latencies include "
+        "failed requests; the throughput at the objective counts only rungs with at most 1% "
+        "errors. CPU is CPU-ms of the system under "
         "test per completed request (= CPU-seconds per 1000 requests); RSS is the peak total of "
         "its processes.")]
     rungs = [(rate, p, journey[p][rate]) for rate in _rates(journey) for p in journey

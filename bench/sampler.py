@@ -66,7 +66,7 @@ class ResourceSampler:
                         cpu = proc.cpu_times()
                         rss = proc.memory_info().rss
                         name = proc.name()
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                except psutil.Error:  # gone, or not ours to read
                     continue
                 self.samples.append(Sample(now, group, proc.pid, name,
                                            cpu.user + cpu.system, rss))
@@ -78,7 +78,7 @@ class ResourceSampler:
                 root = self._process(pid)
                 members.append(root)
                 members.extend(self._process(child.pid) for child in root.children(recursive=True))
-            except psutil.NoSuchProcess:
+            except psutil.Error:  # a sampler that dies silently would leave stale CPU figures
                 continue
         return members
 

@@ -2,9 +2,9 @@
 
 A measured step leaves one-second interval histograms (µs). A statistic's point estimate is
 read from all of them added together (exactly as HdrHistogram would); its 95% interval
-comes from a stratified block bootstrap: within each trial, the seconds are resampled with
-replacement (a second is the block, so short-range correlation stays inside it), the
-resampled seconds are added, and the statistic is read again. Resampling the *same* seconds
+comes from a two-level block bootstrap: the trials are drawn with replacement, then each
+drawn trial's seconds (a second is the block, so short-range correlation stays inside it),
+the drawn seconds are added, and the statistic is read again. Resampling the *same* seconds
 for several request names keeps paired statistics (k=4 minus k=0) paired. A ratio's
 interval comes from the ratio of independently resampled numerator and denominator.
 """
@@ -62,11 +62,18 @@ def percentile_of_counts(counts: np.ndarray, values: np.ndarray, q: float) -> np
 
 
 def resample_weights(strata: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """``weights[resample, block]``: how often each block is drawn, resampling within strata."""
+    """``weights[resample, block]``: how often each block is drawn in a two-level bootstrap.
+
+    Level one draws the trials (strata) with replacement, so trial-to-trial drift widens the
+    interval; level two redraws each drawn trial's seconds with replacement. Drawing a trial
+    c times, each time resampling its m blocks, is one multinomial draw of c*m blocks."""
     weights = np.zeros((resamples, len(strata)))
-    for stratum in np.unique(strata):
+    trials = np.unique(strata)
+    picks = rng.multinomial(len(trials), np.full(len(trials), 1 / len(trials)), size=resamples)
+    for column, stratum in enumerate(trials):
         members = np.flatnonzero(strata == stratum)
-        draws = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=resamples)
+        draws = np.stack([rng.multinomial(n, np.full(len(members), 1 / len(members)))
+                          for n in picks[:, column] * len(members)])
         weights[:, members] = draws
     return weights
 
@@ -113,14 +120,14 @@ def estimate(point: float | None, samples: np.ndarray) -> Estimate:
 
 def bootstrap_trials(values: Sequence[float], weights_by_trial: Sequence[float], resamples: int,
                      rng: np.random.Generator) -> np.ndarray:
-    """Resample whole trials: the weighted mean of ``values`` (weights e.g. request counts)
-    over each resample of the trials. With few trials the interval is wide, as it should be."""
+    """Draws of a per-trial quantity's weighted mean (weights e.g. request counts) whose
+    central 95% is the Student-t interval over trials: mean +- t(n-1) * s / sqrt(n). With
+    two trials t has one degree of freedom and the interval is very wide, as it should be;
+    with one trial there is no interval (all NaN)."""
     values = np.asarray(values, dtype=float)
     w = np.asarray(weights_by_trial, dtype=float)
-    if len(values) == 0:
+    if len(values) < 2 or w.sum() <= 0:
         return np.full(resamples, np.nan)
-    picks = rng.integers(0, len(values), size=(resamples, len(values)))
-    num = (values[picks] * w[picks]).sum(axis=1)
-    den = w[picks].sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return num / den
+    mean = float((values * w).sum() / w.sum())
+    se = float(values.std(ddof=1) / np.sqrt(len(values)))
+    return mean + se * rng.standard_t(len(values) - 1, size=resamples)

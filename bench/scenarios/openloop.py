@@ -57,7 +57,8 @@ class OpenLoopUser(FastHttpUser):
         self.plan = plan_from_env()
         self.concurrency = self.plan.connections  # read by FastHttpUser.__init__
         super().__init__(*args, **kwargs)
-        self.rng = random.Random(self.plan.seed)
+        # the request mix has its own stream, apart from the arrival schedule's
+        self.rng = random.Random(f"mix-{self.plan.seed}")
 
     def prepare(self) -> None:
         """Set-up before the schedule starts (e.g. log users in); not recorded."""
@@ -82,7 +83,8 @@ class OpenLoopUser(FastHttpUser):
                 start_epoch_s = time.time() + 0.05
                 recorder = Recorder(start_ns, start_epoch_s, int(plan.warmup_s * 1e9), log,
                                     comment=f"seambench generator {plan.process_index} on "
-                                            f"{socket.gethostname()}, latency in us")
+                                            f"{socket.gethostname()}, latency in us",
+                                    end_ns=start_ns + int(plan.total_s * 1e9))
                 self._listen(recorder)
                 unfinished = self._schedule(recorder, start_ns)
                 recorder.finish(time.perf_counter_ns())

@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench import hdr
 from bench.stats import Blocks, Estimate, bootstrap_percentile, bootstrap_trials, interval, \
     resample_weights
 
 
-def test_resampling_stays_within_each_trial():
+def test_resampling_draws_whole_trials_then_seconds_within_them():
     strata = np.array([0, 0, 0, 1, 1, 2])
     weights = resample_weights(strata, 500, np.random.default_rng(1))
     assert weights.shape == (500, 6)
-    assert (weights[:, :3].sum(axis=1) == 3).all()
-    assert (weights[:, 3:5].sum(axis=1) == 2).all()
-    assert (weights[:, 5] == 1).all()
+    sizes = {0: 3, 1: 2, 2: 1}
+    drawn = np.stack([weights[:, strata == t].sum(axis=1) / n for t, n in sizes.items()], axis=1)
+    assert np.allclose(drawn, np.round(drawn))  # each trial drawn a whole number of times
+    assert (drawn.sum(axis=1) == 3).all()  # three trials drawn per resample
+    assert (drawn[:, 0] == 0).any() and (drawn[:, 0] == 3).any()  # trial drift is resampled
 
 
 def test_p50_interval_covers_the_true_median_in_most_repetitions():
@@ -53,9 +56,13 @@ def test_interval_narrows_with_more_data():
     assert widths[1] < widths[0] / 2
 
 
-def test_trial_bootstrap_is_the_weighted_mean_and_says_when_it_cannot_tell():
+def test_trial_interval_is_students_t_and_says_when_it_cannot_tell():
     samples = bootstrap_trials([1.0, 1.0, 1.0], [10, 20, 30], 200, np.random.default_rng(0))
     assert np.allclose(samples, 1.0)
+    low, high = interval(bootstrap_trials([1.0, 2.0, 3.0], [1, 1, 1], 20000, np.random.default_rng(0)))
+    assert low == pytest.approx(2 - 4.303 * 1 / 3**0.5, abs=0.1)  # t(2) = 4.303
+    assert high == pytest.approx(2 + 4.303 * 1 / 3**0.5, abs=0.1)
+    assert np.isnan(bootstrap_trials([1.0], [5], 10, np.random.default_rng(0))).all()
     est = Estimate(1.02, (0.97, 1.08))
     assert not est.excludes(1.0)  # "not significant"
     assert Estimate(1.5, (1.3, 1.7)).excludes(1.0)
