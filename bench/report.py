@@ -99,7 +99,7 @@ def draw_figures(run_dir: Path, summary: Mapping[str, Any]) -> dict[str, str]:
     for k in hop_ks:
         chain = tag_of(f"chain k={k}")
         per_placement = {p: h for p in placements if p in hops
-                         and (h := merged(histograms, "hops", p, None, lambda n: n == chain))}
+                         and (h := merged(histograms, "hops", p, None, lambda n, chain=chain: n == chain))}
         drawn[f"spectrum_hops_k{k}"] = plots.percentile_spectrum(
             per_placement, f"hop chain k={k}: latency by percentile (all trials)",
             fig_dir / f"spectrum-hops-k{k}.png")
