@@ -30,7 +30,7 @@ from flask import Flask
 from hdrh.histogram import HdrHistogram
 
 from bench import hdr
-from bench.launcher import (HOST, LaunchError, LaunchSettings, bind_listeners, gunicorn_command,
+from bench.launcher import (HOST, LaunchError, child_env, LaunchSettings, bind_listeners, gunicorn_command,
                             is_ready, signals_held, spawn_group, stop_groups)
 
 PING = b"x" * 64
@@ -107,13 +107,13 @@ def floor_servers(settings: LaunchSettings, log_dir: Path) -> Iterator[FloorServ
         tcp = listeners.pop("floor-tcp")
         popens.append(spawn_group([sys.executable, "-c", f"from bench.floors import echo_main; "
                                    f"echo_main({tcp.fileno()})"], log_dir / "floor-tcp.log",
-                                  _env(), settings.cpus, (tcp.fileno(),)))
+                                  child_env(), settings.cpus, (tcp.fileno(),)))
         tcp.close()
         for name, extra in (("floor-http", {}), ("floor-front", {UPSTREAM_ENV: urls["floor-http"]})):
             sock = listeners.pop(name)
             popens.append(spawn_group(gunicorn_command("bench.floors:create_floor_app()", sock,
                                                        settings, name),
-                                      log_dir / f"{name}.log", {**_env(), **extra}, settings.cpus,
+                                      log_dir / f"{name}.log", child_env(**extra), settings.cpus,
                                       (sock.fileno(),)))
             sock.close()
         deadline = time.monotonic() + settings.ready_timeout_s
@@ -128,12 +128,6 @@ def floor_servers(settings: LaunchSettings, log_dir: Path) -> Iterator[FloorServ
             for sock in listeners.values():
                 sock.close()
             stop_groups(popens)
-
-
-def _env() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parent.parent)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-            "PYTHONUNBUFFERED": "1"}
 
 
 @contextmanager

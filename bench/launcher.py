@@ -135,6 +135,14 @@ def _die_with_parent(libc: ctypes.CDLL | None) -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """Our environment for a child that imports this checkout's packages (the repository root
+    first on PYTHONPATH, unbuffered output), plus ``extra``."""
+    root = str(Path(__file__).resolve().parent.parent)
+    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
+    return {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", **extra}
+
+
 def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
                 cpus: tuple[int, ...] | None = None, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
     """Start ``cmd`` as the leader of a new process group (so ``stop_groups`` reaches all it

@@ -11,7 +11,6 @@ late (p99 over 10 ms), a value fell outside the histograms' range, or a generato
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench import hdr
-from bench.launcher import signals_held, spawn_group, stop_groups
+from bench.launcher import child_env, signals_held, spawn_group, stop_groups
 from bench.loadplan import PLAN_ENV, LoadPlan, split
 from bench.sampler import ResourceSampler, Sample, window_usage
 
@@ -134,7 +133,7 @@ def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
             p.result_path().unlink(missing_ok=True)
             popens.append(spawn_group(_locust_command(scenario, host, p),
                                       out / f"locust-{p.process_index}.log",
-                                      _generator_env(plan_path), cpus))
+                                      child_env(**{PLAN_ENV: str(plan_path)}), cpus))
         groups = {generator_group(i): [popen.pid] for i, popen in enumerate(popens)}
         sampler = ResourceSampler({**groups, **(watch or {})}).start()
         timeout = plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S + 30
@@ -157,13 +156,6 @@ def _locust_command(scenario: str, host: str, plan: LoadPlan) -> list[str]:
             # the user quits the runner itself once its results are written; nothing to wait for
             "--stop-timeout", "0", "--loglevel", "WARNING", "--only-summary",
             "--exit-code-on-error", "0"]
-
-
-def _generator_env(plan_path: Path) -> dict[str, str]:
-    root = str(Path(__file__).resolve().parent.parent)
-    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
-    return {**os.environ, PLAN_ENV: str(plan_path), "PYTHONPATH": pythonpath,
-            "PYTHONUNBUFFERED": "1"}
 
 
 def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],

@@ -79,3 +79,13 @@ def eventually(check, timeout_s: float = 10.0, interval_s: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"not true after {timeout_s}s")
         time.sleep(interval_s)
+
+
+HYBRID_URLS = {p: f"http://127.0.0.1:{9000 + i}" for i, p in enumerate(["core", "search", "notify"])}
+
+
+def unit_deployment(tmp_path, name: str, urls: dict[str, str] | None = None) -> Deployment:
+    """A deployment of topology ``name`` for building processes in-process (no servers;
+    ``urls`` only name where stubs would call)."""
+    return Deployment(load_topology(name), str(tmp_path), "cred", "secret", urls=urls or {},
+                      scrypt_n=16)

@@ -4,8 +4,9 @@ from shop.chain.api import CHAIN_ORDER, MAX_HOPS
 from shop.chain.client import ChainClient
 from shop.chain.service import LocalLink, next_component
 from shop.errors import InvalidValue
-from shop.placement import Deployment, build_process, load_topology
+from shop.placement import build_process
 from tests.fakes import CountingLink
+from tests.placements import HYBRID_URLS, unit_deployment
 
 RING = ["auth", "billing", "search", "notify", "auth"]
 
@@ -56,13 +57,8 @@ def test_an_unknown_component_has_no_link():
         LocalLink("cart", never)
 
 
-def deployment(tmp_path, name, urls=None) -> Deployment:
-    return Deployment(load_topology(name), str(tmp_path), "cred", "secret", urls=urls or {},
-                      scrypt_n=16)
-
-
 def test_monolith_chain_is_function_calls_only(tmp_path):
-    shop = build_process(deployment(tmp_path, "monolith"), "app")
+    shop = build_process(unit_deployment(tmp_path, "monolith"), "app")
     try:
         assert set(shop.links) == set(CHAIN_ORDER) and shop.hops == []
         assert all(isinstance(link, LocalLink) for link in shop.links.values())
@@ -72,8 +68,8 @@ def test_monolith_chain_is_function_calls_only(tmp_path):
 
 
 def test_split_process_links_what_it_hosts_and_hops_to_the_rest(tmp_path):
-    urls = {p: f"http://127.0.0.1:{9000 + i}" for i, p in enumerate(["core", "search", "notify"])}
-    core = build_process(deployment(tmp_path, "hybrid", urls), "core")
+    urls = HYBRID_URLS
+    core = build_process(unit_deployment(tmp_path, "hybrid", urls), "core")
     try:
         assert set(core.links) == {"auth", "billing"}
         assert core.links["auth"].forward(1) == ["auth", "billing"]  # a function call
@@ -81,7 +77,7 @@ def test_split_process_links_what_it_hosts_and_hops_to_the_rest(tmp_path):
         assert isinstance(to_search, ChainClient) and to_search._hop.base_url == urls["search"]
     finally:
         core.close()
-    notify = build_process(deployment(tmp_path, "hybrid", urls), "notify")
+    notify = build_process(unit_deployment(tmp_path, "hybrid", urls), "notify")
     try:
         back = notify.links["notify"]._resolve("auth")
         assert isinstance(back, ChainClient) and back._hop.base_url == urls["core"]

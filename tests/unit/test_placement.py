@@ -6,11 +6,7 @@ from shop.events import DirectDelivery
 from shop.placement import (Deployment, TopologyError, build_process, load_topology,
                             parse_topology)
 from shop.search.client import SearchClient
-
-
-def deployment(tmp_path, name, urls=None) -> Deployment:
-    return Deployment(load_topology(name), str(tmp_path), "cred", "secret", urls=urls or {},
-                      scrypt_n=16)
+from tests.placements import HYBRID_URLS, unit_deployment
 
 
 def test_shipped_topologies_partition_all_components():
@@ -58,12 +54,12 @@ def test_unknown_name_and_bad_toml(tmp_path):
 
 
 def test_deployment_round_trips_as_json(tmp_path):
-    dep = deployment(tmp_path, "hybrid", {"core": "http://127.0.0.1:1"})
+    dep = unit_deployment(tmp_path, "hybrid", {"core": "http://127.0.0.1:1"})
     assert Deployment.from_json(dep.to_json()) == dep
 
 
 def test_monolith_process_is_all_local_with_in_transaction_delivery(tmp_path):
-    shop = build_process(deployment(tmp_path, "monolith"), "app")
+    shop = build_process(unit_deployment(tmp_path, "monolith"), "app")
     try:
         assert isinstance(shop.auth, AuthService) and shop.relay is None
         assert isinstance(shop.billing._publisher, DirectDelivery)
@@ -73,14 +69,14 @@ def test_monolith_process_is_all_local_with_in_transaction_delivery(tmp_path):
 
 
 def test_split_process_gets_stubs_and_an_outbox_relay(tmp_path):
-    urls = {p: f"http://127.0.0.1:{9000 + i}" for i, p in enumerate(["core", "search", "notify"])}
-    shop = build_process(deployment(tmp_path, "hybrid", urls), "core")
+    urls = HYBRID_URLS
+    shop = build_process(unit_deployment(tmp_path, "hybrid", urls), "core")
     try:
         assert isinstance(shop.auth, AuthService) and isinstance(shop.search, SearchClient)
         assert shop.relay is not None  # notify is elsewhere: outbox + relay
     finally:
         shop.close()
-    search_side = build_process(deployment(tmp_path, "hybrid", urls), "search")
+    search_side = build_process(unit_deployment(tmp_path, "hybrid", urls), "search")
     try:
         assert isinstance(search_side.auth, AuthClient)
         assert search_side.scatter is None  # split: the gateway scatters, over hops
