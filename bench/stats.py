@@ -5,8 +5,9 @@ read from all of them added together (exactly as HdrHistogram would); its 95% in
 comes from a two-level block bootstrap: the trials are drawn with replacement, then each
 drawn trial's seconds (a second is the block, so short-range correlation stays inside it),
 the drawn seconds are added, and the statistic is read again. Resampling the *same* seconds
-for several request names keeps paired statistics (k=4 minus k=0) paired. A ratio's
-interval comes from the ratio of independently resampled numerator and denominator.
+for several request names keeps paired statistics (k=4 minus k=0) paired. That is for one
+placement's figure; a ratio between placements never comes from here but from
+``paired_ratio``: one log ratio per trial, Student-t over the trials.
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+from scipy.stats import t as student_t
+from scipy.stats import ttest_ind as welch_test
 
-CONFIDENCE = 0.95
+from bench.model import CONFIDENCE, Estimate, Quantile, Ratio
 
 
 @dataclass
@@ -95,39 +98,72 @@ def interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float
     return float(low), float(high)
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A point value with its bootstrap interval (None when it cannot be had)."""
+# -- estimates --------------------------------------------------------------------------
 
-    value: float | None
-    ci95: tuple[float, float] | None
-
-    def to_json(self, digits: int = 1) -> dict:
-        return {"value": None if self.value is None else round(self.value, digits),
-                "ci95": None if self.ci95 is None else [round(v, digits) for v in self.ci95]}
-
-    def excludes(self, x: float) -> bool:
-        """True when the interval lies wholly on one side of ``x`` (the difference is
-        significant at the interval's level)."""
-        return self.ci95 is not None and (self.ci95[0] > x or self.ci95[1] < x)
+def percentile_estimate(blocks: Blocks, quantile: Quantile, weights: np.ndarray) -> Estimate:
+    """The ``quantile`` of all ``blocks`` added together, with its two-level bootstrap
+    interval; unsupported (kept, never printed) below the quantile's ``min_samples``."""
+    total = blocks.total
+    if total == 0:
+        return Estimate(None, samples=0)
+    point = float(percentile_of_counts(blocks.counts.sum(axis=0), blocks.values, quantile.q)[0])
+    ci = interval(bootstrap_percentile(blocks, quantile.q, weights))
+    return Estimate(point, *(ci or (None, None)), samples=total,
+                    supported=total >= quantile.min_samples)
 
 
-def estimate(point: float | None, samples: np.ndarray) -> Estimate:
-    if point is None or not np.isfinite(point):
-        return Estimate(None, None)
-    return Estimate(float(point), interval(samples))
+def t_estimate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
+    """Mean of per-trial ``values`` with the Student-t interval (n - 1 degrees of freedom);
+    no interval from fewer than two values."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return Estimate(None, samples=0)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return Estimate(mean, samples=len(x))
+    half = float(student_t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return Estimate(mean, mean - half, mean + half, samples=len(x))
 
 
-def bootstrap_trials(values: Sequence[float], weights_by_trial: Sequence[float], resamples: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Draws of a per-trial quantity's weighted mean (weights e.g. request counts) whose
-    central 95% is the Student-t interval over trials: mean +- t(n-1) * s / sqrt(n). With
-    two trials t has one degree of freedom and the interval is very wide, as it should be;
-    with one trial there is no interval (all NaN)."""
-    values = np.asarray(values, dtype=float)
-    w = np.asarray(weights_by_trial, dtype=float)
-    if len(values) < 2 or w.sum() <= 0:
-        return np.full(resamples, np.nan)
-    mean = float((values * w).sum() / w.sum())
-    se = float(values.std(ddof=1) / np.sqrt(len(values)))
-    return mean + se * rng.standard_t(len(values) - 1, size=resamples)
+def paired_ratio(a: Sequence[float | None], b: Sequence[float | None], supported: bool = True,
+                 confidence: float = CONFIDENCE) -> Ratio:
+    """B / A from per-trial values paired by index (trial t of A ran back to back with
+    trial t of B, same seed). A pair enters only when both values are positive numbers (an
+    invalid step is passed as None). The interval is exp(mean ln(B/A) +- t * se) over the
+    pairs, with n - 1 degrees of freedom: drift between trials hits both sides of a pair and
+    cancels in its log ratio, and what is left is what the interval has to cover."""
+    logs = tuple(float(np.log(y / x)) for x, y in zip(a, b)
+                 if x is not None and y is not None and np.isfinite(x) and np.isfinite(y)
+                 and x > 0 and y > 0)
+    if not logs:
+        return Ratio(None, supported=supported, note="no valid pair")
+    mean = float(np.mean(logs))
+    if len(logs) < 2:
+        return Ratio(float(np.exp(mean)), log_ratios=logs, supported=supported,
+                     note="one pair: no interval")
+    se = float(np.std(logs, ddof=1) / np.sqrt(len(logs)))
+    df = len(logs) - 1
+    half = float(student_t.ppf((1 + confidence) / 2, df) * se)
+    p = 1.0 if se == 0 and mean == 0 else (0.0 if se == 0 else
+                                           float(2 * student_t.sf(abs(mean / se), df)))
+    return Ratio(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)),
+                 logs, p, supported)
+
+
+def unpaired_change(a_logs: Sequence[float], b_logs: Sequence[float]) -> float | None:
+    """Welch's t test p-value for "the per-trial log values of two independent runs have the
+    same mean" (what ``compare`` asks of two runs); None with fewer than two on a side."""
+    if len(a_logs) < 2 or len(b_logs) < 2:
+        return None
+    a, b = np.asarray(a_logs, float), np.asarray(b_logs, float)
+    if a.std(ddof=1) == 0 and b.std(ddof=1) == 0:
+        return 1.0 if a.mean() == b.mean() else 0.0
+    return float(welch_test(a, b, equal_var=False).pvalue)
+
+
+def least_squares_slope(xs: Sequence[float], ys: Sequence[float | None]) -> float | None:
+    """The slope of ``ys`` over ``xs``; None if any y is missing."""
+    if any(y is None or not np.isfinite(y) for y in ys):
+        return None
+    x = np.asarray(xs, float) - np.mean(xs)
+    return float(x @ np.asarray(ys, float) / (x @ x))

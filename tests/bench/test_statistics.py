@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from bench import hdr
-from bench.stats import Blocks, Estimate, bootstrap_percentile, bootstrap_trials, interval, \
-    resample_weights
+from bench.model import Estimate
+from bench.stats import Blocks, bootstrap_percentile, interval, paired_ratio, resample_weights, \
+    t_estimate
 
 
 def test_resampling_draws_whole_trials_then_seconds_within_them():
@@ -57,12 +58,60 @@ def test_interval_narrows_with_more_data():
 
 
 def test_trial_interval_is_students_t_and_says_when_it_cannot_tell():
-    samples = bootstrap_trials([1.0, 1.0, 1.0], [10, 20, 30], 200, np.random.default_rng(0))
-    assert np.allclose(samples, 1.0)
-    low, high = interval(bootstrap_trials([1.0, 2.0, 3.0], [1, 1, 1], 20000, np.random.default_rng(0)))
-    assert low == pytest.approx(2 - 4.303 * 1 / 3**0.5, abs=0.1)  # t(2) = 4.303
-    assert high == pytest.approx(2 + 4.303 * 1 / 3**0.5, abs=0.1)
-    assert np.isnan(bootstrap_trials([1.0], [5], 10, np.random.default_rng(0))).all()
-    est = Estimate(1.02, (0.97, 1.08))
-    assert not est.excludes(1.0)  # "not significant"
-    assert Estimate(1.5, (1.3, 1.7)).excludes(1.0)
+    est = t_estimate([1.0, 2.0, 3.0])
+    assert est.low == pytest.approx(2 - 4.303 / 3**0.5, abs=1e-3)  # t(0.975, 2 df) = 4.303
+    assert est.high == pytest.approx(2 + 4.303 / 3**0.5, abs=1e-3)
+    assert t_estimate([1.0]).ci95 is None and t_estimate([]).value is None
+    assert not Estimate(1.02, 0.97, 1.08).excludes(1.0)  # "not significant"
+    assert Estimate(1.5, 1.3, 1.7).excludes(1.0)
+
+
+def test_paired_ratio_pairs_by_trial_and_skips_invalid_pairs():
+    # a 10% drift per trial hits both sides of each pair; the ratio is exactly 2 in each
+    a = [100.0, 110.0, 121.0, None]
+    b = [200.0, 220.0, 242.0, 999.0]
+    r = paired_ratio(a, b)
+    assert r.pairs == 3 and r.value == pytest.approx(2.0)
+    assert r.ci95 == pytest.approx((2.0, 2.0)) and r.significant and r.p_value == 0.0
+    assert r.verdict_against(2.5) == "meets" and r.verdict_against(1.5) == "misses"
+    wide = paired_ratio([1.0, 1.0, 1.0], [1.2, 0.9, 1.3])
+    assert wide.low < 1 < wide.high and not wide.significant
+    assert wide.verdict_against(1.2) == "inconclusive"  # the point is under, the interval is not
+    assert paired_ratio([None], [1.0]).value is None
+    assert paired_ratio([1.0], [2.0]).ci95 is None  # one pair: a point, no interval
+    assert not paired_ratio(a, b, supported=False).significant
+
+
+def simulated_trial_p99(rng, trials, drift, ratio, samples_per_trial):
+    """Per-trial p99 of placements A and B, run back to back in each trial: a machine drift
+    factor per trial (lognormal, sd ``drift``) multiplies both; B is ``ratio`` times A."""
+    a, b = [], []
+    for _ in range(trials):
+        machine = np.exp(rng.normal(0, drift))
+        a.append(np.percentile(machine * rng.lognormal(7.0, 0.5, samples_per_trial), 99,
+                               method="inverted_cdf"))
+        b.append(np.percentile(machine * ratio * rng.lognormal(7.0, 0.5, samples_per_trial), 99,
+                               method="inverted_cdf"))
+    return a, b
+
+
+@pytest.mark.parametrize("trials", [3, 5])  # the quick and full profiles
+@pytest.mark.parametrize("drift", [0.03, 0.08])
+def test_paired_intervals_cover_the_true_ratio_under_drift(trials, drift):
+    rng = np.random.default_rng(trials * 1000 + int(drift * 100))
+    repetitions, true_ratio = 200, 2.0
+    covered = 0
+    for _ in range(repetitions):
+        r = paired_ratio(*simulated_trial_p99(rng, trials, drift, true_ratio, 1500))
+        covered += r.low <= true_ratio <= r.high
+    assert covered / repetitions >= 0.90
+
+
+@pytest.mark.parametrize("trials", [3, 5])
+@pytest.mark.parametrize("drift", [0.03, 0.08])
+def test_no_difference_is_rarely_called_significant_under_drift(trials, drift):
+    rng = np.random.default_rng(7 + trials * 10 + int(drift * 100))
+    repetitions = 200
+    fired = sum(paired_ratio(*simulated_trial_p99(rng, trials, drift, 1.0, 1500)).significant
+                for _ in range(repetitions))
+    assert fired / repetitions <= 0.06
