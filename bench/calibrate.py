@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.experiments import CpuPlan
+from bench.run import CpuPlan
 from bench.floors import floor_servers
 from bench.launcher import LaunchSettings
 from bench.loadgen import run_load

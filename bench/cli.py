@@ -13,16 +13,16 @@ from typing import NoReturn
 
 import click
 
-from bench.fingerprint import fingerprint
 from bench.calibrate import CalibrationError, calibrate as run_calibration
 from bench.console import RunConsole
-from bench.experiments import PROFILES, Harness, RunConfig, cpu_plan, plan_steps
-from bench.launcher import LaunchError, LaunchSettings, launch, signals_held
+from bench import run as lifecycle
+from bench.experiments import registered
+from bench.launcher import LaunchError, LaunchSettings, launch
 from bench.loadgen import LoadError, run_load, target_summary
 from bench.loadplan import LoadPlan
 from bench.compare import compare, load_summary, render_markdown, render_text
 from bench.report import REPORT_HTML, build_report
-from bench.store import MANIFEST, RunStore, read_json, write_text_atomic
+from bench.store import MANIFEST, new_run_id, read_json, write_text_atomic
 from shop.placement import Topology, TopologyError, load_topology
 from shop.search.service import SearchSettings
 
@@ -118,68 +118,61 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 
 
 @cli.command()
-@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="quick", show_default=True,
+@click.option("--profile", type=click.Choice(sorted(lifecycle.PROFILES)), default="quick",
+              show_default=True,
               help="quick (~5 min on 2 cores), full (the long sweep), smoke (seconds, for tests)")
 @click.option("--topology", "placements", multiple=True, default=["monolith", "microservices"],
               show_default=True, callback=_topology, help="placements to compare (repeatable; "
               "the first is the baseline of every ratio)")
+@click.option("--experiment", "experiments", multiple=True, default=None,
+              help="experiments to run, in order (repeatable; default: hops, journey)")
 @click.option("--trials", type=click.IntRange(1, 100), default=None,
               help="repeated trials per step (default: the profile's)")
 @click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True,
               help="seeds every arrival schedule and request mix")
 @click.option("--arrival", type=click.Choice(["poisson", "constant"]), default="poisson",
-              show_default=True, help="open-loop arrival process")
+              show_default=True, help="open-loop arrival process of the journey")
 @click.option("--p99-objective-ms", type=click.FloatRange(0.1, 60_000), default=50.0,
               show_default=True, help="journey throughput is reported at this p99 objective")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results"), show_default=True, help="runs are written under this")
 @with_common_options
-def run(profile: str, placements: list[Topology], trials: int | None, seed: int, arrival: str,
-        p99_objective_ms: float, results: Path, workers: int, threads: int, catalog_size: int,
-        kdf_log2: int) -> None:
+def run(profile: str, placements: list[Topology], experiments: tuple[str, ...], trials: int | None,
+        seed: int, arrival: str, p99_objective_ms: float, results: Path, workers: int,
+        threads: int, catalog_size: int, kdf_log2: int) -> None:
     """Measure the placements side by side and write results/<run-id>/ with its report.
 
-    Each placement is started once; then trial by trial each experiment (the hop chain with
-    its TCP and HTTP floors, the journey at each rate) runs in every placement back to back.
-    Latencies are µs HDR histograms from each request's intended send time. Ctrl-C stops
-    everything and keeps what was measured, marked incomplete.
+    Each placement is started once; then trial by trial each experiment's rungs run in every
+    placement back to back. Latencies are µs HDR histograms from each request's intended
+    send time. Exit codes: 0 done; 1 failed (a process died, the generator or the report
+    failed); 3 done, but a headline figure rests on no valid step; 130 interrupted. An
+    interrupted or failed run keeps what was measured, marked incomplete.
     """
     _stop_on_signals()
-    chosen = PROFILES[profile] if trials is None else replace(PROFILES[profile], trials=trials)
-    config = RunConfig(profile=chosen, topologies=tuple(placements),
-                       launch=_settings(workers, threads, catalog_size, kdf_log2),
-                       cpus=cpu_plan(), seed=seed, arrival=arrival,
-                       p99_objective_ms=p99_objective_ms)
-    store = RunStore(results)
-    store.start({"command": "run", "config": config.describe(), "environment": fingerprint(),
-                 "cpu_note": config.cpus.note})
-    console = RunConsole(store.dir, len(plan_steps(config)))
-    complete, reason = False, ""
-    try:
-        with console:
-            Harness(config, store, console.progress()).run()
-        complete = True
-    except KeyboardInterrupt:
-        reason = "interrupted"
+    chosen = tuple(dict.fromkeys(experiments)) or lifecycle.DEFAULT
+    unknown = [name for name in chosen if name not in registered()]
+    if unknown:
+        raise click.BadParameter(f"unknown experiment {unknown[0]!r}; known: "
+                                 f"{', '.join(registered())}", param_hint="--experiment")
+    overrides = {"journey": {"objective_p99_ms": p99_objective_ms}} if "journey" in chosen else {}
+    config = lifecycle.RunConfig.build(
+        profile, placements, _settings(workers, threads, catalog_size, kdf_log2),
+        lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival)
+    run_id = new_run_id()
+    console = RunConsole(results / run_id, len(lifecycle.plan_steps(config)))
+    with console:
+        outcome = lifecycle.execute(config, results, console.progress(), run_id)
+    if outcome.reason == "interrupted":
         click.echo("seambench run: interrupted; keeping what was measured (incomplete)", err=True)
-    except (LaunchError, LoadError) as exc:
-        reason = str(exc).splitlines()[0]
-        click.echo(f"seambench run: {exc}", err=True)
-    except Exception as exc:  # keep what was measured; the logs are in the run directory
-        reason = f"{type(exc).__name__}: {exc}"
-        click.echo(f"seambench run: failed: {reason} (logs under {store.dir / 'logs'})", err=True)
-    finally:
-        with signals_held():
-            store.finish(complete, reason)
-            try:
-                summary = build_report(store.dir)
-            except Exception as exc:  # the raw results are written; the report can be rebuilt
-                click.echo(f"seambench run: the report failed ({type(exc).__name__}: {exc}); "
-                           f"rebuild it with: seambench report {store.dir}", err=True)
-                sys.exit(1)
-    console.headline(summary)
-    if not complete:
-        sys.exit(130 if reason == "interrupted" else 1)
+    elif not outcome.complete:
+        click.echo(f"seambench run: {outcome.reason} (logs under {outcome.run_dir / 'logs'})",
+                   err=True)
+    if outcome.summary is None:
+        click.echo(f"seambench run: the report failed ({outcome.report_error}); rebuild it with: "
+                   f"seambench report {outcome.run_dir}", err=True)
+    else:
+        console.headline(outcome.summary)
+    sys.exit(outcome.exit_code)
 
 
 def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -250,7 +243,7 @@ def calibrate(duration: float, as_json: bool) -> None:
 
     A benchmark, not a test: it loads a minimal endpoint on loopback for about a minute."""
     _stop_on_signals()
-    plan = cpu_plan()
+    plan = lifecycle.cpu_plan()
     try:
         result = run_calibration(plan, LaunchSettings(), duration)
     except CalibrationError as exc:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
     TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bench import display
 from bench.experiments import Progress
+from bench.model import RunSummary
 
 
 class RunConsole:
@@ -51,29 +52,17 @@ class RunConsole:
 
         return Progress(on_step, on_phase)
 
-    def headline(self, summary: dict[str, Any]) -> None:
-        """The headline ratios with their 95% intervals, and where the report is."""
-        out = Console() if Console().is_terminal else Console(width=140)  # logs: no wrapping
-        table = Table(title=f"seambench {summary.get('run_id', '')}: "
-                            f"{summary.get('comparison', '')}", show_lines=False)
-        for column in ("figure", "value", "95% CI", "note"):
+    def headline(self, summary: RunSummary) -> None:
+        """The headline figures with their 95% intervals and verdicts, and the report's path."""
+        out = Console() if Console().is_terminal else Console(width=160)  # logs: no wrapping
+        table = Table(title=f"seambench {summary.run_id}: {' vs '.join(summary.placements)}")
+        for column in ("figure", "value", "95% CI", "verdict"):
             table.add_column(column, justify="right" if column in ("value", "95% CI") else "left")
-        for row in summary.get("headlines", []):
-            ci = row.get("ci95")
-            table.add_row(row["label"], _fmt(row.get("value"), row.get("unit", "")),
-                          f"{_fmt(ci[0], '')} .. {_fmt(ci[1], '')}" if ci else "",
-                          row.get("note", ""))
+        for h in summary.headlines:
+            table.add_row(h.label, *display.headline_cells(h))
         out.print(table)
-        for warning in summary.get("warnings", []):
-            out.print(f"[yellow]warning:[/yellow] {warning}")
+        for warning in summary.warnings:
+            out.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
+        if summary.invalid_steps:
+            out.print(f"{len(summary.invalid_steps)} invalid step(s), listed in the report")
         out.print(f"report: {self.run_dir / 'report.html'}")
-
-
-def _fmt(value: Any, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        text = f"{value:.2f}" if abs(value) < 100 else f"{value:,.0f}"
-    else:
-        text = str(value)
-    return f"{text}{unit}" if unit in ("x", "%") else f"{text} {unit}".strip()

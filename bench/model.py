@@ -180,6 +180,11 @@ class StepResult:
     latency_p99_us: int = 0
     invalid_reasons: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # experiment-specific figures
+    raw_dir: str = ""  # the step's files, relative to the run directory
+
+    def __post_init__(self) -> None:
+        if not self.raw_dir:
+            self.raw_dir = f"raw/{self.key.slug}"
 
     @property
     def valid(self) -> bool:
@@ -203,8 +208,42 @@ class StepResult:
                      "latency_p99_us"):
             row[name] = getattr(self, name)
         row["cpu_ms_per_request"] = self.cpu_ms_per_request
+        row["raw_dir"] = self.raw_dir
         row.update(self.extra)
         return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "StepResult":
+        """Back from a steps.csv row (as pandas or csv read it). Rows of schema-1 runs (no
+        ``rung`` column, ``shop_completed`` and ``system_rss_max_bytes``) are understood too."""
+        def num(name: str, default: Any = 0) -> Any:
+            value = row.get(name, default)
+            return default if value is None or (isinstance(value, float) and math.isnan(value)) \
+                else value
+        experiment, rate = str(row["experiment"]), float(row["rate"])
+        rung = num("rung", "") or ("chain" if experiment == "hops" else f"r{rate:g}")
+        reasons = str(num("invalid_reasons", "") or "")
+        known = {"experiment", "placement", "rung", "trial", "slug", "rate", "seed", "valid",
+                 "invalid_reasons", "raw_dir", "cpu_ms_per_request"}
+        step = cls(StepKey(experiment, str(row["placement"]), str(rung), int(row["trial"])),
+                   rate, int(num("seed")), raw_dir=str(num("raw_dir", "")),
+                   invalid_reasons=[r for r in reasons.split("; ") if r])
+        for name in ("scheduled", "completed", "completed_in_time", "errors", "dropped",
+                     "unfinished", "censored", "served", "lateness_p99_us", "latency_p99_us"):
+            setattr(step, name, int(num(name)))
+        for name in ("duration_s", "system_cpu_s", "generator_cpu"):
+            setattr(step, name, float(num(name)))
+        step.system_pss_mib = num("system_pss_mib", None)
+        step.system_rss_mib = num("system_rss_mib", None)
+        if "shop_completed" in row:  # schema 1
+            step.served = int(num("shop_completed"))
+            rss = num("system_rss_max_bytes", None)
+            step.system_rss_mib = None if rss is None else float(rss) / 2**20
+        if not bool(num("valid", True)) and not step.invalid_reasons:
+            step.invalid_reasons = ["invalid (no reason recorded)"]
+        step.extra = {k: v for k, v in row.items() if k not in known and not hasattr(step, k)
+                      and k not in ("shop_completed", "system_rss_max_bytes")}
+        return step
 
 
 @dataclass(frozen=True)
@@ -219,19 +258,20 @@ class Headline:
     ratio: Ratio | None = None
     text: str = ""
     verdict: str = ""
+    per_trial: tuple[float, ...] = ()  # the figure in each valid trial (for ``compare``'s test)
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind,
                 "estimate": None if self.estimate is None else self.estimate.to_json(),
                 "ratio": None if self.ratio is None else self.ratio.to_json(),
-                "text": self.text, "verdict": self.verdict}
+                "text": self.text, "verdict": self.verdict, "per_trial": list(self.per_trial)}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "Headline":
         return cls(doc["label"], doc["kind"],
                    Estimate.from_json(doc["estimate"]) if doc.get("estimate") else None,
                    Ratio.from_json(doc["ratio"]) if doc.get("ratio") else None,
-                   doc.get("text", ""), doc.get("verdict", ""))
+                   doc.get("text", ""), doc.get("verdict", ""), tuple(doc.get("per_trial", ())))
 
 
 @dataclass

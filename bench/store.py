@@ -2,22 +2,20 @@
 
     results/<run-id>/
       manifest.json     fingerprint, full config, seeds, CPU plan, start/end, complete or not
-      steps.csv         one row per measured step (experiment x placement x rate x trial)
-      requests.csv      one row per step and request name: counts, percentiles in µs
-      floors.csv        raw TCP / raw HTTP round trips per trial, percentiles in µs
-      timeseries.csv    per second, step and request name: completed, errors, p50/p99/max µs
-      resources.csv     psutil samples: CPU seconds and RSS of every process, per step
-      histograms.hlog   every step's total histograms, tagged (HdrHistogram log format 1.3)
-      raw/<step>/       each step's generator files: plan, interval log (1 s histograms), log
-      parts/<table>/    timeseries and resources, one file per step (put together at the end)
-      summary.json      the headline figures with confidence intervals (see analysis.py)
+      steps.csv         one row per measured step: counts, validity and its reasons, CPU, memory
+      raw/<step>/       each step's files: the generators' plans, logs and one-second interval
+                        histograms (intervals-*.hlog), and what the harness measured around the
+                        step (intervals-harness.hlog: notification lag, for example)
+      raw/floors-t<n>/  the hop experiment's floors of trial n, as interval logs too
+      resources.csv     resource samples (CPU seconds, memory) of every process, per step
+      parts/<table>/    resources, one file per step (put together at the end)
+      summary.json      the analysed run (bench.model.RunSummary; see README "summary.json")
       report.md, report.html, figures/*.png
 
-Every file is written whole and renamed into place, so a reader (or an interrupted run)
-sees the previous version or the new one, never half of one. Analysis reads only these.
-The long tables (time series, resource samples) grow with the run, so they are not kept in
-memory: each step's rows go to their own part file, and the parts are put together when the
-run ends (or when ``seambench report`` finds them not yet put together).
+Latency is stored one way only: tagged HdrHistogram interval logs (log format 1.3, µs). They
+are the source of truth; every percentile, interval and figure is read from them, and
+``bench.reader`` is the one reader. Every file is written whole and renamed into place, so a
+reader (or an interrupted run) sees the previous version or the new one, never half of one.
 """
 from __future__ import annotations
 
@@ -30,15 +28,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
+
+from bench.hdr import IntervalLogWriter
+from bench.model import StepResult
+
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 STEPS = "steps.csv"
-REQUESTS = "requests.csv"
-FLOORS = "floors.csv"
-TIMESERIES = "timeseries.csv"
 RESOURCES = "resources.csv"
-HISTOGRAMS = "histograms.hlog"
-STREAMED = (TIMESERIES, RESOURCES)  # written per step as parts, assembled at the end
+HARNESS_LOG = "intervals-harness.hlog"  # in a step's raw directory: what the harness measured
+STREAMED = (RESOURCES,)  # written per step as parts, assembled at the end
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -85,9 +85,8 @@ class RunStore:
         self.dir = Path(root) / self.run_id
         self.dir.mkdir(parents=True, exist_ok=False)
         self.manifest: dict[str, Any] = {"run_id": self.run_id, "complete": False}
-        self.tables: dict[str, list[dict[str, Any]]] = {STEPS: [], REQUESTS: [], FLOORS: []}
+        self.tables: dict[str, list[dict[str, Any]]] = {STEPS: []}
         self._parts = {table: 0 for table in STREAMED}
-        self.histogram_lines: list[str] = []
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -111,21 +110,27 @@ class RunStore:
             return
         self.tables[table].extend(dict(r) for r in rows)
 
-    def add_histogram(self, tag: str, start_s: float, length_s: float, payload: str,
-                      max_ms: float) -> None:
-        self.histogram_lines.append(f"Tag={tag},{start_s:.3f},{length_s:.3f},{max_ms:.3f},{payload}\n")
+    def add_step(self, step: StepResult) -> None:
+        """One measured step's row of steps.csv (written at the next ``flush``)."""
+        self.tables[STEPS].append(step.to_row())
+
+    def add_harness_histograms(self, raw_dir: str, series: Mapping[str, Iterable[HdrHistogram]],
+                               start_epoch_s: float, comment: str) -> None:
+        """Write ``raw_dir``/intervals-harness.hlog (atomically): for each tag, its histograms
+        (µs) as consecutive intervals of one unit starting at 0 (seconds for a time series,
+        blocks of calls for the floors)."""
+        out = io.StringIO()
+        log = IntervalLogWriter(out, start_epoch_s, comment)
+        for tag, histograms in series.items():
+            for i, histogram in enumerate(histograms):
+                log.write(tag, float(i), 1.0, histogram)
+        write_text_atomic(self.dir / raw_dir / HARNESS_LOG, out.getvalue())
 
     def flush(self) -> None:
         """Rewrite every table (each file atomically)."""
         for name, rows in self.tables.items():
             if rows:
                 write_text_atomic(self.path(name), csv_text(rows))
-        if self.histogram_lines:
-            head = ("#seambench step totals, latency in us (HdrHistogram log format 1.3)\n"
-                    "#[Histogram log format version 1.3]\n"
-                    f"#[StartTime: {self.manifest.get('started_at', 0):.3f} (seconds since epoch)]\n"
-                    '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
-            write_text_atomic(self.path(HISTOGRAMS), head + "".join(self.histogram_lines))
 
     def finish(self, complete: bool, reason: str = "") -> None:
         self.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 
-from bench.store import (MANIFEST, RESOURCES, STEPS, TIMESERIES, RunStore, assemble_parts,
+from bench.store import (MANIFEST, RESOURCES, STEPS, RunStore, assemble_parts,
                          write_json_atomic)
 
 
@@ -20,15 +20,15 @@ def test_tables_are_rewritten_whole_and_streamed_tables_assembled_at_the_end(tmp
     assert manifest["complete"] is False and manifest["config"] == {"seed": 3}
     for step in range(3):
         store.add_rows(STEPS, [{"step": step, "ok": True}])
-        store.add_rows(TIMESERIES, [{"step": step, "second": s} for s in range(4)])
+        store.add_rows(RESOURCES, [{"step": step, "second": s} for s in range(4)])
         store.add_rows(RESOURCES, [{"step": step, "cpu_s": 0.5, **({"extra": 1} if step == 2 else {})}])
         store.flush()
         assert len(read(tmp_path / "r1" / STEPS)) == step + 1
-        assert not (tmp_path / "r1" / TIMESERIES).exists()  # parts only, until the end
+        assert not (tmp_path / "r1" / RESOURCES).exists()  # parts only, until the end
     store.finish(False, "interrupted")
     manifest = json.loads((tmp_path / "r1" / MANIFEST).read_text())
     assert manifest["complete"] is False and manifest["incomplete_reason"] == "interrupted"
-    assert len(read(tmp_path / "r1" / TIMESERIES)) == 12
+    assert len(read(tmp_path / "r1" / RESOURCES)) == 12
     resources = read(tmp_path / "r1" / RESOURCES)
     assert [r["extra"] for r in resources] == ["", "", "1"]  # columns united across parts
     assert not list((tmp_path / "r1").glob(".*.tmp"))
@@ -36,11 +36,11 @@ def test_tables_are_rewritten_whole_and_streamed_tables_assembled_at_the_end(tmp
 
 def test_assembling_again_gives_the_same_table(tmp_path):
     store = RunStore(tmp_path, "r2")
-    store.add_rows(TIMESERIES, [{"a": 1}, {"a": 2}])
+    store.add_rows(RESOURCES, [{"a": 1}, {"a": 2}])
     assemble_parts(store.dir)
-    first = (store.dir / TIMESERIES).read_text()
+    first = (store.dir / RESOURCES).read_text()
     assemble_parts(store.dir)
-    assert (store.dir / TIMESERIES).read_text() == first == "a\n1\n2\n"
+    assert (store.dir / RESOURCES).read_text() == first == "a\n1\n2\n"
 
 
 def test_json_is_replaced_atomically(tmp_path):

@@ -1,0 +1,137 @@
+"""What an experiment is to the harness: the one interface every experiment implements.
+
+The harness core (``bench.run``) starts the placements, interleaves steps across placements
+and trials, samples and stores. Everything particular to an experiment is here, behind five
+questions the core asks it:
+
+* ``settings(profile)``  its knobs for a profile (a frozen dataclass, recorded in the manifest);
+* ``rungs(settings)``    its ladder: one label and rate per rung;
+* ``load(...)``          the load of one step: scenario, warm-up, duration, arrival, options;
+* hooks around steps     ``start`` (once), ``prepare`` (per placement), ``before_trial``,
+                         ``after_step`` (e.g. read the shop's notification lag);
+* ``analyse(run)``       from the run's files to its result (JSON-ready), headline rows and
+                         warnings; and ``report(...)``, its sections of the report.
+
+A new experiment is one module with a subclass of ``Experiment``, registered with
+``bench.experiments.register``; no core module changes.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from bench.model import Headline, StepKey, StepResult
+
+if TYPE_CHECKING:
+    from bench.document import Block
+    from bench.launcher import LaunchSettings, RunningShop
+    from bench.loadgen import LoadResult
+    from bench.reader import RunData
+    from bench.store import RunStore
+
+
+@dataclass(frozen=True)
+class Rung:
+    label: str  # unique within the experiment, safe in a file name: "r120", "chain"
+    rate: float  # scheduled arrivals per second
+
+
+@dataclass(frozen=True)
+class StepLoad:
+    """How one step loads the placement (see ``bench.loadplan.LoadPlan``)."""
+
+    scenario: str  # a locustfile in bench/scenarios/
+    warmup_s: float
+    duration_s: float
+    arrival: str  # "constant" or "poisson"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    """Called after each step (steps done, steps planned, what ran) and at each phase."""
+
+    on_step: Callable[[int, int, str], None] = lambda done, total, what: None
+    on_phase: Callable[[str], None] = lambda what: None
+
+
+@dataclass
+class RunSession:
+    """What a running harness lends an experiment's hooks. ``state`` is the experiment's own
+    scratch space (per experiment name), e.g. floor servers or users' tokens."""
+
+    store: "RunStore"
+    launch: "LaunchSettings"
+    system_cpus: tuple[int, ...] | None
+    generator_cpus: tuple[int, ...] | None
+    shops: dict[str, "RunningShop"]
+    stack: ExitStack
+    progress: Progress
+    seed: int
+    arrival: str
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def state_of(self, experiment: "Experiment") -> dict[str, Any]:
+        return self.state.setdefault(experiment.name, {})
+
+
+@dataclass
+class Analysis:
+    """An experiment's analysis of a run: ``result`` goes into summary.json under the
+    experiment's name; ``headlines`` into the headline table; ``rests_on_nothing`` is True
+    when a headline figure of this experiment had no valid step to rest on (the run then
+    exits with ``bench.run.EXIT_NOTHING_VALID``)."""
+
+    result: dict[str, Any]
+    headlines: list[Headline] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rests_on_nothing: bool = False
+
+
+class Experiment(ABC):
+    name: ClassVar[str]
+    title: ClassVar[str]  # one line for the report
+
+    @abstractmethod
+    def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> Any:
+        """This experiment's settings for ``profile`` ("quick", "full", "smoke"), a frozen
+        dataclass; ``overrides`` replace fields by name."""
+
+    @abstractmethod
+    def rungs(self, settings: Any) -> list[Rung]:
+        ...
+
+    @abstractmethod
+    def load(self, session: RunSession, settings: Any, rung: Rung, placement: str) -> StepLoad:
+        ...
+
+    def start(self, session: RunSession, settings: Any) -> None:
+        """Once, before any placement is measured (e.g. start helper servers on
+        ``session.stack`` so they stop with the run)."""
+
+    def prepare(self, session: RunSession, settings: Any, placement: str) -> None:
+        """Once per placement after it started (untimed set-up, e.g. register users)."""
+
+    def before_trial(self, session: RunSession, settings: Any, trial: int) -> None:
+        """At the start of each trial, before its first step."""
+
+    def after_step(self, session: RunSession, settings: Any, step: StepResult,
+                   result: "LoadResult") -> None:
+        """After a step was measured and before it is stored: add ``step.extra`` figures,
+        invalid reasons, or harness histograms (``session.store.add_harness_histograms``)."""
+
+    @abstractmethod
+    def analyse(self, run: "RunData", resamples: int, seed: int) -> Analysis:
+        ...
+
+    def report(self, run: "RunData", result: Mapping[str, Any], figures_dir: Path) -> list["Block"]:
+        """This experiment's sections of the report (figures drawn into ``figures_dir``)."""
+        return []
+
+
+def step_key(experiment: Experiment, placement: str, rung: Rung, trial: int) -> StepKey:
+    return StepKey(experiment.name, placement, rung.label, trial)

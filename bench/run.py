@@ -1,0 +1,268 @@
+"""A run's lifecycle: start the placements, interleave every experiment's steps across
+placements and trials, sample, store, and summarise. ``execute`` is the whole of
+``seambench run`` but the argument parsing and printing, so a test can call it.
+
+Every placement is started once, pinned to the system's CPU set; the generators (and this
+process) run on the others. Then, trial by trial, each experiment's rungs run in every
+placement back to back, the order rotating from one rung and trial to the next, so drift in
+the machine hits all placements alike and each trial yields one *pair* per rung. Each step
+is one open-loop load run with its warm-up discarded; its result goes to the ``RunStore`` at
+once, so an interrupted run keeps every finished step.
+"""
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench.experiments import DEFAULT, Experiment, Progress, Rung, RunSession, get
+from bench.experiments.base import step_key
+from bench.fingerprint import fingerprint
+from bench.floors import pinned
+from bench.launcher import LaunchError, LaunchSettings, launch
+from bench.loadgen import LoadError, LoadResult, run_load
+from bench.loadplan import LoadPlan
+from bench.model import StepResult
+from bench.processes import signals_held
+from bench.sampler import window_usage
+from bench.store import RESOURCES, RunStore
+from bench.summary import EXIT_NOTHING_VALID as summary_exit
+from shop.placement import Topology
+
+# exit codes of `seambench run` (documented in the README)
+EXIT_OK = 0
+EXIT_FAILED = 1  # a process died, the generator failed, or the report could not be built
+EXIT_NOTHING_VALID = summary_exit  # finished, but a headline figure rests on no valid step
+EXIT_INTERRUPTED = 130
+
+LATENESS_SHARE = 0.2  # a step whose send lateness p99 exceeds this share of its latency p99 is invalid
+FLOOR_PREFIX = "floor "  # request names that never reach the system under test
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long and how often, for the core; each experiment has its own settings per
+    profile name (see its module)."""
+
+    name: str
+    trials: int
+    bootstrap_resamples: int
+
+
+PROFILES = {
+    "quick": Profile("quick", trials=3, bootstrap_resamples=1000),  # ~5 min on 2 cores
+    "full": Profile("full", trials=5, bootstrap_resamples=2000),
+    "smoke": Profile("smoke", trials=2, bootstrap_resamples=200),  # for tests of the harness
+}
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    system: tuple[int, ...] | None  # the topology's processes and the floor servers
+    generator: tuple[int, ...] | None  # Locust processes and the harness
+    note: str
+
+
+def cpu_plan(available: set[int] | None = None) -> CpuPlan:
+    """Split the CPUs: a quarter (at least one) for the generator, the rest for the system."""
+    cpus = sorted(available if available is not None else os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return CpuPlan(None, None, f"only {len(cpus)} CPU: system and generator share it, "
+                                   "so latencies include the generator's own work")
+    n_gen = max(1, len(cpus) // 4)
+    gen, system = tuple(cpus[:n_gen]), tuple(cpus[n_gen:])
+    names = {"system": ",".join(map(str, system)), "gen": ",".join(map(str, gen))}
+    return CpuPlan(system, gen, f"{len(cpus)} CPUs: system under test (every placement, and the "
+                                f"floor servers) on CPU {names['system']}; load generator and "
+                                f"harness on CPU {names['gen']}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    profile: Profile
+    topologies: tuple[Topology, ...]
+    launch: LaunchSettings
+    cpus: CpuPlan
+    experiments: tuple[str, ...] = DEFAULT
+    settings: Mapping[str, Any] = field(default_factory=dict)  # experiment -> its settings
+    seed: int = 1
+    arrival: str = "poisson"
+    generator_processes: int = 1
+
+    @classmethod
+    def build(cls, profile: str, topologies: Sequence[Topology], launch: LaunchSettings,
+              cpus: CpuPlan, experiments: Sequence[str] = DEFAULT, trials: int | None = None,
+              overrides: Mapping[str, Mapping[str, Any]] | None = None, **kw: Any) -> "RunConfig":
+        """A config with each experiment's settings for ``profile`` (``overrides``: per
+        experiment, fields to replace). KeyError for an unknown experiment or profile."""
+        chosen = PROFILES[profile] if trials is None else replace(PROFILES[profile], trials=trials)
+        settings = {name: get(name).settings(profile, (overrides or {}).get(name))
+                    for name in experiments}
+        return cls(chosen, tuple(topologies), launch, cpus, tuple(experiments), settings, **kw)
+
+    def describe(self) -> dict[str, Any]:
+        """The full configuration as plain data, for the manifest."""
+        return {"profile": asdict(self.profile), "topologies": [asdict(t) for t in self.topologies],
+                "launch": asdict(self.launch), "cpus": asdict(self.cpus), "seed": self.seed,
+                "arrival": self.arrival, "generator_processes": self.generator_processes,
+                "experiments": {name: asdict(s) for name, s in self.settings.items()}}
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    experiment: str
+    rung: Rung
+    placement: str
+    trial: int
+    seed: int  # the same for every placement of one (experiment, rung, trial): same arrivals
+
+
+def plan_steps(config: RunConfig) -> list[PlannedStep]:
+    """Every step in the order it runs: trial by trial; within a trial, each experiment's
+    rungs in every placement back to back. The placement order rotates from one rung to the
+    next and from one trial to the next, so no placement always goes first."""
+    names = [t.name for t in config.topologies]
+    rungs = [(name, rung) for name in config.experiments
+             for rung in get(name).rungs(config.settings[name])]
+    steps = []
+    for trial in range(config.profile.trials):
+        for index, (experiment, rung) in enumerate(rungs):
+            shift = (trial + index) % len(names)
+            seed = zlib.crc32(f"{config.seed}/{experiment}/{rung.label}/{trial}".encode())
+            steps.extend(PlannedStep(experiment, rung, name, trial, seed)
+                         for name in names[shift:] + names[:shift])
+    return steps
+
+
+class Harness:
+    """Runs a config's steps into a store. Raises LaunchError on a dead process."""
+
+    def __init__(self, config: RunConfig, store: RunStore, progress: Progress | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.progress = progress or Progress()
+
+    def run(self) -> None:
+        config = self.config
+        settings = replace(config.launch, cpus=config.cpus.system)
+        steps = plan_steps(config)
+        experiments = [get(name) for name in config.experiments]
+        with ExitStack() as stack, pinned(config.cpus.generator):
+            session = RunSession(self.store, settings, config.cpus.system, config.cpus.generator,
+                                 {}, stack, self.progress, config.seed, config.arrival)
+            for exp in experiments:
+                exp.start(session, config.settings[exp.name])
+            for topology in config.topologies:
+                self.progress.on_phase(f"starting {topology.name}")
+                session.shops[topology.name] = stack.enter_context(launch(topology, settings))
+                for exp in experiments:
+                    exp.prepare(session, config.settings[exp.name], topology.name)
+            for i, step in enumerate(steps):
+                if i == 0 or steps[i - 1].trial != step.trial:
+                    self.progress.on_phase(f"trial {step.trial + 1}")
+                    for exp in experiments:
+                        exp.before_trial(session, config.settings[exp.name], step.trial)
+                result = self._step(session, get(step.experiment), step)
+                self.store.flush()
+                self.progress.on_step(i + 1, len(steps), result.key.slug)
+
+    def _step(self, session: RunSession, exp: Experiment, planned: PlannedStep) -> StepResult:
+        config = self.config
+        settings = config.settings[exp.name]
+        key = step_key(exp, planned.placement, planned.rung, planned.trial)
+        load = exp.load(session, settings, planned.rung, planned.placement)
+        shop = session.shops[planned.placement]
+        plan = LoadPlan(rate_per_s=planned.rung.rate, duration_s=load.duration_s,
+                        warmup_s=load.warmup_s, output_dir=str(self.store.raw_dir(key.slug)),
+                        arrival=load.arrival, seed=planned.seed, options=load.options)
+        watch = {"system": [p.pid for p in shop.processes.values()]}
+        result = run_load(load.scenario, shop.base_url, plan, config.generator_processes,
+                          config.cpus.generator, watch)
+        dead = shop.dead()
+        if dead:
+            raise LaunchError(f"during {key.slug}, {dead[0].exit_report()}")
+        step = step_result(key, planned.seed, result)
+        exp.after_step(session, settings, step, result)
+        self.store.add_rows(RESOURCES, ({**asdict(key), **asdict(s)} for s in result.samples))
+        self.store.add_step(step)
+        return step
+
+
+def step_result(key, seed: int, result: LoadResult) -> StepResult:
+    """A measured step's counts, resources and validity. Validity adds one rule to the
+    generator's own (``bench.loadgen.validity_problems``): send lateness is judged against
+    what is measured, since every late send adds its lateness to a latency."""
+    usage = window_usage(result.samples, "system", result.measure_start_s, result.measure_end_s)
+    shop_names = [n for n in result.names if not n.startswith(FLOOR_PREFIX)]
+    served = sum(result.names[n].completed for n in shop_names)
+    latency_p99 = result.latency(shop_names).get_value_at_percentile(99) if shop_names else 0
+    lateness_p99 = result.lateness.get_value_at_percentile(99)
+    reasons = list(result.invalid_reasons)
+    if latency_p99 and lateness_p99 > LATENESS_SHARE * latency_p99:
+        reasons.append(f"sends were late relative to what was measured: lateness p99 "
+                       f"{lateness_p99} us is over {LATENESS_SHARE:.0%} of the latency p99 "
+                       f"({latency_p99} us)")
+    pss = getattr(usage, "pss_bytes_max", None)
+    return StepResult(
+        key, rate=result.plan.rate_per_s, seed=seed, scheduled=result.scheduled,
+        completed=result.completed, completed_in_time=result.completed_in_time,
+        errors=result.errors, dropped=result.dropped, unfinished=result.unfinished,
+        censored=int(getattr(result, "censored", result.dropped + result.unfinished)),
+        served=served, duration_s=round(result.duration_s, 3),
+        system_cpu_s=round(usage.cpu_s, 6),
+        system_pss_mib=None if pss is None else round(pss / 2**20, 2),
+        system_rss_mib=round(usage.rss_bytes_max / 2**20, 2),
+        generator_cpu=round(max(result.generator_cpu, default=0.0), 3),
+        lateness_p99_us=int(lateness_p99), latency_p99_us=int(latency_p99),
+        invalid_reasons=reasons)
+
+
+@dataclass
+class Outcome:
+    run_dir: Path
+    complete: bool
+    reason: str
+    summary: Any  # bench.model.RunSummary, or None when the report failed
+    exit_code: int
+    report_error: str = ""
+
+
+def execute(config: RunConfig, results_root: Path, progress: Progress | None = None,
+            run_id: str | None = None) -> Outcome:
+    """The whole run: measure into ``results_root``/<run-id>/, then summarise and report.
+
+    Any failure or interruption (KeyboardInterrupt) keeps what was measured, marked
+    incomplete; every process the run started is stopped first. The exit code is
+    EXIT_INTERRUPTED, EXIT_FAILED, EXIT_NOTHING_VALID (a headline rests on no valid step) or
+    EXIT_OK."""
+    from bench.report import build_report  # the report pulls in matplotlib: only when needed
+
+    store = RunStore(results_root, run_id)
+    store.start({"command": "run", "config": config.describe(), "environment": fingerprint(),
+                 "cpu_note": config.cpus.note})
+    complete, reason = False, ""
+    try:
+        Harness(config, store, progress).run()
+        complete = True
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    except (LaunchError, LoadError) as exc:
+        reason = str(exc).splitlines()[0]
+    except Exception as exc:  # keep what was measured; the logs are in the run directory
+        reason = f"{type(exc).__name__}: {exc}"
+    with signals_held():
+        store.finish(complete, reason)
+        try:
+            summary = build_report(store.dir)
+        except Exception as exc:  # the raw results are written; the report can be rebuilt
+            return Outcome(store.dir, complete, reason, None, EXIT_FAILED,
+                           f"{type(exc).__name__}: {exc}")
+    if not complete:
+        code = EXIT_INTERRUPTED if reason == "interrupted" else EXIT_FAILED
+    else:
+        code = summary.exit_code
+    return Outcome(store.dir, complete, reason, summary, code)
