@@ -11,7 +11,8 @@
 
 The servers run pinned to the system's CPU set, and the client runs there too while it
 measures, because a hop's caller is a process of the system. Calls are paced like the hop
-step's requests, timed with ``perf_counter_ns``, recorded in µs histograms.
+step's requests and timed, like them, from their slot's intended time (so a late wake-up, or
+a slow call that delays the next one, counts), with ``perf_counter_ns``, in µs histograms.
 """
 from __future__ import annotations
 
@@ -147,12 +148,25 @@ def paced(count: int, gap_s: float) -> Iterator[int]:
 
     Pacing matters: between paced calls the CPUs idle, and waking from idle costs far more
     than a back-to-back loop shows, so floors are paced like the hop step they are set against."""
-    start = time.perf_counter()
-    for i in range(count):
-        delay = start + i * gap_s - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+    for i, _slot_ns in paced_slots(count, gap_s):
         yield i
+
+
+def paced_slots(count: int, gap_s: float) -> Iterator[tuple[int, int]]:
+    """``paced``, also yielding each slot's intended time (``perf_counter_ns``): a call is
+    timed from it, as the load generator times a request from its intended send time. With
+    no pacing (``gap_s`` 0) a call's slot is the moment it is yielded."""
+    gap_ns = round(gap_s * 1e9)
+    start_ns = time.perf_counter_ns()
+    for i in range(count):
+        if not gap_ns:
+            yield i, time.perf_counter_ns()
+            continue
+        slot_ns = start_ns + i * gap_ns
+        delay_ns = slot_ns - time.perf_counter_ns()
+        if delay_ns > 0:
+            time.sleep(delay_ns / 1e9)
+        yield i, slot_ns
 
 
 class Blocked:
@@ -175,13 +189,12 @@ def tcp_round_trips(address: tuple[str, int], count: int, warmup: int = 20,
     histogram = Blocked(block)
     with socket.create_connection(address, timeout=5) as conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for i in paced(warmup + count, gap_s):
-            start = time.perf_counter_ns()
+        for i, slot_ns in paced_slots(warmup + count, gap_s):
             conn.sendall(PING)
             got = 0
             while got < len(PING):
                 got += len(conn.recv(65536))
-            elapsed = (time.perf_counter_ns() - start) // 1000
+            elapsed = (time.perf_counter_ns() - slot_ns) // 1000
             if i >= warmup:
                 histogram.record_value(max(1, elapsed))
     return histogram.blocks
@@ -194,12 +207,11 @@ def http_round_trips(url: str, count: int, warmup: int = 20, path: str = "/",
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
     histogram = Blocked(block)
     try:
-        for i in paced(warmup + count, gap_s):
-            start = time.perf_counter_ns()
+        for i, slot_ns in paced_slots(warmup + count, gap_s):
             conn.request("GET", path)
             response = conn.getresponse()
             response.read()
-            elapsed = (time.perf_counter_ns() - start) // 1000
+            elapsed = (time.perf_counter_ns() - slot_ns) // 1000
             if response.status != 200:
                 raise RuntimeError(f"floor endpoint answered {response.status}")
             if i >= warmup:

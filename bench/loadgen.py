@@ -5,8 +5,10 @@ process is ``python -m locust -f bench/scenarios/<scenario>.py`` reading its ``L
 Each writes its histograms; this module adds them up (never averaging percentiles), checks
 the run, and watches the generators' CPU. A run is *invalid*, with the reasons said, when
 the rate of requests completed in time misses the scheduled rate by more than 2% (the
-generator or the target fell behind), a generator used more than 85% of a core or sent
-late (p99 over 10 ms), a value fell outside the histograms' range, or a generator failed.
+generator or the target fell behind), more than 1% of the scheduled requests failed or
+never got an answer (errors plus censored values: dropped, or unfinished when the drain
+ended), a generator used more than 85% of a core or sent late (p99 over 10 ms), a value fell
+outside the histograms' range, or a generator failed.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from bench.sampler import ResourceSampler, Sample, window_usage
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SCENARIOS = ("journey", "hopchain", "target")
 MAX_RATE_MISS = 0.02
+MAX_ERROR_RATE = 0.01  # (errors + censored) / scheduled, over the measured window
 MAX_GENERATOR_CPU = 0.85
 MAX_LATENESS_P99_US = 10_000  # sends later than this (p99) mean the generator fell behind
 SETUP_ALLOWANCE_S = 120.0  # a scenario's untimed set-up (logins) must fit in this
@@ -38,13 +41,19 @@ class LoadError(RuntimeError):
 
 @dataclass
 class NameResult:
-    """One request name, merged over generator processes. Histograms in µs."""
+    """One request name, merged over generator processes. Histograms in µs.
+
+    ``latency`` holds every scheduled request of the measured window: the completed ones
+    (``ok`` + ``errors``) measured, and ``censored`` ones (``dropped`` + ``unfinished``) as
+    lower bounds (drain end minus intended send time). ``service`` holds completed ones only."""
 
     latency: HdrHistogram  # from the intended send time
     service: HdrHistogram  # from the actual send time
     ok: int = 0
     errors: int = 0
-    dropped: int = 0
+    dropped: int = 0  # never sent: the in-flight limit was reached
+    unfinished: int = 0  # sent, unanswered when the drain ended
+    censored: int = 0  # dropped + unfinished: values in ``latency`` that are lower bounds
     out_of_range: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
 
@@ -72,6 +81,7 @@ class LoadResult:
     samples: list[Sample]
     interval_logs: list[Path]
     invalid_reasons: list[str] = field(default_factory=list)
+    unmatched: int = 0  # completions that matched no request in flight (a harness bug)
 
     @property
     def valid(self) -> bool:
@@ -88,6 +98,17 @@ class LoadResult:
     @property
     def dropped(self) -> int:
         return sum(n.dropped for n in self.names.values())
+
+    @property
+    def censored(self) -> int:
+        """Scheduled requests of the window that never got an answer (dropped, or unfinished
+        when the drain ended): in the latency histograms as lower bounds."""
+        return sum(n.censored for n in self.names.values())
+
+    @property
+    def error_rate(self) -> float:
+        """(errors + censored) / scheduled over the measured window; 0 if nothing scheduled."""
+        return (self.errors + self.censored) / self.scheduled if self.scheduled else 0.0
 
     @property
     def duration_s(self) -> float:
@@ -180,6 +201,8 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
             merged.ok += n["ok"]
             merged.errors += n["errors"]
             merged.dropped += n["dropped"]
+            merged.unfinished += n.get("unfinished", 0)
+            merged.censored += n.get("censored", 0)
             merged.out_of_range += n["out_of_range"]
             for status, count in n["statuses"].items():
                 merged.statuses[status] = merged.statuses.get(status, 0) + count
@@ -197,7 +220,7 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
         measure_start_s=start, measure_end_s=end, generator_cpu=generator_cpu,
         timeseries=[dict(row, generator=i) for i, d in enumerate(docs) for row in d.get("timeseries", [])],
         samples=samples, interval_logs=[p.interval_log_path() for p in plans],
-        invalid_reasons=reasons)
+        invalid_reasons=reasons, unmatched=sum(d.get("unmatched", 0) for d in docs))
     result.invalid_reasons.extend(validity_problems(result))
     return result
 
@@ -210,6 +233,15 @@ def validity_problems(result: LoadResult) -> list[str]:
                         f"{MAX_RATE_MISS:.0%} below the scheduled {result.scheduled_rate:.1f} req/s "
                         f"({result.dropped} dropped, {result.unfinished} unfinished, "
                         f"{result.completed - result.completed_in_time} finished late)")
+    if result.error_rate > MAX_ERROR_RATE:
+        unfinished = sum(n.unfinished for n in result.names.values())
+        problems.append(f"error rate {result.error_rate:.1%} above the {MAX_ERROR_RATE:.0%} limit: "
+                        f"{result.errors} errors and {result.censored} censored "
+                        f"({result.dropped} dropped, {unfinished} unfinished at the drain's end) "
+                        f"of {result.scheduled} scheduled")
+    if result.unmatched:
+        problems.append(f"{result.unmatched} completions matched no request in flight "
+                        f"(a request's event name differs from its arrival's?)")
     lateness = result.lateness.get_value_at_percentile(99)
     if lateness > MAX_LATENESS_P99_US:
         problems.append(f"sends were late: p99 {lateness} us after their intended time "
@@ -238,7 +270,9 @@ def target_summary(result: LoadResult) -> dict[str, Any]:
     """What ``seambench load`` prints: all requests together, µs, and whether to trust it."""
     h = result.latency()
     return {"target": result.target, "requests": result.completed, "errors": result.errors,
-            "dropped": result.dropped, "scheduled_rate": round(result.scheduled_rate, 2),
+            "dropped": result.dropped, "censored": result.censored,
+            "error_rate": round(result.error_rate, 4),
+            "scheduled_rate": round(result.scheduled_rate, 2),
             "achieved_rate": round(result.achieved_rate, 2),
             **{key: h.get_value_at_percentile(q) for key, q in
                (("p50_us", 50), ("p90_us", 90), ("p99_us", 99), ("p999_us", 99.9))},

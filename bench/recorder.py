@@ -5,6 +5,17 @@ histogram of latency from the intended send time, one of service time (from the 
 send), and the current one-second interval, which is written to the interval log and reset
 when the second ends. Times are in ns on ``time.perf_counter_ns``'s clock; histograms in µs.
 No Locust and no gevent here: the locustfile feeds ``record`` from Locust's request event.
+
+Every scheduled request of the measured window counts. One that never got an answer -- an
+arrival *dropped* because the in-flight limit was reached, or one still *unfinished* when
+the drain ended -- enters its name's latency histogram (and the interval log) at ``finish``
+as a *censored* value: the drain's end minus its intended send time, a lower bound of a
+latency it never had (clamped to the histogram's ceiling, which then reads "at least 60 s").
+They land in the interval the drain ended in; how many there are is counted per name
+(``censored`` = ``dropped`` + ``unfinished`` in the result, and per second in the time
+series). Memory stays fixed: the requests in flight are bounded by the pool, and dropped
+arrivals are kept as one histogram per name of how long before the schedule's end they were
+due.
 """
 from __future__ import annotations
 
@@ -14,7 +25,7 @@ from typing import Any, TextIO
 
 from hdrh.histogram import HdrHistogram
 
-from bench.hdr import IntervalLogWriter, encode, new_histogram
+from bench.hdr import HIGHEST_US, IntervalLogWriter, encode, new_histogram
 
 NS_PER_US = 1000
 INTERVAL_NS = 1_000_000_000
@@ -31,7 +42,17 @@ class NameStats:
     errors: int = 0
     statuses: Counter = field(default_factory=Counter)
     out_of_range: int = 0
-    dropped: int = 0
+    dropped: int = 0  # arrivals never sent: the in-flight limit was reached
+    unfinished: int = 0  # sent, but unanswered when the drain ended
+    interval_censored: int = 0
+    # dropped arrivals, as µs between their intended time and the recorder's reference
+    # (the schedule's end): censored at ``finish`` without keeping one entry per arrival
+    dropped_before_end: HdrHistogram = field(default_factory=new_histogram)
+
+    @property
+    def censored(self) -> int:
+        """Values in ``latency`` that are lower bounds, not measurements."""
+        return self.dropped + self.unfinished
 
 
 class Recorder:
@@ -40,7 +61,14 @@ class Recorder:
     ``start_ns`` is the schedule's time zero; requests *intended* before
     ``start_ns + warmup_ns`` are counted as warm-up and otherwise ignored. Completions after
     ``end_ns + grace_ns`` (the schedule's end plus a grace) are recorded but not counted as
-    completed in time."""
+    completed in time.
+
+    A generator calls ``admitted`` when it hands a request to its pool (or ``dropped`` when
+    the pool is full), ``sending`` when the request actually goes out, ``record`` from the
+    request event, ``settled`` when the send returned or raised, and ``finish`` when the
+    drain ends: whatever is still in flight then, and every dropped arrival, is censored.
+    Once ``admitted`` has been called, a completion must match a request in flight; one
+    that does not is counted as ``unmatched`` and not recorded (it would be counted twice)."""
 
     def __init__(self, start_ns: int, start_epoch_s: float, warmup_ns: int, log: TextIO,
                  comment: str = "", end_ns: int | None = None, grace_ns: int = 500_000_000) -> None:
@@ -59,6 +87,12 @@ class Recorder:
         self.timeseries: list[dict[str, Any]] = []
         self._log = IntervalLogWriter(log, start_epoch_s, comment)
         self._interval = 0  # index of the open one-second interval, counted from start_ns
+        self._end_ns = end_ns
+        self._in_flight: Counter[tuple[str, int]] = Counter()  # (name, intended ns), measured
+        self._tracking = False  # whether requests are admitted before they complete
+        self._dropped_exact: list[tuple[str, int]] = []  # only without end_ns, or past it
+        self._finished = False
+        self.unmatched = 0
 
     def _stats(self, name: str) -> NameStats:
         if name not in self.names:
@@ -73,9 +107,34 @@ class Recorder:
             self.scheduled += 1
 
     def dropped(self, name: str, intended_ns: int) -> None:
-        """An arrival that found the in-flight limit reached and was never sent."""
-        if self.measured(intended_ns):
-            self._stats(name).dropped += 1
+        """An arrival that found the in-flight limit reached and was never sent; censored at
+        ``finish``."""
+        if not self.measured(intended_ns) or self._finished:
+            return
+        stats = self._stats(name)
+        stats.dropped += 1
+        if self._end_ns is not None and intended_ns <= self._end_ns:
+            before_end_us = min(HIGHEST_US, max(1, (self._end_ns - intended_ns) // NS_PER_US))
+            stats.dropped_before_end.record_value(before_end_us)
+        else:
+            self._dropped_exact.append((name, intended_ns))
+
+    def admitted(self, name: str, intended_ns: int) -> None:
+        """A request handed to the pool: in flight until ``record`` (or censored at ``finish``)."""
+        self._tracking = True
+        if self.measured(intended_ns) and not self._finished:
+            self._in_flight[(name, intended_ns)] += 1
+
+    def in_flight(self) -> int:
+        """Measured requests admitted and not yet recorded."""
+        return sum(self._in_flight.values())
+
+    def settled(self, name: str, intended_ns: int, sent_ns: int, now_ns: int) -> None:
+        """The send of an admitted request returned or raised. If no completion was recorded
+        for it (the client raised before firing its request event), it failed: recorded as
+        an error with status 0 now, rather than censored at the drain's end."""
+        if self._in_flight.get((name, intended_ns)):
+            self.record(name, intended_ns, now_ns, (now_ns - sent_ns) / NS_PER_US, False, 0)
 
     def sending(self, intended_ns: int, now_ns: int) -> None:
         if self.measured(intended_ns):
@@ -88,6 +147,16 @@ class Recorder:
         if not self.measured(intended_ns):
             self.warmup_requests += 1
             return
+        if self._finished:  # censored already (the drain ended before it did)
+            return
+        if self._tracking:
+            key = (name, intended_ns)
+            if not self._in_flight.get(key):
+                self.unmatched += 1
+                return
+            self._in_flight[key] -= 1
+            if not self._in_flight[key]:
+                del self._in_flight[key]
         self.rotate(done_ns)
         if self.in_time_until_ns is None or done_ns <= self.in_time_until_ns:
             self.completed_in_time += 1
@@ -121,21 +190,59 @@ class Recorder:
                 continue
             self._log.write(tag_of(name), start_s, 1.0, stats.interval)
             self.timeseries.append({
-                "second": self._interval, "name": name, "completed": count,
+                "second": self._interval, "name": name,
+                "completed": count - stats.interval_censored, "censored": stats.interval_censored,
                 "ok": stats.interval_ok, "errors": stats.interval_errors,
                 "p50_us": stats.interval.get_value_at_percentile(50),
                 "p99_us": stats.interval.get_value_at_percentile(99),
                 "max_us": stats.interval.get_max_value()})
             stats.interval.reset()
-            stats.interval_ok = stats.interval_errors = 0
+            stats.interval_ok = stats.interval_errors = stats.interval_censored = 0
 
     def finish(self, now_ns: int) -> None:
+        """The drain ended at ``now_ns``: censor what never got an answer, close the log.
+        Completions recorded after this are ignored (their requests were censored)."""
+        if self._finished:
+            return
         self.rotate(now_ns)
+        self._censor(now_ns)
         self._flush_interval()
+        self._finished = True
+
+    def _censor(self, drain_end_ns: int) -> None:
+        """Record every unanswered request as (drain end - intended), clamped to the
+        histograms' range."""
+
+        def add(name: str, value_us: int, count: int) -> None:
+            value_us = min(HIGHEST_US, max(1, value_us))
+            stats = self._stats(name)
+            stats.latency.record_value(value_us, count)
+            stats.interval.record_value(value_us, count)
+            stats.interval_censored += count
+
+        for (name, intended_ns), count in self._in_flight.items():
+            self._stats(name).unfinished += count
+            add(name, (drain_end_ns - intended_ns) // NS_PER_US, count)
+        self._in_flight.clear()
+        if self._end_ns is not None:
+            after_end_us = (drain_end_ns - self._end_ns) // NS_PER_US
+            for name, stats in list(self.names.items()):
+                dropped = stats.dropped_before_end
+                if not dropped.get_total_count():
+                    continue
+                for item in dropped.get_recorded_iterator():
+                    # the bucket's lowest value: a censored value stays a lower bound
+                    before_end_us = dropped.get_lowest_equivalent_value(item.value_iterated_to)
+                    add(name, after_end_us + before_end_us, item.count_at_value_iterated_to)
+                dropped.reset()
+        for name, intended_ns in self._dropped_exact:
+            add(name, (drain_end_ns - intended_ns) // NS_PER_US, 1)
+        self._dropped_exact.clear()
 
     def result(self, **extra: Any) -> dict[str, Any]:
         """The process's result document (JSON-ready); ``extra`` is merged in."""
         names = {name: {"ok": s.ok, "errors": s.errors, "dropped": s.dropped,
+                        "unfinished": s.unfinished, "censored": s.censored,
                         "out_of_range": s.out_of_range, "statuses": dict(s.statuses),
                         "latency_histogram": encode(s.latency),
                         "service_histogram": encode(s.service)}
@@ -143,6 +250,8 @@ class Recorder:
         return {"start_epoch_s": self.start_epoch_s, "scheduled": self.scheduled,
                 "completed_in_time": self.completed_in_time,
                 "sent": self.sent, "warmup_requests": self.warmup_requests,
+                "censored": sum(s.censored for s in self.names.values()),
+                "unmatched": self.unmatched,
                 "lateness_histogram": encode(self.lateness), "names": names,
                 "timeseries": self.timeseries, **extra}
 

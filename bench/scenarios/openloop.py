@@ -4,7 +4,9 @@ Locust's own users are closed-loop: a slow response delays the next request, so 
 hides itself (coordinated omission). Here one Locust user is a *scheduler*: it sends each
 request at its intended time from the ``LoadPlan`` schedule, each in its own greenlet from
 a bounded pool, and every latency is measured from that intended time. How late each send
-was and how many arrivals were dropped (pool full) are recorded too.
+was and how many arrivals were dropped (pool full) are recorded too; dropped arrivals and
+requests still in flight when the drain ends enter the histograms as censored values
+(drain end minus intended time; see ``bench.recorder``).
 
 Recording goes through Locust's ``request`` event: each request carries its intended send
 time in its context and the listener puts the unrounded value into µs HdrHistograms.
@@ -84,7 +86,8 @@ class OpenLoopUser(FastHttpUser):
                 recorder = Recorder(start_ns, start_epoch_s, int(plan.warmup_s * 1e9), log,
                                     comment=f"seambench generator {plan.process_index} on "
                                             f"{socket.gethostname()}, latency in us",
-                                    end_ns=start_ns + int(plan.total_s * 1e9))
+                                    end_ns=start_ns + int(plan.options.get("phase_ns", 0))
+                                    + int(plan.total_s * 1e9))
                 self._listen(recorder)
                 unfinished = self._schedule(recorder, start_ns)
                 recorder.finish(time.perf_counter_ns())
@@ -137,7 +140,8 @@ class OpenLoopUser(FastHttpUser):
                 if pool.full():
                     recorder.dropped(name, intended)
                 else:
-                    pool.spawn(self._send, recorder, send, intended)
+                    recorder.admitted(name, intended)  # in flight from now: censored if unanswered
+                    pool.spawn(self._send, recorder, send, name, intended)
 
         def clock() -> None:  # a native thread
             for offset in arrival_offsets_ns(plan):
@@ -158,6 +162,8 @@ class OpenLoopUser(FastHttpUser):
             finished.wait()
             pool.join(timeout=plan.drain_timeout_s)
             unfinished = len(pool)
+            # the killed sends run no further before the caller's recorder.finish, which
+            # censors them at the drain's end
             pool.kill(block=False)
             return unfinished
         finally:
@@ -165,9 +171,13 @@ class OpenLoopUser(FastHttpUser):
             wake.stop()
 
     @staticmethod
-    def _send(recorder: Recorder, send: Send, intended: int) -> None:
-        recorder.sending(intended, time.perf_counter_ns())
-        send({INTENDED: intended})
+    def _send(recorder: Recorder, send: Send, name: str, intended: int) -> None:
+        sent = time.perf_counter_ns()
+        recorder.sending(intended, sent)
+        try:
+            send({INTENDED: intended})
+        finally:  # a send that raised without a request event is an error, not lost
+            recorder.settled(name, intended, sent, time.perf_counter_ns())
 
     @staticmethod
     def _tick(recorder: Recorder) -> None:
