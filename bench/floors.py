@@ -31,8 +31,9 @@ from flask import Flask
 from hdrh.histogram import HdrHistogram
 
 from bench import hdr
-from bench.launcher import (HOST, LaunchError, child_env, LaunchSettings, bind_listeners, gunicorn_command,
-                            is_ready, signals_held, spawn_group, stop_groups)
+from bench.launcher import HOST, LaunchError, LaunchSettings, bind_listeners, gunicorn_command, is_ready
+from bench.processes import child_env, signals_held, spawn_group, stop_groups
+from shop.address import address_of
 
 PING = b"x" * 64
 
@@ -57,8 +58,7 @@ def create_floor_app() -> Flask:
         for attempt in (1, 2):  # the upstream may have closed an idle connection between trials
             conn = getattr(connections, "conn", None)
             if conn is None:
-                host, port = upstream.removeprefix("http://").rsplit(":", 1)
-                conn = connections.conn = http.client.HTTPConnection(host, int(port), timeout=5)
+                conn = connections.conn = http.client.HTTPConnection(*address_of(upstream), timeout=5)
             try:
                 conn.request("GET", "/")
                 response = conn.getresponse()
@@ -122,8 +122,7 @@ def floor_servers(settings: LaunchSettings, log_dir: Path) -> Iterator[FloorServ
             if time.monotonic() > deadline or any(p.poll() is not None for p in popens):
                 raise LaunchError(f"the floor servers did not start; see {log_dir}")
             time.sleep(0.05)
-        host, port = urls["floor-tcp"].removeprefix("http://").rsplit(":", 1)
-        yield FloorServers((host, int(port)), urls["floor-http"], urls["floor-front"])
+        yield FloorServers(address_of(urls["floor-tcp"]), urls["floor-http"], urls["floor-front"])
     finally:
         with signals_held():
             for sock in listeners.values():
@@ -203,8 +202,7 @@ def tcp_round_trips(address: tuple[str, int], count: int, warmup: int = 20,
 def http_round_trips(url: str, count: int, warmup: int = 20, path: str = "/",
                      gap_s: float = 0.0, block: int = 25) -> list[HdrHistogram]:
     """``count`` keep-alive GETs of ``path`` with ``http.client``, ``gap_s`` apart: blocks of µs."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn = http.client.HTTPConnection(*address_of(url), timeout=5)
     histogram = Blocked(block)
     try:
         for i, slot_ns in paced_slots(warmup + count, gap_s):

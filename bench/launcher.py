@@ -1,4 +1,5 @@
 """Start and stop a topology: one gunicorn process group per process, on free loopback ports.
+(Spawning, process groups and signals are bench/processes.py's.)
 
 ``launch`` prepares the databases (so workers never race to seed them), starts every process
 in its own session (so one ``killpg`` stops a gunicorn master and all its workers), waits for
@@ -8,23 +9,22 @@ starting, ``LaunchError`` names it and carries the tail of its log.
 """
 from __future__ import annotations
 
-import ctypes
 import http.client
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.processes import signals_held, spawn_group, stop_groups
+from shop.address import address_of
 from shop.placement import GATEWAY, Deployment, Topology, prepare_storage
 from shop.search.service import SearchSettings
 from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
@@ -120,65 +120,6 @@ def app_spec(topology: Topology, process: str) -> str:
     return "microservices.service:create_app()"
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
-def _die_with_parent(libc: ctypes.CDLL | None) -> None:
-    """In the child: get SIGTERM if the launcher dies without cleaning up (Linux only).
-    libc is loaded by the parent: loading a library after fork, with other threads running
-    in the parent, can deadlock the child."""
-    if libc is not None:
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """Our environment for a child that imports this checkout's packages (the repository root
-    first on PYTHONPATH, unbuffered output), plus ``extra``."""
-    root = str(Path(__file__).resolve().parent.parent)
-    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
-    return {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", **extra}
-
-
-def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
-                cpus: tuple[int, ...] | None = None, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
-    """Start ``cmd`` as the leader of a new process group (so ``stop_groups`` reaches all it
-    forks), output to ``log_path``, dying with us, and pinned to ``cpus`` if given (children
-    inherit the affinity)."""
-    libc = _libc()
-
-    def in_child() -> None:
-        _die_with_parent(libc)
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True, pass_fds=pass_fds,
-                                preexec_fn=in_child)
-
-
-def stop_groups(popens: list[subprocess.Popen], timeout_s: float = 10.0) -> None:
-    """SIGTERM each process group, wait up to ``timeout_s``, then SIGKILL what is left."""
-    for popen in popens:
-        _signal_group(popen.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for popen in popens:
-        try:
-            popen.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-    for popen in popens:
-        _signal_group(popen.pid, signal.SIGKILL)  # what a dead leader left behind, if any
-        try:
-            popen.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
 def gunicorn_command(app: str, listener: socket.socket, settings: LaunchSettings,
                      name: str) -> list[str]:
     """The one way every server of a run is started: gthread workers, keep-alive, ``fd://``."""
@@ -205,8 +146,7 @@ def start_process(deployment: Deployment, name: str, settings: LaunchSettings, l
 
 
 def is_ready(url: str, timeout_s: float = 1.0) -> bool:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    conn = http.client.HTTPConnection(*address_of(url), timeout=timeout_s)
     try:
         conn.request("GET", "/readyz")
         return conn.getresponse().status == 200
@@ -236,13 +176,6 @@ def wait_ready(shop: RunningShop, timeout_s: float) -> None:
 def stop(shop: RunningShop, timeout_s: float = 10.0) -> None:
     """SIGTERM every process group, wait, then SIGKILL what is left of each group."""
     stop_groups([proc.popen for proc in shop.processes.values()], timeout_s)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def process_names(topology: Topology) -> list[str]:
@@ -287,33 +220,3 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
             stop(shop, settings.stop_timeout_s)
             if owned_dir:
                 shutil.rmtree(data_path, ignore_errors=True)
-
-
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them (unless the
-    block is already ending in an exception, whose exit status then stands).
-
-    Handlers are swapped rather than the signal mask changed: Python runs handlers in the
-    main thread whichever thread the kernel picked, so a mask on one thread holds nothing.
-    Outside the main thread (where handlers cannot be set) this holds nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
-                for sig in held}
-    leaving_on_error = False
-    try:
-        yield
-    except BaseException:
-        leaving_on_error = True  # already on the way out: that exit status stands
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if not leaving_on_error:
-            for sig in dict.fromkeys(caught):
-                os.kill(os.getpid(), sig)

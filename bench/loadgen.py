@@ -22,8 +22,8 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench import hdr
-from bench.launcher import child_env, signals_held, spawn_group, stop_groups
 from bench.loadplan import PLAN_ENV, LoadPlan, split
+from bench.processes import child_env, signals_held, spawn_group, stop_groups
 from bench.sampler import ResourceSampler, Sample, window_usage
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"

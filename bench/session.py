@@ -5,13 +5,14 @@ from __future__ import annotations
 import http.client
 import json
 
+from shop.address import address_of
+
 
 class ShopSession:
     """A keep-alive JSON client for the public API (http.client: the cheapest honest client)."""
 
     def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
-        host, port = base_url.removeprefix("http://").rsplit(":", 1)
-        self._conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+        self._conn = http.client.HTTPConnection(*address_of(base_url), timeout=timeout_s)
         self.token = ""
 
     def reconnect(self) -> None:

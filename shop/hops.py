@@ -28,8 +28,8 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
+from shop.address import address_of
 from shop.errors import DomainError, RemoteError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -113,12 +113,13 @@ class HopClient:
 
     def __init__(self, base_url: str, credential: str, settings: HopSettings = HopSettings(),
                  name: str = "dependency") -> None:
-        url = urlsplit(base_url)
-        if url.scheme != "http" or not url.hostname or not url.port:
-            raise ValueError(f"hop destination must be http://HOST:PORT, not {base_url!r}")
+        try:
+            host, port = address_of(base_url)
+        except ValueError:
+            raise ValueError(f"hop destination must be http://HOST:PORT, not {base_url!r}") from None
         self.base_url = base_url
         self.name = name  # said in errors instead of the internal address
-        self._pool = ConnectionPool(url.hostname, url.port, settings)
+        self._pool = ConnectionPool(host, port, settings)
         self._headers = {"Content-Type": "application/json", SERVICE_HEADER: credential}
 
     def call(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:

@@ -1,0 +1,114 @@
+"""The harness's process library: start a command in its own process group, stop groups,
+hold signals while cleaning up. Shared by the launcher, the load generator and the floors.
+
+Every child is the leader of a new session (so one ``killpg`` reaches everything it forks),
+writes to its own log file, gets SIGTERM if the harness dies without cleaning up (Linux's
+parent-death signal), and may be pinned to a CPU set its children inherit.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def _die_with_parent(libc: ctypes.CDLL | None) -> None:
+    """In the child: get SIGTERM if the harness dies without cleaning up (Linux only).
+    libc is loaded by the parent: loading a library after fork, with other threads running
+    in the parent, can deadlock the child."""
+    if libc is not None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Our environment for a child that imports this checkout's packages (the repository root
+    first on PYTHONPATH, unbuffered output), plus ``extra``."""
+    root = str(Path(__file__).resolve().parent.parent)
+    pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
+    return {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
+                cpus: tuple[int, ...] | None = None, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """Start ``cmd`` as the leader of a new process group (so ``stop_groups`` reaches all it
+    forks), output to ``log_path``, dying with us, and pinned to ``cpus`` if given (children
+    inherit the affinity)."""
+    libc = _libc()
+
+    def in_child() -> None:
+        _die_with_parent(libc)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True, pass_fds=pass_fds,
+                                preexec_fn=in_child)
+
+
+def stop_groups(popens: list[subprocess.Popen], timeout_s: float = 10.0) -> None:
+    """SIGTERM each process group, wait up to ``timeout_s``, then SIGKILL what is left."""
+    for popen in popens:
+        _signal_group(popen.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for popen in popens:
+        try:
+            popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for popen in popens:
+        _signal_group(popen.pid, signal.SIGKILL)  # what a dead leader left behind, if any
+        try:
+            popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them (unless the
+    block is already ending in an exception, whose exit status then stands).
+
+    Handlers are swapped rather than the signal mask changed: Python runs handlers in the
+    main thread whichever thread the kernel picked, so a mask on one thread holds nothing.
+    Outside the main thread (where handlers cannot be set) this holds nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in held}
+    leaving_on_error = False
+    try:
+        yield
+    except BaseException:
+        leaving_on_error = True  # already on the way out: that exit status stands
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if not leaving_on_error:
+            for sig in dict.fromkeys(caught):
+                os.kill(os.getpid(), sig)
