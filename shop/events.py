@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -56,6 +57,15 @@ class PaymentCaptured:
         return cls(event_id=str(body["event_id"]), order_id=str(body["order_id"]),
                    user_id=str(body["user_id"]), total_cents=int(body["total_cents"]),
                    occurred_at=float(body["occurred_at"]))
+
+
+def check_window(since: float, until: float) -> None:
+    """A time window [since, until) in seconds since the epoch: finite, not ending before it
+    starts. Raises InvalidValue."""
+    if not (math.isfinite(since) and math.isfinite(until)):
+        raise InvalidValue("since and until must be finite numbers of seconds since the epoch")
+    if until < since:
+        raise InvalidValue("the window ends before it starts (until < since)")
 
 
 class Publisher(Protocol):

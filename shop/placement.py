@@ -23,7 +23,7 @@ from shop.billing.client import BillingClient
 from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
 from shop.chain.api import Link
 from shop.chain.client import ChainClient
-from shop.chain.service import LocalLink, next_component
+from shop.chain.service import LocalLink, chain_path, next_component
 from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay
 from shop.hops import HopClient, HopSettings
 from shop.notify.api import Notify
@@ -65,6 +65,23 @@ class Topology:
     def edge(self) -> str:
         """The process that serves the public API."""
         return GATEWAY if self.gateway else next(iter(self.processes))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Topology":
+        """The inverse of ``dataclasses.asdict`` (after a JSON round trip, which turns the
+        processes' tuples into lists). Not a validator: use ``parse_topology`` for files."""
+        return cls(**{**data, "processes": {p: tuple(c) for p, c in data["processes"].items()}})
+
+
+def chain_http_hops(topology: Topology, k: int) -> int:
+    """How many HTTP hops ``GET /chain?k=`` crosses in ``topology``: one per step of the ring
+    between components of different processes, plus the gateway's hop to the process where
+    the chain starts. The request to the public address itself is not counted (so the
+    monolith's is 0 for every k). Raises InvalidValue for a k outside 0..MAX_HOPS."""
+    path = chain_path(k)
+    owner = topology.process_of
+    crossings = sum(owner(a) != owner(b) for a, b in zip(path, path[1:]))
+    return crossings + (1 if topology.gateway else 0)
 
 
 def parse_topology(data: dict[str, Any], source: str) -> Topology:
@@ -166,10 +183,9 @@ class Deployment:
     @classmethod
     def from_json(cls, text: str) -> "Deployment":
         data = json.loads(text)
-        topo = data.pop("topology")
-        topo["processes"] = {k: tuple(v) for k, v in topo["processes"].items()}
-        return cls(topology=Topology(**topo), search=SearchSettings(**data.pop("search")),
-                   hop=HopSettings(**data.pop("hop")), **data)
+        return cls(topology=Topology.from_dict(data.pop("topology")),
+                   search=SearchSettings(**data.pop("search")), hop=HopSettings(**data.pop("hop")),
+                   **data)
 
     def database_url(self, component: str) -> str:
         return self.topology.database_url(component, self.data_dir)

@@ -13,6 +13,7 @@ from flask import Flask
 from shop.auth import routes as auth_routes
 from shop.billing import routes as billing_routes
 from shop.chain import routes as chain_routes
+from shop import observe
 from shop.notify import routes as notify_routes
 from shop.placement import Deployment, ShopProcess, build_process
 from shop.search import routes as search_routes
@@ -52,3 +53,4 @@ def register_components(app: Flask, shop: ShopProcess) -> None:
     if "notify" in shop.hosted:
         app.register_blueprint(notify_routes.blueprint(shop.notify, shop.auth))
     app.register_blueprint(chain_routes.blueprint(shop.links))
+    app.register_blueprint(observe.blueprint(shop.billing, shop.notify))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -56,6 +57,24 @@ def field(body: dict[str, Any], name: str, kind: type[T]) -> T:
     return value
 
 
+def number_field(body: dict[str, Any], name: str) -> float:
+    """``body[name]`` as a float: a finite JSON number (int or float, not a bool; Python's
+    JSON reader also takes NaN and Infinity, refused here). Raises InvalidRequest."""
+    if name not in body:
+        raise InvalidRequest(f"missing field {name!r}")
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise InvalidRequest(f"field {name!r} must be a finite number")
+    return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def _encodable(text: str) -> bool:
     """JSON may carry "\\ud800"; such a string cannot be hashed, stored or sent on."""
     try:
@@ -77,6 +96,21 @@ def int_arg(name: str, default: int | None = None) -> int:
         return int(raw)
     except ValueError:
         raise InvalidRequest(f"query parameter {name!r} must be an integer") from None
+
+
+def float_arg(name: str) -> float:
+    """Query parameter ``name`` as a finite float. Raises InvalidRequest (400) when it is
+    missing, not a number, NaN or infinite."""
+    raw = request.args.get(name)
+    if raw is None:
+        raise InvalidRequest(f"missing query parameter {name!r}")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"query parameter {name!r} must be a number") from None
+    if not math.isfinite(value):
+        raise InvalidRequest(f"query parameter {name!r} must be a finite number")
+    return value
 
 
 def str_arg(name: str) -> str:

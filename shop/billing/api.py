@@ -67,3 +67,8 @@ class Billing(Protocol):
 
     def order(self, user_id: str, order_id: str) -> Order:
         """One of the user's orders. Raises OrderNotFound, also for another user's order."""
+
+    def payments(self, since: float, until: float) -> int:
+        """How many payments were captured in [since, until) (seconds since the epoch): the
+        orders recorded then, each of which published one PaymentCaptured with that time.
+        Raises InvalidValue for a window that is not finite or ends before it starts."""

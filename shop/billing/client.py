@@ -30,3 +30,7 @@ class BillingClient:
                               idempotent=True)
         return Order(data["order_id"], [OrderLine(**line) for line in data["items"]],
                      data["total_cents"], data["created_at"])
+
+    def payments(self, since: float, until: float) -> int:
+        body = {"since": since, "until": until}
+        return self._hop.call("/internal/billing/payments", body, idempotent=True)["payments"]

@@ -9,7 +9,8 @@ from flask import Blueprint, Response, request
 from shop.auth.api import Auth
 from shop.billing.api import Billing, LineItem, Receipt
 from shop.errors import InvalidRequest
-from shop.web import caller, field, json_body, json_response, require_service_credential
+from shop.web import (caller, field, json_body, json_response, number_field,
+                      require_service_credential)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -78,5 +79,12 @@ def blueprint(billing: Billing, auth: Auth) -> Blueprint:
         body = json_body()
         return json_response(asdict(billing.order(field(body, "user_id", str),
                                                   field(body, "order_id", str))))
+
+    @bp.post("/internal/billing/payments")
+    def payments_internal() -> Response:
+        require_service_credential()
+        body = json_body()
+        return json_response({"payments": billing.payments(number_field(body, "since"),
+                                                           number_field(body, "until"))})
 
     return bp

@@ -18,7 +18,7 @@ from sqlite3 import Connection
 from shop.billing.api import (IdempotencyKeyReused, InsufficientFunds, LineItem, Order,
                               OrderLine, OrderNotFound, Receipt)
 from shop.errors import InvalidValue
-from shop.events import PaymentCaptured, Publisher
+from shop.events import PaymentCaptured, Publisher, check_window
 from shop.search.api import Search
 from shop.storage import Database
 
@@ -132,6 +132,12 @@ class BillingService:
             raise OrderNotFound(f"no order {order_id!r}")
         lines = [OrderLine(**line) for line in json.loads(row["items"])]
         return Order(row["order_id"], lines, row["total_cents"], row["created_at"])
+
+    def payments(self, since: float, until: float) -> int:
+        check_window(since, until)
+        row = self._db.query_one("SELECT count(*) AS n FROM billing_orders "
+                                 "WHERE created_at >= ? AND created_at < ?", (since, until))
+        return int(row["n"]) if row else 0
 
     @staticmethod
     def _balance(conn: Connection, user_id: str) -> int:

@@ -12,6 +12,17 @@ def next_component(component: str) -> str:
     return CHAIN_ORDER[(CHAIN_ORDER.index(component) + 1) % len(CHAIN_ORDER)]
 
 
+def chain_path(k: int) -> list[str]:
+    """The components ``GET /chain?k=`` visits, in order: k + 1 of them from the ring's
+    start (what ``forward(k)`` on the first link answers). Raises InvalidValue for a k
+    outside 0..MAX_HOPS."""
+    check_hops(k)
+    path = [CHAIN_ORDER[0]]
+    for _ in range(k):
+        path.append(next_component(path[-1]))
+    return path
+
+
 def check_hops(remaining: int) -> None:
     if not 0 <= remaining <= MAX_HOPS:
         raise InvalidValue(f"the number of hops must be between 0 and {MAX_HOPS}")

@@ -15,9 +15,20 @@ class Notification:
     created_at: float  # seconds since the epoch, when notify stored it
 
 
+LagCounts = list[tuple[int, int]]
+"""Notification lags as (lag in µs, how many) pairs, lags ascending. A lag is rounded to 4
+significant digits (exact below 10 ms, within 0.05% above), so the list stays short however
+many notifications it counts."""
+
+
 class Notify(Protocol):
     def deliver(self, event: PaymentCaptured) -> bool:
         """Store the notification for ``event``; False when it was already stored (idempotent)."""
 
     def inbox(self, user_id: str) -> list[Notification]:
         """The user's newest notifications (at most 100), oldest of them first."""
+
+    def lags(self, since: float, until: float) -> LagCounts:
+        """The lag (stored time - payment time) of every notification for a payment captured
+        in [since, until) (seconds since the epoch). Raises InvalidValue for a window that is
+        not finite or ends before it starts."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from shop.events import PaymentCaptured
 from shop.hops import HopClient
-from shop.notify.api import Notification
+from shop.notify.api import LagCounts, Notification
 
 
 class NotifyClient:
@@ -18,3 +18,8 @@ class NotifyClient:
     def inbox(self, user_id: str) -> list[Notification]:
         data = self._hop.call("/internal/notify/inbox", {"user_id": user_id}, idempotent=True)
         return [Notification(**note) for note in data["notifications"]]
+
+    def lags(self, since: float, until: float) -> LagCounts:
+        data = self._hop.call("/internal/notify/lags", {"since": since, "until": until},
+                              idempotent=True)
+        return [(lag, count) for lag, count in data["lag_us"]]

@@ -1,27 +1,23 @@
 """Notify over HTTP: the caller's inbox, and internal event delivery."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 
 from flask import Blueprint, Response
 
 from shop.auth.api import Auth
-from shop.errors import InvalidRequest
 from shop.events import PaymentCaptured
 from shop.notify.api import Notify
-from shop.web import caller, field, json_body, json_response, require_service_credential
+from shop.web import (caller, field, json_body, json_response, number_field,
+                      require_service_credential)
 
 
 def parse_event(body: dict) -> PaymentCaptured:
     """A PaymentCaptured from JSON, every field of its type; a finite time. InvalidRequest."""
-    occurred_at = body.get("occurred_at")
-    if isinstance(occurred_at, bool) or not isinstance(occurred_at, (int, float)) \
-            or not math.isfinite(occurred_at):
-        raise InvalidRequest("occurred_at must be a finite number of seconds")
+    occurred_at = number_field(body, "occurred_at")
     return PaymentCaptured(event_id=field(body, "event_id", str), order_id=field(body, "order_id", str),
                            user_id=field(body, "user_id", str),
-                           total_cents=field(body, "total_cents", int), occurred_at=float(occurred_at))
+                           total_cents=field(body, "total_cents", int), occurred_at=occurred_at)
 
 
 def blueprint(notify: Notify, auth: Auth) -> Blueprint:
@@ -43,5 +39,12 @@ def blueprint(notify: Notify, auth: Auth) -> Blueprint:
         require_service_credential()
         stored = notify.deliver(parse_event(json_body()))
         return json_response({"status": "stored" if stored else "duplicate"})
+
+    @bp.post("/internal/notify/lags")
+    def lags_internal() -> Response:
+        require_service_credential()
+        body = json_body()
+        counts = notify.lags(number_field(body, "since"), number_field(body, "until"))
+        return json_response({"lag_us": [list(pair) for pair in counts]})
 
     return bp

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import time
 
-from shop.events import PaymentCaptured
-from shop.notify.api import Notification
+from collections import Counter
+
+from shop.events import PaymentCaptured, check_window
+from shop.notify.api import LagCounts, Notification
 from shop.storage import Database
 
 SCHEMA = [
@@ -20,6 +22,14 @@ SCHEMA = [
 ]
 
 INBOX_LIMIT = 100
+LAG_DIGITS = 4  # significant digits a reported lag (in µs) keeps
+
+
+def rounded_us(lag_ms: float) -> int:
+    """``lag_ms`` in whole µs, rounded to LAG_DIGITS significant digits."""
+    value = max(0, round(lag_ms * 1000))
+    step = 10 ** max(0, len(str(value)) - LAG_DIGITS)
+    return (value + step // 2) // step * step
 
 
 def payment_text(event: PaymentCaptured) -> str:
@@ -51,6 +61,12 @@ class NotifyService:
             (user_id, INBOX_LIMIT))
         return [Notification(r["event_id"], r["order_id"], r["text"], r["created_at"])
                 for r in reversed(rows)]
+
+    def lags(self, since: float, until: float) -> LagCounts:
+        check_window(since, until)
+        rows = self._db.query("SELECT lag_ms FROM notify_notifications "
+                              "WHERE occurred_at >= ? AND occurred_at < ?", (since, until))
+        return sorted(Counter(rounded_us(row["lag_ms"]) for row in rows).items())
 
     def lag_summary(self) -> dict[str, float]:
         """Count, mean and max of the notification lag in ms (for /metrics)."""

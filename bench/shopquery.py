@@ -1,0 +1,84 @@
+"""Ask a running shop, over HTTP, what only it knows: never read its database files.
+
+``notification_lag`` asks any process of the shop (the one hosting notify, so the lags are
+read where they are stored) for ``GET /internal/observe/payment-lag`` with the deployment's
+service credential (internal endpoints are not reachable through the gateway).
+
+How many HTTP hops a chain crosses is not asked over the network: it follows from the
+topology, ``shop.placement.chain_http_hops(topology, k)``.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from hdrh.histogram import HdrHistogram
+
+from bench import hdr
+from bench.launcher import RunningShop
+from shop.address import address_of
+from shop.hops import SERVICE_HEADER
+from shop.observe import PAYMENT_LAG_PATH
+from shop.placement import Deployment
+
+
+class ShopQueryError(RuntimeError):
+    """The shop refused a question or did not answer it; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LagReading:
+    histogram: HdrHistogram  # notification lag, µs (a lag under 1 µs recorded as 1 µs)
+    payments: int  # payments captured in the window (each should be notified exactly once)
+    clamped: int = 0  # lags beyond the histogram's range, recorded as its highest value
+
+    @property
+    def notified(self) -> int:
+        return self.histogram.get_total_count()
+
+
+def payment_lag(deployment: Deployment, start_s: float, end_s: float,
+                timeout_s: float = 10.0) -> dict:
+    """One answer of the payment-lag endpoint for [start_s, end_s): ``{"payments": n,
+    "notified": m, "lag_us": [[lag µs, count], ...], "since", "until"}``."""
+    url = deployment.urls[deployment.topology.process_of("notify")]
+    target = f"{PAYMENT_LAG_PATH}?{urlencode({'since': repr(start_s), 'until': repr(end_s)})}"
+    conn = http.client.HTTPConnection(*address_of(url), timeout=timeout_s)
+    try:
+        conn.request("GET", target, headers={SERVICE_HEADER: deployment.service_credential})
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise ShopQueryError(f"GET {url}{PAYMENT_LAG_PATH}: no answer ({exc!r})") from exc
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ShopQueryError(f"GET {url}{target}: HTTP {response.status}: "
+                             f"{body[:300].decode(errors='replace')}")
+    return json.loads(body)
+
+
+def notification_lag(shop: RunningShop, start_s: float, end_s: float, settle_s: float = 5.0,
+                     poll_s: float = 0.1) -> LagReading:
+    """The lag of every notification for a payment captured in [start_s, end_s) (seconds
+    since the epoch), once every such payment is notified or ``settle_s`` has passed
+    (then the payments not yet notified are missing from the histogram: compare
+    ``payments`` with ``notified``)."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        answer = payment_lag(shop.deployment, start_s, end_s)
+        if answer["notified"] >= answer["payments"] or time.monotonic() > deadline:
+            break
+        time.sleep(poll_s)
+    histogram = hdr.new_histogram()
+    clamped = 0
+    for lag_us, count in answer["lag_us"]:
+        value = max(hdr.LOWEST_US, int(lag_us))
+        if value > hdr.HIGHEST_US:
+            value, clamped = hdr.HIGHEST_US, clamped + count
+        if not histogram.record_value(value, count):
+            raise ShopQueryError(f"could not record a lag of {lag_us} µs")
+    return LagReading(histogram, int(answer["payments"]), clamped)
