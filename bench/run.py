@@ -211,7 +211,7 @@ def step_result(key, seed: int, result: LoadResult) -> StepResult:
         key, rate=result.plan.rate_per_s, seed=seed, scheduled=result.scheduled,
         completed=result.completed, completed_in_time=result.completed_in_time,
         errors=result.errors, dropped=result.dropped, unfinished=result.unfinished,
-        censored=int(getattr(result, "censored", result.dropped + result.unfinished)),
+        censored=result.censored,
         served=served, duration_s=round(result.duration_s, 3),
         system_cpu_s=round(usage.cpu_s, 6),
         system_pss_mib=None if pss is None else round(pss / 2**20, 2),

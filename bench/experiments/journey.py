@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bench import display, hdr, plots
+from bench.loadgen import MAX_ERROR_RATE
 from bench.document import Block, Figure, Heading, Paragraph, Table
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
 from bench.model import (QUANTILE, QUANTILES, Estimate, Headline, Ratio, StepResult,
@@ -230,7 +231,7 @@ class Journey(Experiment):
 def throughput_at_objective(rungs: Mapping[str, Mapping[str, Any]], ladder: list[tuple[str, float]],
                             objective_us: float) -> dict[str, Any]:
     """Where on the ladder p99 crosses the objective. A rung *meets* it when every trial was
-    valid, errors are at most 1% and the p99 interval's upper bound is within the objective;
+    valid, errors (with censored requests) are at most ``MAX_ERROR_RATE`` and the p99 interval's upper bound is within the objective;
     it *misses* when the interval's lower bound is over it (or it is invalid); otherwise it
     is inconclusive, and the verdict says so."""
     verdicts = []
@@ -239,7 +240,7 @@ def throughput_at_objective(rungs: Mapping[str, Mapping[str, Any]], ladder: list
         if e is None:
             continue
         p99 = Estimate.from_json(e.get("latency", {}).get("p99"))
-        if e["valid_trials"] < e["trials"] or (e.get("error_rate") or 0) > 0.01:
+        if e["valid_trials"] < e["trials"] or (e.get("error_rate") or 0) > MAX_ERROR_RATE:
             verdicts.append((rate, "misses"))
         elif not p99.usable or p99.ci95 is None:
             verdicts.append((rate, "inconclusive"))

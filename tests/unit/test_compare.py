@@ -11,56 +11,93 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.analysis import summarize
 from bench.cli import cli
 from bench.compare import NO_CLEAR_CHANGE, compare, render_markdown, render_text
+from bench.model import Estimate, Headline, Ratio, RunSummary
+from bench.summary import summarize
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run-smoke"
 SEAMBENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
-JOURNEY_P99 = "journey p99, microservices @ 30 req/s"
 
 
-@pytest.fixture(scope="module")
-def summary() -> dict:
-    return summarize(FIXTURE)  # reads only
+def run_with(headlines: list[Headline], **changes) -> RunSummary:
+    base = dict(run_id="r", complete=True, placements=["monolith", "microservices"],
+                profile="quick", trials=3, seed=1, environment={"cpu_model": "x", "cpu_count": 2},
+                cpu_note="", steps=[], experiments={}, headlines=headlines, warnings=[],
+                invalid_steps=[])
+    return RunSummary(**{**base, **changes})
 
 
-def test_a_run_against_itself_shows_no_clear_change(summary):
-    result = compare(summary, copy.deepcopy(summary))
+def p99_ratio(*log_ratios: float) -> Headline:
+    import math
+    mean = sum(log_ratios) / len(log_ratios)
+    return Headline("journey p99 microservices/monolith @ 120 req/s", "ratio",
+                    ratio=Ratio(math.exp(mean), math.exp(mean - 0.1), math.exp(mean + 0.1),
+                                tuple(log_ratios)))
+
+
+def per_call(*values: float) -> Headline:
+    return Headline("one call, microservices", "latency",
+                    Estimate(sum(values) / len(values), min(values), max(values)),
+                    per_trial=tuple(values))
+
+
+def test_a_run_against_itself_shows_no_clear_change():
+    a = run_with([p99_ratio(1.10, 1.15, 1.05), per_call(1400, 1450, 1500)])
+    result = compare(a, copy.deepcopy(a))
     assert result.warnings == []
-    labels = [row.label for row in result.rows]
-    assert JOURNEY_P99 in labels and "journey p99 microservices/monolith @ 30 req/s" in labels
-    assert len(result.rows) >= 10
-    assert all(row.verdict == NO_CLEAR_CHANGE for row in result.rows)
-    assert all(row.change == pytest.approx(1.0) for row in result.rows if row.change is not None)
+    assert [row.verdict for row in result.rows] == [NO_CLEAR_CHANGE, NO_CLEAR_CHANGE]
+    assert all(row.change == pytest.approx(1.0) for row in result.rows)
 
 
-def test_a_doubled_p99_with_a_disjoint_interval_is_a_change(summary):
-    doctored = copy.deepcopy(summary)
-    rung = doctored["journey"]["microservices"]["30"]
-    value, (low, high) = rung["p99_us"]["value"], rung["p99_us"]["ci95"]
-    rung["p99_us"] = {"value": 2 * value, "ci95": [2 * low, 2 * high]}
-    result = compare(summary, doctored)
-    [row] = [r for r in result.rows if r.label == JOURNEY_P99]
-    assert row.change == pytest.approx(2.0) and row.verdict == "B higher (CIs apart)"
-    assert [r.label for r in result.rows if r.verdict != NO_CLEAR_CHANGE] == [JOURNEY_P99]
-    text = render_text(result)
-    assert "2.00x" in text and "B higher (CIs apart)" in text
-    assert "| B higher (CIs apart) |" in render_markdown(result)
+def test_a_real_shift_is_a_change_and_noise_is_not():
+    a = run_with([p99_ratio(1.10, 1.15, 1.05), per_call(1400, 1450, 1500)])
+    b = run_with([p99_ratio(1.80, 1.85, 1.75), per_call(1380, 1520, 1460)])
+    rows = {row.label: row for row in compare(a, b).rows}
+    shifted = rows["journey p99 microservices/monolith @ 120 req/s"]
+    assert shifted.verdict == "B higher" and shifted.p_value < 0.01
+    assert shifted.change == pytest.approx(2.01, abs=0.01)
+    noisy = rows["one call, microservices"]
+    assert noisy.verdict == NO_CLEAR_CHANGE and noisy.p_value > 0.05
+    text = render_text(compare(a, b))
+    assert "B higher (p=" in text and "| B higher (p=" in render_markdown(compare(a, b))
 
 
-def test_mismatched_runs_are_compared_with_warnings_not_errors(summary):
-    other = copy.deepcopy(summary)
-    other.update(placements=["monolith", "hybrid"], profile="quick", trials=5, complete=False)
-    other["journey"]["hybrid"] = other["journey"].pop("microservices")
-    result = compare(summary, other)
+def test_disjoint_intervals_are_not_what_decides():
+    # narrow intervals that do not overlap, but only two trials each with a spread that a
+    # test cannot tell apart: the verdict follows the test, not the intervals
+    a = run_with([per_call(1000, 1400)])
+    b = run_with([per_call(1100, 1600)])
+    [row] = compare(a, b).rows
+    assert row.verdict == NO_CLEAR_CHANGE
+
+
+def test_too_few_trials_get_no_verdict():
+    [row] = compare(run_with([per_call(1000)]), run_with([per_call(2000)])).rows
+    assert row.verdict.startswith("no test")
+
+
+def test_mismatched_runs_are_compared_with_warnings_not_errors():
+    a = run_with([p99_ratio(1.1, 1.2)])
+    b = run_with([per_call(1, 2)], placements=["monolith", "hybrid"], profile="smoke",
+                 trials=5, complete=False, environment={"cpu_model": "y", "cpu_count": 2})
+    result = compare(a, b)
     warnings = " / ".join(result.warnings)
-    for needle in ("placements differ", "profile differ", "trials per step differ", "INCOMPLETE"):
+    for needle in ("placements differ", "profile differ", "trials per step differ", "INCOMPLETE",
+                   "cpu_model"):
         assert needle in warnings
     verdicts = {row.label: row.verdict for row in result.rows}
-    assert verdicts[JOURNEY_P99] == "only in A"
-    assert verdicts["journey p99, hybrid @ 30 req/s"] == "only in B"
+    assert verdicts["journey p99 microservices/monolith @ 120 req/s"] == "only in A"
+    assert verdicts["one call, microservices"] == "only in B"
     assert render_text(result).startswith("warning: ")
+
+
+def test_the_fixture_run_compares_with_itself():
+    summary = summarize(FIXTURE)  # reads only
+    result = compare(summary, copy.deepcopy(summary))
+    assert result.rows and all(row.verdict in (NO_CLEAR_CHANGE, "same") or
+                               row.verdict.startswith(("no test", "not measured"))
+                               for row in result.rows)
 
 
 def test_compare_command_prints_and_writes_only_with_output(tmp_path):

@@ -16,6 +16,7 @@ from bench.document import Table, md_escape, to_html, to_markdown
 from bench.report import build_report
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run-smoke"
+SCHEMA_1 = FIXTURE.with_name("run-schema1")  # written by the harness before schema 2
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -52,12 +53,13 @@ def incomplete(tmp_path_factory) -> Path:
 
 def test_report_writes_summary_report_and_figures(built):
     summary = json.loads((built / "summary.json").read_text())
-    assert summary["schema"] == "seambench.summary/1" and summary["complete"] is True
+    assert summary["schema"] == "seambench.summary/2" and summary["complete"] is True
+    assert list(summary["experiments"]) == ["hops", "journey"]
     md = (built / "report.md").read_text()
-    for needle in (summary["run_id"], "complete", "Intel(R) Xeon(R) Processor", "6.18.44", "3.11.7",
-                   "flask 3.1.3", "CPU 1", "smoke", "Hop cost", "Journey", "Ratios",
-                   "Throughput at the p99 objective", "Warnings", "How to read this",
-                   "intended send time", "no coordinated omission", "bootstrap"):
+    for needle in (summary["run_id"], "complete", "CPU 1", "smoke", "Hop cost", "Journey",
+                   "Ratios (paired by trial)", "Throughput at the p99 objective", "Invalid steps",
+                   "Warnings", "How to read this", "intended send time", "no coordinated omission",
+                   "Student-t"):
         assert needle in md, needle
     for row in summary["headlines"]:  # every headline, labelled as in summary.json
         assert md_escape(row["label"]) in md
@@ -66,9 +68,7 @@ def test_report_writes_summary_report_and_figures(built):
 
 def test_figures_are_pngs_and_are_linked_from_the_markdown(built):
     figures = sorted((built / "figures").glob("*.png"))
-    names = {f.name for f in figures}
-    assert {"hop-cost.png", "journey-latency-vs-rate.png", "resources.png", "notification-lag.png",
-            "spectrum-journey-r30.png", *(f"spectrum-hops-k{k}.png" for k in range(5))} <= names
+    assert {"hop-cost.png", "journey-latency-vs-rate.png"} <= {f.name for f in figures}
     md = (built / "report.md").read_text()
     for figure in figures:
         assert figure.read_bytes()[:8] == PNG_MAGIC and figure.stat().st_size > 5_000
@@ -83,16 +83,39 @@ def test_html_is_self_contained_with_embedded_figures(built):
     assert len(references) == len(list((built / "figures").glob("*.png")))
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.IGNORECASE)
     assert "<link" not in page and "<script" not in page and "@import" not in page
-    assert "journey p99 microservices/monolith @ 30 req/s" in page
+
+
+def make_invalid(run_dir: Path, slug: str, reason: str) -> None:
+    steps = pd.read_csv(run_dir / "steps.csv")
+    steps.loc[steps.slug == slug, ["valid", "invalid_reasons"]] = [False, reason]
+    steps.to_csv(run_dir / "steps.csv", index=False)
+
+
+def test_an_invalid_step_is_listed_and_enters_no_figure(tmp_path):
+    run_dir = copy_of_fixture(tmp_path)
+    make_invalid(run_dir, "journey-monolith-r30-t1", "made invalid by the test")
+    summary = build_report(run_dir)
+    assert any("journey monolith r30 trial 2: made invalid by the test" == s
+               for s in summary.invalid_steps)
+    journey = summary.experiments["journey"]
+    mono = journey["placements"]["monolith"]["r30"]
+    assert mono["valid_trials"] == mono["trials"] - 1
+    assert mono["completed"] == int(pd.read_csv(run_dir / "steps.csv").query(
+        "slug == 'journey-monolith-r30-t0'").completed.iloc[0])  # trial 2 is not pooled
+    ratio = journey["ratios"]["microservices/monolith"]["r30"]["p50"]
+    assert ratio["pairs"] <= 1  # the pair of the invalid trial is dropped, not half-used
+    # no rate is valid in every trial of every placement: the headline rests on nothing
+    assert journey["headline_rung"] is None and summary.exit_code == 3
+    assert "made invalid by the test" in (run_dir / "report.md").read_text()
 
 
 def test_incomplete_run_still_reports_and_says_so(incomplete):
     md = (incomplete / "report.md").read_text()
     assert "INCOMPLETE" in md and "The journey was not measured in this run." in md
-    assert "Hop cost" in md and "| 4 | microservices |" in md  # what did finish is reported
+    assert "Hop cost" in md  # what did finish is reported
     assert json.loads((incomplete / "summary.json").read_text())["complete"] is False
     names = {f.name for f in (incomplete / "figures").glob("*.png")}
-    assert "hop-cost.png" in names and not any("journey" in n or "lag" in n for n in names)
+    assert not any("journey" in n for n in names)
     assert "INCOMPLETE" in (incomplete / "report.html").read_text()
 
 
@@ -101,9 +124,23 @@ def test_a_run_with_only_a_manifest_reports_without_figures(tmp_path):
     run_dir.mkdir()
     shutil.copy(FIXTURE / "manifest.json", run_dir)
     summary = build_report(run_dir)
-    assert summary["headlines"] == [] and (run_dir / "report.html").is_file()
-    assert not list(run_dir.glob("figures/*.png"))
+    assert summary.headlines == [] or all(h.kind == "text" for h in summary.headlines)
+    assert (run_dir / "report.html").is_file() and not list(run_dir.glob("figures/*.png"))
     assert "The hop chain was not measured in this run." in (run_dir / "report.md").read_text()
+
+
+def test_a_schema_1_run_is_rebuilt_into_the_new_summary(tmp_path):
+    run_dir = tmp_path / "old"
+    shutil.copytree(SCHEMA_1, run_dir)
+    summary = build_report(run_dir)
+    doc = json.loads((run_dir / "summary.json").read_text())
+    assert doc["schema"] == "seambench.summary/2"
+    hops = summary.experiments["hops"]
+    assert hops["floors"]["http"]["p50"]["value"] > 0  # read from the old floors.csv
+    assert hops["placements"]["microservices"]["http_hops_per_chain"] == [1, 2, 3, 4, 5]
+    mono = summary.experiments["journey"]["placements"]["monolith"]["r30"]
+    assert mono["notification_lag_us"]["count"] > 0  # read from the old histograms.hlog
+    assert "Hop cost" in (run_dir / "report.md").read_text()
 
 
 def test_text_is_escaped_in_both_renderings(tmp_path):
