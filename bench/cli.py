@@ -18,7 +18,8 @@ from bench.console import RunConsole
 from bench import run as lifecycle
 from bench.experiments import registered
 from bench.launcher import LaunchError, LaunchSettings, launch
-from bench.loadgen import LoadError, run_load, target_summary
+from bench.loadgen import LoadError, run_load, summary_key, target_summary
+from bench.model import QUANTILES
 from bench.loadplan import LoadPlan
 from bench.compare import compare, load_summary, render_markdown, render_text
 from bench.report import REPORT_HTML, build_report
@@ -226,8 +227,9 @@ def load(url: str, rate: float, duration: float, warmup: float, method: str, arr
     else:
         click.echo(f"{summary['requests']} requests to {url}, {summary['errors']} errors, "
                    f"achieved {summary['achieved_rate']:.1f}/s of {rate:g}/s")
-        for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us"):
-            click.echo(f"  {key.removesuffix('_us'):>6} {summary[key]:>10,} us")
+        for q in QUANTILES:
+            click.echo(f"  {q.key:>6} {summary[summary_key(q)]:>10,} us")
+        click.echo(f"  {'max':>6} {summary['max_us']:>10,} us")
         for reason in result.invalid_reasons:
             click.echo(f"  INVALID: {reason}", err=True)
     if not result.valid:

@@ -22,6 +22,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench import hdr
+from bench.model import QUANTILES, Quantile
 from bench.loadplan import PLAN_ENV, LoadPlan, split
 from bench.processes import child_env, signals_held, spawn_group, stop_groups
 from bench.sampler import ResourceSampler, Sample, window_usage
@@ -266,6 +267,11 @@ def generator_group(index: int) -> str:
     return f"generator-{index}"
 
 
+def summary_key(q: Quantile) -> str:
+    """"p99.9" -> "p999_us": the key of a percentile in ``target_summary``."""
+    return q.key.replace(".", "") + "_us"
+
+
 def target_summary(result: LoadResult) -> dict[str, Any]:
     """What ``seambench load`` prints: all requests together, µs, and whether to trust it."""
     h = result.latency()
@@ -274,8 +280,7 @@ def target_summary(result: LoadResult) -> dict[str, Any]:
             "error_rate": round(result.error_rate, 4),
             "scheduled_rate": round(result.scheduled_rate, 2),
             "achieved_rate": round(result.achieved_rate, 2),
-            **{key: h.get_value_at_percentile(q) for key, q in
-               (("p50_us", 50), ("p90_us", 90), ("p99_us", 99), ("p999_us", 99.9))},
+            **{summary_key(q): h.get_value_at_percentile(q.q) for q in QUANTILES},
             "max_us": h.get_max_value(),
             "send_lateness_p99_us": result.lateness.get_value_at_percentile(99),
             "generator_cpu": round(max(result.generator_cpu, default=0.0), 3),

@@ -3,8 +3,8 @@
 matplotlib is imported (with the Agg backend) inside the functions, so importing this module
 does no work. Every function returns None, writing nothing, when there is nothing to draw
 (an incomplete run may lack the journey, a placement or the floors). Latencies arrive in µs;
-each axis label says whether it shows µs or ms. Estimates are summary.json's
-``{"value": x, "ci95": [lo, hi] | None}``.
+each axis label says whether it shows µs or ms. Estimates are ``bench.model.Estimate``
+as JSON: ``{"value": x, "ci95": [lo, hi] | None, "supported": false when too few samples}``.
 """
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ DPI = 100
 SPECTRUM_TICKS = {1: "0%", 10: "90%", 100: "99%", 1_000: "99.9%", 10_000: "99.99%",
                   100_000: "99.999%"}
 SPECTRUM_POINTS = 200
-LAG_KEYS: Sequence[tuple[str, str]] = (("p50_us", "p50"), ("p99_us", "p99"),
-                                       ("p999_us", "p99.9"), ("max_us", "max"))
+LAG_KEYS = ("p50", "p99", "p99.9", "max")  # model.QUANTILES' keys, and the maximum
 
 
 def _pyplot() -> Any:
@@ -42,7 +41,8 @@ def _save(fig: Any, out_path: str | Path) -> Path:
 
 
 def _value(estimate: Mapping[str, Any] | None) -> float | None:
-    if not estimate or estimate.get("value") is None:
+    """An estimate's value; None when absent or not supported by enough samples."""
+    if not estimate or estimate.get("value") is None or estimate.get("supported") is False:
         return None
     return float(estimate["value"])
 
@@ -108,7 +108,7 @@ def latency_vs_rate(journey: Mapping[str, Mapping[str, Any]], out_path: str | Pa
     drawn = False
     for index, (placement, rungs) in enumerate(journey.items()):
         color = f"C{index}"
-        for key, style, label in (("p50_us", "-", "p50"), ("p99_us", "--", "p99")):
+        for key, style, label in (("p50", "-", "p50"), ("p99", "--", "p99")):
             rates = [r for r in sorted(rungs, key=float) if _value(rungs[r].get(key)) is not None]
             if not rates:
                 continue
@@ -136,7 +136,7 @@ def hop_cost(hops: Mapping[str, Mapping[str, Any]], floors: Mapping[str, Any],
     """Bars of the chain's p50 latency (µs) per k per placement with 95% CI error bars, and
     horizontal lines at the raw TCP and raw HTTP round-trip p50 floors; ``hops`` and
     ``floors`` are summary["hops"] and summary["floors"]. None without any p50."""
-    placements = [p for p, h in hops.items() if any(_value(e.get("p50_us")) is not None
+    placements = [p for p, h in hops.items() if any(_value(e.get("p50")) is not None
                                                     for e in h.get("per_k", {}).values())]
     if not placements:
         return None
@@ -146,13 +146,13 @@ def hop_cost(hops: Mapping[str, Mapping[str, Any]], floors: Mapping[str, Any],
     width = 0.8 / len(placements)
     for index, placement in enumerate(placements):
         per_k = hops[placement]["per_k"]
-        present = [k for k in ks if _value(per_k.get(k, {}).get("p50_us")) is not None]
+        present = [k for k in ks if _value(per_k.get(k, {}).get("p50")) is not None]
         x = np.array([int(k) for k in present]) + (index - (len(placements) - 1) / 2) * width
-        y = [_value(per_k[k]["p50_us"]) for k in present]
-        err = np.array([_error(per_k[k]["p50_us"]) for k in present]).T
+        y = [_value(per_k[k]["p50"]) for k in present]
+        err = np.array([_error(per_k[k]["p50"]) for k in present]).T
         ax.bar(x, y, width, yerr=err, capsize=3, label=placement, color=f"C{index}")
     for kind, style in (("tcp", ":"), ("http", "--")):
-        floor = _value(floors.get(kind, {}).get("p50_us"))
+        floor = _value(floors.get(kind, {}).get("p50"))
         if floor is not None:
             ax.axhline(floor, color="black", linestyle=style, linewidth=1,
                        label=f"raw {kind.upper()} round trip p50 ({floor:,.0f} µs)")
@@ -169,7 +169,7 @@ def resources(cpu_ms_per_request: Mapping[str, Mapping[str, Any] | None],
               rss_mib: Mapping[str, float | None], title: str,
               out_path: str | Path) -> Path | None:
     """Two panels of bars per placement: CPU-ms per request (with its 95% CI when present)
-    and peak RSS in MiB. None when neither has a value."""
+    and peak memory (PSS, or RSS for older runs) in MiB. None when neither has a value."""
     cpu = {p: e for p, e in cpu_ms_per_request.items() if _value(e) is not None}
     rss = {p: float(v) for p, v in rss_mib.items() if v is not None}
     if not cpu and not rss:
@@ -180,7 +180,7 @@ def resources(cpu_ms_per_request: Mapping[str, Mapping[str, Any] | None],
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.5))
     _placement_bars(left, {p: _value(e) for p, e in cpu.items()},
                     {p: _error(e) for p, e in cpu.items()}, colors, "CPU-ms per request")
-    _placement_bars(right, rss, {}, colors, "peak RSS (MiB)")
+    _placement_bars(right, rss, {}, colors, "peak memory (MiB)")
     fig.suptitle(title)
     return _save(fig, out_path)
 
@@ -212,9 +212,12 @@ def notification_lag(lag_us: Mapping[str, Mapping[str, Any] | None], title: str,
     width = 0.8 / len(present)
     for index, (placement, lag) in enumerate(present.items()):
         x = np.arange(len(LAG_KEYS)) + (index - (len(present) - 1) / 2) * width
-        y = [float(lag.get(key) or 0) / US_PER_MS for key, _ in LAG_KEYS]
+        # a percentile too few samples support is left out (NaN draws no bar)
+        y = [(_value(lag[key]) if isinstance(lag.get(key), Mapping) else lag.get(key))
+             for key in LAG_KEYS]
+        y = [float("nan") if v is None else float(v) / US_PER_MS for v in y]
         ax.bar(x, y, width, label=f"{placement} (n={lag['count']})", color=f"C{index}")
-    ax.set_xticks(np.arange(len(LAG_KEYS)), [label for _, label in LAG_KEYS])
+    ax.set_xticks(np.arange(len(LAG_KEYS)), list(LAG_KEYS))
     ax.set_ylabel("notification lag (ms)")
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)

@@ -276,9 +276,9 @@ def hops_report(result: Mapping[str, Any], figures_dir: Path) -> list[Block]:
                               display.number(f.get("p50", {}).get("samples"))]
                              for f in floors.values()], "lrrr"))
     figure = plots.hop_cost(
-        {p: {"per_k": {k: {"p50_us": v.get("p50")} for k, v in e.get("per_k", {}).items()}}
+        {p: {"per_k": {k: {"p50": v.get("p50")} for k, v in e.get("per_k", {}).items()}}
          for p, e in per.items()},
-        {kind: {"p50_us": f.get("p50")} for kind, f in floors.items()}, figures_dir / "hop-cost.png")
+        {kind: {"p50": f.get("p50")} for kind, f in floors.items()}, figures_dir / "hop-cost.png")
     if figure:
         blocks.append(Figure(str(figure), "p50 per k per placement against the floors"))
     return blocks

@@ -336,8 +336,8 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
                         [[p, f"p99 <= {result['objective_p99_ms']:g} ms", t["verdict"], t["text"]]
                          for p, t in result.get("throughput_at_objective", {}).items()], "llll"))
     figure = plots.latency_vs_rate(
-        {p: {f"{e['rate']:g}": {"p50_us": e.get("latency", {}).get("p50"),
-                                "p99_us": e.get("latency", {}).get("p99")}
+        {p: {f"{e['rate']:g}": {"p50": e.get("latency", {}).get("p50"),
+                                "p99": e.get("latency", {}).get("p99")}
              for e in rungs.values() if e.get("valid_trials")} for p, rungs in per.items()},
         figures_dir / "journey-latency-vs-rate.png", result.get("objective_p99_ms"))
     if figure:
@@ -351,6 +351,18 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
                                            figures_dir / f"spectrum-journey-{label}.png")
         if figure:
             blocks.append(Figure(str(figure), "percentile spectrum per placement at the headline rate"))
+        at = {p: rungs[label] for p, rungs in per.items() if label in rungs}
+        figure = plots.resources({p: e.get("cpu_ms_per_request") for p, e in at.items()},
+                                 {p: Estimate.from_json(e.get("pss_mib")).value for p, e in at.items()},
+                                 f"journey at {label.removeprefix('r')} req/s: CPU and memory "
+                                 "(PSS) of the system under test", figures_dir / "resources.png")
+        if figure:
+            blocks.append(Figure(str(figure), "CPU per request and memory per placement"))
+        figure = plots.notification_lag({p: e.get("notification_lag_us") for p, e in at.items()},
+                                        f"notification lag at {label.removeprefix('r')} req/s",
+                                        figures_dir / "notification-lag.png")
+        if figure:
+            blocks.append(Figure(str(figure), "notification lag per placement"))
     return blocks
 
 
