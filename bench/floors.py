@@ -130,18 +130,6 @@ def floor_servers(settings: LaunchSettings, log_dir: Path) -> Iterator[FloorServ
             stop_groups(popens)
 
 
-@contextmanager
-def pinned(cpus: tuple[int, ...] | None) -> Iterator[None]:
-    """Run the calling process on ``cpus`` for the block, then restore its CPU set."""
-    before = os.sched_getaffinity(0)
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
 def paced(count: int, gap_s: float) -> Iterator[int]:
     """Yield 0..count-1, each at its slot on a fixed schedule ``gap_s`` apart (no pacing if 0).
 

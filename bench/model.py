@@ -25,6 +25,12 @@ SCHEMA = "seambench.summary/2"
 CONFIDENCE = 0.95
 NOT_SIGNIFICANT = "not significant"  # the one wording, everywhere
 
+# exit codes of `seambench run` (documented in the README)
+EXIT_OK = 0
+EXIT_FAILED = 1  # a process died, the generator failed, or the report could not be built
+EXIT_NOTHING_VALID = 3  # finished, but a headline figure rests on no valid step
+EXIT_INTERRUPTED = 130
+
 
 @dataclass(frozen=True)
 class Quantile:

@@ -8,7 +8,7 @@ as JSON: ``{"value": x, "ci95": [lo, hi] | None, "supported": false when too few
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 

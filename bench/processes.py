@@ -112,3 +112,15 @@ def signals_held() -> Iterator[None]:
         if not leaving_on_error:
             for sig in dict.fromkeys(caught):
                 os.kill(os.getpid(), sig)
+
+
+@contextmanager
+def pinned(cpus: tuple[int, ...] | None) -> Iterator[None]:
+    """Run the calling process on ``cpus`` for the block, then restore its CPU set."""
+    before = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)

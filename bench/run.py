@@ -22,22 +22,14 @@ from typing import Any
 from bench.experiments import DEFAULT, Experiment, Progress, Rung, RunSession, get
 from bench.experiments.base import step_key
 from bench.fingerprint import fingerprint
-from bench.floors import pinned
 from bench.launcher import LaunchError, LaunchSettings, launch
 from bench.loadgen import LoadError, LoadResult, run_load
 from bench.loadplan import LoadPlan
-from bench.model import StepResult
-from bench.processes import signals_held
+from bench.model import EXIT_FAILED, EXIT_INTERRUPTED, StepResult
+from bench.processes import pinned, signals_held
 from bench.sampler import window_usage
 from bench.store import RESOURCES, RunStore
-from bench.summary import EXIT_NOTHING_VALID as summary_exit
 from shop.placement import Topology
-
-# exit codes of `seambench run` (documented in the README)
-EXIT_OK = 0
-EXIT_FAILED = 1  # a process died, the generator failed, or the report could not be built
-EXIT_NOTHING_VALID = summary_exit  # finished, but a headline figure rests on no valid step
-EXIT_INTERRUPTED = 130
 
 LATENESS_SHARE = 0.2  # a step whose send lateness p99 exceeds this share of its latency p99 is invalid
 FLOOR_PREFIX = "floor "  # request names that never reach the system under test

@@ -8,10 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.experiments import get
-from bench.model import RunSummary
+from bench.model import EXIT_NOTHING_VALID, RunSummary
 from bench.reader import RunData, load_run
 
-EXIT_NOTHING_VALID = 3  # see bench.run: a headline figure rests on no valid step
 ANALYSIS_SEED = 12345  # bootstrap resampling is seeded: the same files give the same summary
 
 

@@ -26,7 +26,8 @@ import numpy as np
 from bench import display, hdr, plots
 from bench.document import Block, Figure, Heading, Paragraph, Table
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
-from bench.floors import floor_servers, http_round_trips, pinned, tcp_round_trips
+from bench.floors import floor_servers, http_round_trips, tcp_round_trips
+from bench.processes import pinned
 from bench.model import QUANTILES, Estimate, Headline, Ratio, estimates_to_json
 from bench.reader import RunData
 from bench.stats import (Blocks, least_squares_slope, paired_ratio, percentile_estimate,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,7 @@ from bench import display, hdr, plots
 from bench.loadgen import MAX_ERROR_RATE
 from bench.document import Block, Figure, Heading, Paragraph, Table
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
-from bench.model import (QUANTILE, QUANTILES, Estimate, Headline, Ratio, StepResult,
-                         estimates_from_json, estimates_to_json)
+from bench.model import QUANTILE, QUANTILES, Estimate, Headline, Ratio, StepResult, estimates_to_json
 from bench.reader import RunData
 from bench.session import ShopSession
 from bench.stats import paired_ratio, percentile_estimate, resample_weights, t_estimate

@@ -15,7 +15,8 @@ from bench.experiments import Analysis, Experiment, Rung, RunSession, StepLoad
 from bench.launcher import LaunchSettings
 from bench.model import Estimate, Headline
 from bench.reader import RunData
-from bench.run import EXIT_OK, RunConfig, cpu_plan, execute
+from bench.model import EXIT_OK
+from bench.run import RunConfig, cpu_plan, execute
 from shop.placement import load_topology
 from shop.search.service import SearchSettings
 
