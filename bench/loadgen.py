@@ -13,6 +13,7 @@ outside the histograms' range, or a generator failed.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -157,7 +158,9 @@ def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
                                       out / f"locust-{p.process_index}.log",
                                       child_env(**{PLAN_ENV: str(plan_path)}), cpus))
         groups = {generator_group(i): [popen.pid] for i, popen in enumerate(popens)}
-        sampler = ResourceSampler({**groups, **(watch or {})}).start()
+        # the sampler reads /proc: never on the generators' CPUs while they send
+        away = set(range(os.cpu_count() or 1)) - set(cpus) if cpus else None
+        sampler = ResourceSampler({**groups, **(watch or {})}, cpus=away or None).start()
         timeout = plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S + 30
         for popen in popens:
             try:
