@@ -3,10 +3,6 @@ and a step whose error rate (errors + censored over scheduled) exceeds the thres
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +11,10 @@ from bench import hdr
 from bench.loadgen import MAX_ERROR_RATE, LoadResult, NameResult, run_load, target_summary, validity_problems
 from bench.loadplan import LoadPlan
 from bench.recorder import Recorder, tag_of
+from tests.bench.truth_server import running
 
 S = 1_000_000_000  # ns
 MS = 1_000_000
-STALL_SERVER = Path(__file__).with_name("stall_server.py")
 
 
 def approx_us(ns: int) -> object:
@@ -160,14 +156,8 @@ def test_the_error_rate_rule_counts_errors_and_censored_values_against_the_thres
 @pytest.fixture
 def stall_server(request):
     answer_first = request.param
-    proc = subprocess.Popen([sys.executable, str(STALL_SERVER), str(answer_first)],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        port = int(proc.stdout.readline())
-        yield answer_first, f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    with running(0, 0, hold_after=answer_first) as (_, url):
+        yield answer_first, url
 
 
 RATE, WARMUP_S, DURATION_S, POOL, DRAIN_S = 200, 0.5, 2.5, 10, 0.5

@@ -11,28 +11,20 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from bench.loadgen import run_load
 from bench.loadplan import LoadPlan
+from tests.bench.truth_server import running
 
-SERVER = Path(__file__).with_name("truth_server.py")
 CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
 
 
 @pytest.fixture
 def truth_server(request):
-    slow_every, slow_ms = request.param
-    proc = subprocess.Popen([sys.executable, str(SERVER), str(slow_every), str(slow_ms)],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        port = int(proc.stdout.readline())
-        yield proc, f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    with running(*request.param) as started:
+        yield started
 
 
 @pytest.mark.parametrize("truth_server", [(10, 20.0)], indirect=True)
