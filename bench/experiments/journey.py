@@ -167,6 +167,9 @@ class Journey(Experiment):
             memory = s.system_pss_mib if s.system_pss_mib is not None else s.system_rss_mib
             if memory:
                 trial_values["pss_mib"][s.key.trial] = float(memory)
+        # each valid trial's own figure (µs, CPU-ms, MiB), for tests across runs (compare, check)
+        entry["by_trial"] = {fig: {str(t): v for t, v in values.items()}
+                             for fig, values in trial_values.items()}
         entry["cpu_ms_per_request"] = t_estimate(list(trial_values["cpu_ms_per_request"].values())).to_json()
         entry["pss_mib"] = t_estimate(list(trial_values["pss_mib"].values())).to_json()
         entry["memory_kind"] = "PSS" if all(s.system_pss_mib is not None for s in valid) else "RSS"
