@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from locust.contrib.fasthttp import FastHttpSession
-
 from bench.scenarios.openloop import OpenLoopUser, Send
 
 
@@ -30,12 +28,8 @@ class HopChainUser(OpenLoopUser):
             # Each floor server gets its own keep-alive pool: sharing the user's pool
             # between hosts would reconnect on every switch and bill that to whoever is next.
             parts = urlsplit(url)
-            session = FastHttpSession(base_url=f"{parts.scheme}://{parts.netloc}",
-                                      request_event=self.environment.events.request, user=self,
-                                      concurrency=self.plan.connections,
-                                      network_timeout=self.network_timeout,
-                                      connection_timeout=self.connection_timeout)
-            targets.append((name, session, parts.path or "/"))
+            targets.append((name, self.http_client(f"{parts.scheme}://{parts.netloc}"),
+                            parts.path or "/"))
         self._targets = targets
         self._round: list = []
 

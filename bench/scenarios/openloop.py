@@ -27,18 +27,23 @@ from pathlib import Path
 
 import gevent
 import gevent.event
-from gevent.monkey import get_original
 from gevent.pool import Pool
-from locust import FastHttpUser, task
+from locust import User, task
 
 from bench.loadplan import PLAN_ENV, LoadPlan, arrival_offsets_ns
 from bench.recorder import Recorder
+from bench.scenarios.deadline import DeadlineTimer
+from bench.scenarios.leanhttp import LeanHttpClient
 from bench.store import write_json_atomic
 
 INTENDED = "seambench_intended_ns"
 Send = Callable[[dict], object]  # sends one request, passing the given Locust context
-native_sleep = get_original("time", "sleep")  # the real clock_nanosleep, not gevent's
-SWITCH_INTERVAL_S = 0.0002  # how long the clock thread may wait for the GIL (default 5 ms)
+SWITCH_INTERVAL_S = 0.0002  # how long a thread (Locust's or a library's) may hold the GIL
+# Each arrival is dispatched this long before its intended time (at most 5% of the mean gap,
+# so at most 5% of a core goes to waiting): the wake-up from idle (~65 us) and the
+# bookkeeping happen before the send, not after.
+LEAD_MAX_NS = 200_000
+LEAD_FRACTION = 0.05
 
 
 def plan_from_env() -> LoadPlan:
@@ -48,8 +53,13 @@ def plan_from_env() -> LoadPlan:
     return LoadPlan(rate_per_s=50, duration_s=60, warmup_s=5, output_dir="load-out")
 
 
-class OpenLoopUser(FastHttpUser):
-    """Subclasses give ``prepare`` (untimed set-up) and ``next_request`` (one arrival)."""
+class OpenLoopUser(User):
+    """Subclasses give ``prepare`` (untimed set-up) and ``next_request`` (one arrival).
+
+    ``self.client`` is a ``LeanHttpClient`` on the target host with the plan's connection
+    limit: Locust's ``FastHttpSession`` spent about 0.27 CPU-ms per request, which both
+    added to every latency and capped one process's rate. It fires Locust's ``request``
+    event like Locust's own clients, so recording and Locust's statistics are unchanged."""
 
     abstract = True
     network_timeout = 30.0
@@ -57,10 +67,18 @@ class OpenLoopUser(FastHttpUser):
 
     def __init__(self, *args, **kwargs) -> None:
         self.plan = plan_from_env()
-        self.concurrency = self.plan.connections  # read by FastHttpUser.__init__
         super().__init__(*args, **kwargs)
+        self.client = self.http_client(self.host)
         # the request mix has its own stream, apart from the arrival schedule's
         self.rng = random.Random(f"mix-{self.plan.seed}")
+
+    def http_client(self, base_url: str) -> LeanHttpClient:
+        """A keep-alive client for ``base_url`` (``http://host:port``) reporting to Locust's
+        ``request`` event; one per server, so switching servers never reconnects."""
+        return LeanHttpClient(base_url, self.environment.events.request,
+                              connections=self.plan.connections,
+                              connection_timeout=self.connection_timeout,
+                              network_timeout=self.network_timeout)
 
     def prepare(self) -> None:
         """Set-up before the schedule starts (e.g. log users in); not recorded."""
@@ -110,8 +128,10 @@ class OpenLoopUser(FastHttpUser):
             if intended is None:
                 return
             status = getattr(response, "status_code", 0) or 0
-            recorder.record(name, intended, time.perf_counter_ns(), response_time * 1000,
-                            exception is None, status)
+            # the lean client stamps when the response's last byte arrived; parsing it and
+            # the listeners before this one (Locust's statistics) are not the target's time
+            done = getattr(response, "done_ns", 0) or time.perf_counter_ns()
+            recorder.record(name, intended, done, response_time * 1000, exception is None, status)
 
         self.environment.events.request.add_listener(on_request)
 
@@ -119,22 +139,33 @@ class OpenLoopUser(FastHttpUser):
         """Send every arrival at its intended time; returns how many never finished.
 
         gevent's timers wake up to 1 ms late (libev rounds epoll timeouts up to whole ms),
-        which would add up to 1 ms of the generator's own lateness to every latency. So a
-        native thread sleeps to each deadline (clock_nanosleep, ~60 us slack) and wakes the
-        hub through an async watcher; the hub then spawns the request's greenlet."""
+        which would add up to 1 ms of the generator's own lateness to every latency. So the
+        hub waits on a ``DeadlineTimer`` (a timerfd in its own epoll, µs-precise), armed a
+        lead before each intended time: the arrival's bookkeeping and greenlet are done
+        before that time, and the greenlet waits (yielding) for it before it sends, so the
+        CPU's wake-up from idle is not counted as latency either."""
         plan = self.plan
         pool = Pool(plan.max_in_flight)
         phase = int(plan.options.get("phase_ns", 0))
-        hub = gevent.get_hub()
-        due: deque[int | None] = deque()
+        lead_ns = min(LEAD_MAX_NS, int(LEAD_FRACTION * 1e9 / plan.rate_per_s))
+        arrivals = (start_ns + phase + offset for offset in arrival_offsets_ns(plan))
+        due: deque[int] = deque()  # the next arrival, once its intended time is known
         finished = gevent.event.Event()
 
         def dispatch() -> None:  # runs in the hub: must not block
-            while due:
-                intended = due.popleft()
-                if intended is None:
-                    finished.set()
+            now = time.perf_counter_ns()
+            while True:
+                if not due:
+                    intended = next(arrivals, None)
+                    if intended is None:
+                        finished.set()
+                        return
+                    due.append(intended)
+                intended = due[0]
+                if intended - lead_ns > now:
+                    timer.arm(intended - lead_ns)
                     return
+                due.popleft()
                 recorder.scheduled_one(intended)
                 name, send = self.next_request()
                 if pool.full():
@@ -143,21 +174,9 @@ class OpenLoopUser(FastHttpUser):
                     recorder.admitted(name, intended)  # in flight from now: censored if unanswered
                     pool.spawn(self._send, recorder, send, name, intended)
 
-        def clock() -> None:  # a native thread
-            for offset in arrival_offsets_ns(plan):
-                intended = start_ns + phase + offset
-                delay = intended - time.perf_counter_ns()
-                if delay > 0:
-                    native_sleep(delay / 1e9)
-                due.append(intended)
-                wake.send()
-            due.append(None)
-            wake.send()
-
-        wake = hub.loop.async_()
-        wake.start(dispatch)
+        timer = DeadlineTimer(dispatch)
         ticker = gevent.spawn(self._tick, recorder)
-        hub.threadpool.spawn(clock)
+        gevent.get_hub().loop.run_callback(dispatch)
         try:
             finished.wait()
             pool.join(timeout=plan.drain_timeout_s)
@@ -168,10 +187,12 @@ class OpenLoopUser(FastHttpUser):
             return unfinished
         finally:
             ticker.kill(block=False)
-            wake.stop()
+            timer.close()
 
     @staticmethod
     def _send(recorder: Recorder, send: Send, name: str, intended: int) -> None:
+        while time.perf_counter_ns() < intended:  # dispatched a lead early: be on time,
+            gevent.sleep(0)  # letting other requests' responses in meanwhile
         sent = time.perf_counter_ns()
         recorder.sending(intended, sent)
         try:
