@@ -305,3 +305,42 @@ def compare_command(run_a: Path, run_b: Path, output: Path | None) -> None:
     if output is not None:
         write_text_atomic(output, render_markdown(comparison))
         click.echo(f"written: {output}", err=True)
+
+
+def _optional_run_dir(ctx: click.Context, param: click.Parameter,
+                     value: Path | None) -> Path | None:
+    return None if value is None else _run_dir(ctx, param, value)
+
+
+@cli.command("check")
+@click.argument("run_dir", metavar="RUN", type=run_dir_argument, callback=_run_dir)
+@click.option("--budgets", "budgets_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="the budgets file (TOML)")
+@click.option("--baseline", "baseline_dir", type=run_dir_argument, callback=_optional_run_dir,
+              default=None, help="a run to test growth limits against")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write JUnit XML here (one testcase per budget)")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the Markdown summary here too (e.g. for a pull-request comment)")
+@click.option("--allow-incomplete", is_flag=True, help="check an incomplete run (or baseline)")
+@click.option("--allow-invalid", is_flag=True,
+              help="evaluate budgets resting on invalid steps on their valid trials")
+@click.option("--allow-env-mismatch", is_flag=True,
+              help="compare with a baseline from another CPU, core count or configuration")
+@click.option("--strict", is_flag=True, help="noisy and missing verdicts fail too (exit 1)")
+def check_command(run_dir: Path, budgets_path: Path, baseline_dir: Path | None,
+                  junit: Path | None, markdown: Path | None, allow_incomplete: bool,
+                  allow_invalid: bool, allow_env_mismatch: bool, strict: bool) -> None:
+    """Check RUN against a budgets file: a table of budget, measured value with its 95%
+    interval, limit and verdict (pass, breach, noisy, missing); JUnit XML with --junit; a
+    Markdown summary appended to $GITHUB_STEP_SUMMARY when set. A ceiling is breached only
+    when its whole interval is over it. Exit codes: 0 no breach (noisy and missing do not
+    fail unless --strict); 1 a breach; 2 unusable input (a malformed budgets file, an
+    incomplete run, an invalid step under a budget, a baseline from another environment),
+    each refused unless its --allow-* flag is given."""
+    from bench.budgets.command import run_check
+    from bench.budgets.evaluate import Allowances
+    code = run_check(run_dir, budgets_path, baseline_dir, junit, markdown,
+                     Allowances(allow_incomplete, allow_invalid, allow_env_mismatch), strict,
+                     lambda text: click.echo(text, nl=False), lambda text: click.echo(text, err=True))
+    sys.exit(code)

@@ -1,0 +1,345 @@
+"""The budgets file: what it may say, read and checked, each error with its line and key.
+
+A budgets file is TOML. Each ``[[budget]]`` picks a figure of a run (experiment, placement,
+request, rung) and puts limits on it, one sub-table per kind of limit::
+
+    [[budget]]
+    experiment = "journey"        # "journey" or "hops"
+    placement = "microservices"   # or a list: one budget per placement
+    request = "all"               # journey: "all", search, checkout, inbox, topup; hops: "chain k=2"
+    rung = "headline"             # journey: "headline" (the run's headline rate) or a label, "r120"
+
+    [budget.ceiling]              # absolute: latency ms, CPU ms per request, MiB, a fraction
+    p99_ms = 25
+    error_rate = 0.01
+    [budget.calibrated]           # multiples of a calibration figure measured in the same run
+    of = "http_p50"
+    p99_ms = 30                   # p99 <= 30 x the raw keep-alive HTTP round trip's p50
+    [budget.ratio]                # this placement over another of the same run, paired by trial
+    versus = "monolith"           # default: the run's first (baseline) placement
+    p99_ms = 1.8
+    [budget.growth]               # may not grow by more than this fraction (0.15 = 15%) ...
+    p99_ms = 0.15                 # ... against --baseline RUN, or against `versus` in this run
+    [budget.floor]
+    throughput_rps = 100          # journey: throughput at the run's p99 objective, req/s
+
+Every limit becomes one ``Budget`` (one row of the table, one JUnit testcase). The metric
+names carry the unit an absolute limit is written in; in ``calibrated`` (a multiple),
+``ratio`` (x) and ``growth`` (a fraction) the same names only say which figure.
+"""
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.budgets.tomlines import Path as KeyPath, key_lines, line_of
+
+KINDS = ("ceiling", "floor", "calibrated", "ratio", "growth")
+EXPERIMENTS = ("journey", "hops")
+DEFAULT_RUNG = {"journey": "headline", "hops": "chain"}
+HEADLINE = "headline"
+ALL = "all"
+CALIBRATIONS = {  # name -> (floor kind in experiments.hops.floors, what it is)
+    "http_p50": ("http", "raw keep-alive HTTP round trip p50"),
+    "tcp_p50": ("tcp", "raw TCP round trip p50"),
+    "http_nested_p50": ("http_nested", "HTTP round trip from inside a gunicorn worker, p50"),
+}
+CHAIN_REQUEST = re.compile(r"^chain k=(\d+)$")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One figure a budget can limit. ``unit``: of an absolute limit (ceiling, floor);
+    ``kinds``: the limit tables it may appear in; ``per_request``: whether a request other
+    than "all" selects it (percentiles only)."""
+
+    name: str
+    label: str
+    unit: str
+    experiments: tuple[str, ...]
+    kinds: tuple[str, ...]
+    per_request: bool = False
+    quantile: str | None = None  # "p99" for "p99_ms"
+    latency: bool = False  # a latency (ms): may be limited as a multiple of a calibration figure
+
+
+def _percentile(key: str) -> MetricSpec:
+    return MetricSpec(f"{key}_ms", key, "ms", EXPERIMENTS,
+                      ("ceiling", "calibrated", "ratio", "growth"), per_request=True, quantile=key,
+                      latency=True)
+
+
+METRICS: dict[str, MetricSpec] = {m.name: m for m in (
+    *(_percentile(k) for k in ("p50", "p90", "p99", "p99.9")),
+    MetricSpec("error_rate", "error rate", "", ("journey",), ("ceiling",)),
+    MetricSpec("throughput_rps", "throughput at the p99 objective", "req/s", ("journey",), ("floor",)),
+    MetricSpec("cpu_ms_per_request", "CPU per request", "ms", EXPERIMENTS,
+               ("ceiling", "ratio", "growth")),
+    MetricSpec("pss_mib", "memory (PSS)", "MiB", ("journey",), ("ceiling", "ratio", "growth")),
+    MetricSpec("per_call_ms", "one call", "ms", ("hops",),
+               ("ceiling", "calibrated", "ratio", "growth"), latency=True),
+    MetricSpec("bare_hop_ms", "bare hop", "ms", ("hops",), ("ceiling", "calibrated"), latency=True),
+    MetricSpec("cpu_ms_per_hop", "CPU per HTTP hop", "ms", ("hops",), ("ceiling", "growth")),
+    MetricSpec("per_call_vs_hop_floor", "one call / bare hop", "x", ("hops",), ("ceiling", "growth")),
+    MetricSpec("per_call_vs_http_floor", "one call / raw HTTP", "x", ("hops",), ("ceiling", "growth")),
+)}
+OPTIONS = {"calibrated": {"of"}, "growth": {"of", "versus"}, "ratio": {"versus"}}
+SELECTORS = ("name", "experiment", "placement", "request", "rung")
+
+
+class BudgetFileError(ValueError):
+    """A budgets file that cannot be used; the message names the file, line and key."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit. ``value`` is in the metric's unit (ceiling, floor), a multiple of the
+    calibration figure ``of`` (calibrated), a ratio this/versus (ratio), or the largest
+    allowed growth as a fraction (growth: 0.15 = +15%)."""
+
+    kind: str
+    metric: str
+    value: float
+    of: str | None = None
+    versus: str | None = None
+    line: int = 0
+
+    @property
+    def spec(self) -> MetricSpec:
+        return METRICS[self.metric]
+
+    def describe(self) -> str:
+        """"<= 25 ms", "<= 30x http_p50", "<= 1.8x monolith", "growth <= +15%", ">= 100 req/s"."""
+        unit = self.spec.unit
+        if self.kind == "ceiling" and self.metric == "error_rate":
+            return f"<= {_num(self.value * 100)}%"
+        if self.kind == "ceiling":
+            return f"<= {_num(self.value)}{'' if unit == 'x' else ' '}{unit}".rstrip()
+        if self.kind == "floor":
+            return f">= {_num(self.value)} {unit}"
+        if self.kind == "calibrated":
+            return f"<= {_num(self.value)}x {self.of}"
+        if self.kind == "ratio":
+            return f"<= {_num(self.value)}x {self.versus or 'the baseline placement'}"
+        against = f"vs {self.versus}" if self.versus else "vs --baseline"
+        per = f" (per {self.of})" if self.of else ""
+        return f"growth <= +{_num(self.value * 100)}% {against}{per}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One limit on one figure of a run: a row of the table, a JUnit testcase."""
+
+    name: str
+    experiment: str
+    placement: str
+    request: str
+    rung: str
+    limit: Limit
+
+    @property
+    def figure(self) -> str:
+        """"journey microservices checkout @ headline: p99" (the budget's name, when it has
+        one, in place of the experiment's)."""
+        request = "" if self.request == ALL else f" {self.request}"
+        rung = "" if self.experiment == "hops" else f" @ {self.rung}"
+        return f"{self.name or self.experiment} {self.placement}{request}{rung}: {self.limit.spec.label}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.figure} {self.limit.describe()}"
+
+
+@dataclass(frozen=True)
+class BudgetFile:
+    path: str
+    budgets: list[Budget]
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def load_budgets(path: str | Path) -> BudgetFile:
+    """Read and check a budgets file. Raises BudgetFileError naming the line and key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BudgetFileError(f"{path}: cannot read the budgets file: {exc.strerror or exc}") from None
+    return parse_budgets(text, str(path))
+
+
+def parse_budgets(text: str, filename: str = "budgets.toml") -> BudgetFile:
+    """The budgets in ``text``. Raises BudgetFileError: a syntax error with tomllib's line and
+    the text of that line; a schema error with the key's line and dotted key."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r"line (\d+)", message)
+        if match:
+            number = int(match.group(1))
+            lines = text.splitlines()
+            source = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+            raise BudgetFileError(f"{filename}:{number}: TOML syntax error: {message}"
+                                  + (f"; the line reads: {source}" if source else "")) from None
+        raise BudgetFileError(f"{filename}: TOML syntax error: {message}") from None
+    return _Checker(filename, key_lines(text)).document(doc)
+
+
+class _Checker:
+    def __init__(self, filename: str, lines: dict[KeyPath, int]) -> None:
+        self.filename = filename
+        self.lines = lines
+
+    def fail(self, path: KeyPath, message: str) -> BudgetFileError:
+        line = line_of(self.lines, path)
+        where = f"{self.filename}:{line}" if line else self.filename
+        return BudgetFileError(f"{where}: {_dotted(path)}: {message}")
+
+    def document(self, doc: Mapping[str, Any]) -> BudgetFile:
+        for key in doc:
+            if key not in ("budget", "title"):
+                raise self.fail((key,), "unknown key (a budgets file has [[budget]] tables "
+                                        "and an optional title)")
+        entries = doc.get("budget")
+        if not isinstance(entries, list) or not entries:
+            raise self.fail(("budget",), "no [[budget]] tables: nothing to check")
+        budgets: list[Budget] = []
+        for index, entry in enumerate(entries):
+            budgets += self.budget(("budget", index), entry)
+        return BudgetFile(self.filename, budgets)
+
+    def budget(self, path: KeyPath, entry: Mapping[str, Any]) -> list[Budget]:
+        if not isinstance(entry, Mapping):
+            raise self.fail(path, "must be a table")
+        for key in entry:
+            if key not in SELECTORS and key not in KINDS:
+                hint = _hint(key, entry[key])
+                raise self.fail(path + (key,), f"unknown key{hint}; a [[budget]] has "
+                                f"{', '.join(SELECTORS)} and the tables {', '.join(KINDS)}")
+        experiment = self.word(path, entry, "experiment", required=True)
+        if experiment not in EXPERIMENTS:
+            raise self.fail(path + ("experiment",), f"unknown experiment {experiment!r}; "
+                            f"budgets know {', '.join(EXPERIMENTS)}")
+        name = self.word(path, entry, "name") or ""
+        placements = self.words(path, entry, "placement", required=True)
+        requests = self.words(path, entry, "request") or [ALL]
+        rungs = self.words(path, entry, "rung") or [DEFAULT_RUNG[experiment]]
+        for request in requests:
+            self.request(path + ("request",), experiment, request)
+        limits = [limit for kind in entry if kind in KINDS
+                  for limit in self.limits(path + (kind,), kind, entry[kind], experiment, requests)]
+        if not limits:
+            raise self.fail(path, f"no limits: add at least one of the tables "
+                                  f"{', '.join(f'[budget.{k}]' for k in KINDS)}")
+        return [Budget(name, experiment, placement, request, rung, limit)
+                for placement in placements for request in requests for rung in rungs
+                for limit in limits if METRICS[limit.metric].per_request or request == ALL]
+
+    def word(self, path: KeyPath, entry: Mapping[str, Any], key: str,
+             required: bool = False) -> str | None:
+        if key not in entry:
+            if required:
+                raise self.fail(path, f"missing the key {key!r}")
+            return None
+        value = entry[key]
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path + (key,), f"must be a non-empty string, got {value!r}")
+        return value.strip()
+
+    def words(self, path: KeyPath, entry: Mapping[str, Any], key: str,
+              required: bool = False) -> list[str]:
+        value = entry.get(key)
+        if isinstance(value, list):
+            if not value or not all(isinstance(v, str) and v.strip() for v in value):
+                raise self.fail(path + (key,), "must be a string or a non-empty list of strings")
+            return list(dict.fromkeys(v.strip() for v in value))
+        word = self.word(path, entry, key, required)
+        return [word] if word else []
+
+    def request(self, path: KeyPath, experiment: str, request: str) -> None:
+        if request == ALL:
+            return
+        if experiment == "journey":
+            from bench.experiments.journey import NAMES
+            if request not in NAMES:
+                raise self.fail(path, f"unknown journey request {request!r}; known: "
+                                      f"{ALL}, {', '.join(NAMES)}")
+        elif not CHAIN_REQUEST.match(request):
+            raise self.fail(path, f"hops requests are {ALL!r} or 'chain k=N', got {request!r}")
+
+    def limits(self, path: KeyPath, kind: str, table: Any, experiment: str,
+               requests: list[str]) -> list[Limit]:
+        if not isinstance(table, Mapping):
+            raise self.fail(path, f"must be a table of limits, e.g. [budget.{kind}]")
+        options = {k: table[k] for k in OPTIONS.get(kind, set()) if k in table}
+        for key, value in options.items():
+            if not isinstance(value, str) or not value.strip():
+                raise self.fail(path + (key,), f"must be a non-empty string, got {value!r}")
+        of = options.get("of")
+        if kind == "calibrated" and of is None:
+            raise self.fail(path, f"missing the key 'of': the calibration figure the limits "
+                                  f"multiply ({', '.join(CALIBRATIONS)})")
+        if of is not None and of not in CALIBRATIONS:
+            raise self.fail(path + ("of",), f"unknown calibration figure {of!r}; known: "
+                                            f"{', '.join(CALIBRATIONS)}")
+        if kind == "growth" and of is not None and options.get("versus") is not None:
+            raise self.fail(path + ("of",), "'of' applies to growth against --baseline, "
+                                            "not to growth against 'versus'")
+        out = []
+        for key, value in table.items():
+            if key in options:
+                continue
+            spec = METRICS.get(key)
+            if spec is None:
+                raise self.fail(path + (key,), f"unknown metric{_hint(key, value)}; known: "
+                                               f"{', '.join(METRICS)}")
+            if experiment not in spec.experiments:
+                raise self.fail(path + (key,), f"{key} is not a figure of the {experiment} "
+                                               f"experiment")
+            if kind not in spec.kinds:
+                raise self.fail(path + (key,), f"{key} cannot be a {kind} limit (it can be: "
+                                               f"{', '.join(spec.kinds)})")
+            if not spec.per_request and ALL not in requests:
+                raise self.fail(path + (key,), f"{key} is measured over all requests; list "
+                                               f"{ALL!r} among this budget's requests")
+            if experiment == "hops" and spec.quantile and ALL in requests:
+                raise self.fail(path + (key,), "hops percentiles are per chain length: set "
+                                               "request = 'chain k=N'")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise self.fail(path + (key,), f"must be a number, got {value!r}")
+            if value < 0 or (value == 0 and kind != "growth"):
+                raise self.fail(path + (key,), f"must be {'>= 0' if kind == 'growth' else '> 0'}, "
+                                               f"got {value!r}")
+            if kind == "growth" and value >= 10:
+                raise self.fail(path + (key,), f"growth is a fraction (0.15 = 15%), got {value!r}")
+            out.append(Limit(kind, key, float(value), of, options.get("versus"),
+                             line_of(self.lines, path + (key,)) or 0))
+        return out
+
+
+def _dotted(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part + 1}]"
+        else:
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+            out += f".{text}" if out else text
+    return out
+
+
+def _hint(key: str, value: Any) -> str:
+    """A dotted key split by TOML: ``p99.9_ms = 1`` arrives as {"p99": {"9_ms": 1}}."""
+    if isinstance(value, Mapping) and len(value) == 1:
+        inner = next(iter(value))
+        return f' (did you mean "{key}.{inner}"? quote a key with a dot in it)'
+    return ""
