@@ -22,19 +22,19 @@ def chain_name(k: int) -> str:
 
 class HopChainUser(OpenLoopUser):
     def prepare(self) -> None:
-        targets = [(chain_name(k), self.client, f"/chain?k={k}")
+        # (name, its prepared request: a Send whose bytes are built once, here)
+        targets = [(chain_name(k), self.client.prepare("GET", f"/chain?k={k}", name=chain_name(k)))
                    for k in self.plan.options.get("hops", [0, 1, 2, 3, 4])]
         for name, url in self.plan.options.get("floors", {}).items():
             # Each floor server gets its own keep-alive pool: sharing the user's pool
             # between hosts would reconnect on every switch and bill that to whoever is next.
             parts = urlsplit(url)
-            targets.append((name, self.http_client(f"{parts.scheme}://{parts.netloc}"),
-                            parts.path or "/"))
+            client = self.http_client(f"{parts.scheme}://{parts.netloc}")
+            targets.append((name, client.prepare("GET", parts.path or "/", name=name)))
         self._targets = targets
         self._round: list = []
 
     def next_request(self) -> tuple[str, Send]:
         if not self._round:
             self._round = self.rng.sample(self._targets, len(self._targets))
-        name, client, path = self._round.pop()
-        return name, lambda context: client.get(path, name=name, context=context)
+        return self._round.pop()

@@ -53,19 +53,19 @@ class JourneyUser(OpenLoopUser):
         kind = rng.choices(self._kinds, self._weights)[0]
         auth = rng.choice(self._tokens)
         client = self.client
+        # prepared requests: their bytes are built here, before the intended send time
         if kind == "search":
             q = rng.choice(QUERIES)
-            return kind, lambda ctx: client.get(f"/search?q={q}&limit=10", headers=auth,
-                                                name=kind, context=ctx)
+            return kind, client.prepare("GET", f"/search?q={q}&limit=10", headers=auth, name=kind)
         if kind == "checkout":
             items = [{"sku": f"SKU-{rng.randrange(1, self._skus + 1):06d}", "qty": 1}
                      for _ in range(rng.randrange(1, 4))]
             headers = {**auth, "Idempotency-Key": uuid.UUID(int=rng.getrandbits(128)).hex}
-            return kind, lambda ctx: client.post("/billing/checkout", json={"items": items},
-                                                 headers=headers, name=kind, context=ctx)
+            return kind, client.prepare("POST", "/billing/checkout", json={"items": items},
+                                        headers=headers, name=kind)
         if kind == "inbox":
-            return kind, lambda ctx: client.get("/notify/inbox", headers=auth, name=kind, context=ctx)
+            return kind, client.prepare("GET", "/notify/inbox", headers=auth, name=kind)
         if kind == "topup":
-            return kind, lambda ctx: client.post("/billing/topup", json={"amount_cents": 500_000},
-                                                 headers=auth, name=kind, context=ctx)
+            return kind, client.prepare("POST", "/billing/topup", json={"amount_cents": 500_000},
+                                        headers=auth, name=kind)
         raise ValueError(f"unknown request kind {kind!r} in weights")

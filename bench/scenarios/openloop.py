@@ -40,9 +40,11 @@ INTENDED = "seambench_intended_ns"
 Send = Callable[[dict], object]  # sends one request, passing the given Locust context
 SWITCH_INTERVAL_S = 0.0002  # how long a thread (Locust's or a library's) may hold the GIL
 # Each arrival is dispatched this long before its intended time (at most 5% of the mean gap,
-# so at most 5% of a core goes to waiting): the wake-up from idle (~65 us) and the
-# bookkeeping happen before the send, not after.
-LEAD_MAX_NS = 200_000
+# so at most 5% of a core goes to waiting): the wake-up from idle and the bookkeeping happen
+# before the send. After an idle gap this VM's first few hundred µs of work run cold and
+# slow (timer to dispatch to greenlet start: ~0.4 ms at the median, ~1 ms at p99 at
+# 30 req/s), so at low rates a lead of a few hundred µs still left p99 lateness at ~0.6 ms.
+LEAD_MAX_NS = 2_000_000
 LEAD_FRACTION = 0.05
 
 
@@ -151,8 +153,16 @@ class OpenLoopUser(User):
         arrivals = (start_ns + phase + offset for offset in arrival_offsets_ns(plan))
         due: deque[int] = deque()  # the next arrival, once its intended time is known
         finished = gevent.event.Event()
+        failed: list[Exception] = []
 
-        def dispatch() -> None:  # runs in the hub: must not block
+        def dispatch() -> None:  # runs in the hub: must neither block nor fail unseen
+            try:
+                dispatch_due()
+            except Exception as exc:  # a scenario's next_request raised: the run stops, saying so
+                failed.append(exc)
+                finished.set()
+
+        def dispatch_due() -> None:
             now = time.perf_counter_ns()
             while True:
                 if not due:
@@ -179,6 +189,9 @@ class OpenLoopUser(User):
         gevent.get_hub().loop.run_callback(dispatch)
         try:
             finished.wait()
+            if failed:
+                pool.kill(block=False)
+                raise failed[0]
             pool.join(timeout=plan.drain_timeout_s)
             unfinished = len(pool)
             # the killed sends run no further before the caller's recorder.finish, which

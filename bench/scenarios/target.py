@@ -8,8 +8,10 @@ from bench.scenarios.openloop import OpenLoopUser, Send
 
 
 class TargetUser(OpenLoopUser):
-    def next_request(self) -> tuple[str, Send]:
-        path = self.plan.options.get("path", "/")
+    def prepare(self) -> None:
         method = self.plan.options.get("method", "GET")
-        return method, lambda context: self.client.request(method, path, name=method,
-                                                           context=context)
+        # every arrival is the same request: its bytes are built once
+        self._request = self.client.prepare(method, self.plan.options.get("path", "/"), name=method)
+
+    def next_request(self) -> tuple[str, Send]:
+        return self._request.name, self._request
