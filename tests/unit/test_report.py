@@ -86,7 +86,7 @@ def test_html_is_self_contained_with_embedded_figures(built):
 
 
 def make_invalid(run_dir: Path, slug: str, reason: str) -> None:
-    steps = pd.read_csv(run_dir / "steps.csv")
+    steps = pd.read_csv(run_dir / "steps.csv", dtype={"invalid_reasons": "string"})
     steps.loc[steps.slug == slug, ["valid", "invalid_reasons"]] = [False, reason]
     steps.to_csv(run_dir / "steps.csv", index=False)
 
