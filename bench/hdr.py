@@ -10,6 +10,9 @@ lines, payload in the standard compressed base64 encoding), so Java's
 """
 from __future__ import annotations
 
+import ctypes
+import sys
+
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,18 @@ LOG_FORMAT_VERSION = "1.3"
 def new_histogram() -> HdrHistogram:
     """An empty histogram of the harness's one shape (µs, 1 µs .. 60 s, 3 figures)."""
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+def clear(histogram: HdrHistogram) -> None:
+    """Empty ``histogram`` in place, in microseconds: HdrHistogram's own ``reset`` zeroes its
+    17,408 counts one by one in Python (0.6 ms), which the generator cannot afford between
+    two sends."""
+    ctypes.memset(histogram.counts, 0, ctypes.sizeof(histogram.counts))
+    histogram.total_count = 0
+    histogram.min_value = sys.maxsize
+    histogram.max_value = 0
+    histogram.start_time_stamp_msec = sys.maxsize
+    histogram.end_time_stamp_msec = 0
 
 
 def encode(histogram: HdrHistogram) -> str:

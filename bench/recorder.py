@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from hdrh.histogram import HdrHistogram
 
-from bench.hdr import HIGHEST_US, IntervalLogWriter, encode, new_histogram
+from bench.hdr import HIGHEST_US, IntervalLogWriter, clear, encode, new_histogram
 
 NS_PER_US = 1000
 INTERVAL_NS = 1_000_000_000
@@ -189,14 +189,13 @@ class Recorder:
             if count == 0 and stats.interval_errors == 0:
                 continue
             self._log.write(tag_of(name), start_s, 1.0, stats.interval)
+            # counts only: the percentiles are in the interval log, and reading them here
+            # (1.2 ms each in pure Python) would delay the next sends
             self.timeseries.append({
                 "second": self._interval, "name": name,
                 "completed": count - stats.interval_censored, "censored": stats.interval_censored,
-                "ok": stats.interval_ok, "errors": stats.interval_errors,
-                "p50_us": stats.interval.get_value_at_percentile(50),
-                "p99_us": stats.interval.get_value_at_percentile(99),
-                "max_us": stats.interval.get_max_value()})
-            stats.interval.reset()
+                "ok": stats.interval_ok, "errors": stats.interval_errors})
+            clear(stats.interval)
             stats.interval_ok = stats.interval_errors = stats.interval_censored = 0
 
     def finish(self, now_ns: int) -> None:

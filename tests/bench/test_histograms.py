@@ -101,3 +101,17 @@ def test_blocks_with_shared_buckets_add_up_to_the_merged_histogram():
     for q in (50, 99, 99.9):
         assert percentile_of_counts(blocks.counts.sum(axis=0), blocks.values, q)[0] == \
             merged.get_value_at_percentile(q)
+
+
+def test_clear_empties_a_histogram_like_reset_does():
+    cleared, reset = hdr.new_histogram(), hdr.new_histogram()
+    for h in (cleared, reset):
+        for v in (5, 500, 50_000, 5_000_000):
+            h.record_value(v)
+    hdr.clear(cleared)
+    reset.reset()
+    for h in (cleared, reset):
+        assert h.get_total_count() == 0 and h.get_max_value() == 0
+        h.record_value(700)
+    assert hdr.encode(cleared) == hdr.encode(reset)
+    assert cleared.get_value_at_percentile(50) == reset.get_value_at_percentile(50)
