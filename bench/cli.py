@@ -25,6 +25,7 @@ from bench.compare import compare, load_summary, render_markdown, render_text
 from bench.report import REPORT_HTML, build_report
 from bench.store import MANIFEST, new_run_id, read_json, write_text_atomic
 from shop.placement import Topology, TopologyError, load_topology
+from shop.hops import HopSettings
 from shop.search.service import SearchSettings
 
 
@@ -50,9 +51,11 @@ def _stop_on_signals() -> None:
         signal.signal(sig, _raise_interrupt)
 
 
-def _settings(workers: int, threads: int, catalog_size: int, kdf_log2: int) -> LaunchSettings:
+def _settings(workers: int, threads: int, catalog_size: int, kdf_log2: int,
+              hop_delay_ms: float = 0.0) -> LaunchSettings:
     return replace(LaunchSettings(), workers=workers, threads=threads, scrypt_n=2**kdf_log2,
-                   search=replace(SearchSettings(), catalog_size=catalog_size))
+                   search=replace(SearchSettings(), catalog_size=catalog_size),
+                   hop=replace(HopSettings(), added_latency_ms=hop_delay_ms))
 
 
 common_options = [
@@ -64,6 +67,9 @@ common_options = [
                  show_default=True, help="products in the seeded catalog"),
     click.option("--kdf-log2", type=click.IntRange(1, 20), default=14, show_default=True,
                  help="scrypt cost: N = 2**this"),
+    click.option("--hop-delay-ms", type=click.FloatRange(0, 10_000), default=0.0,
+                 show_default=True, help="fault injection: every HTTP hop between components "
+                 "waits this long first (a slower hop, e.g. to see a budget breached)"),
 ]
 
 
@@ -97,10 +103,10 @@ def main() -> None:
               help="keep databases and logs here (default: a temporary directory, removed)")
 @with_common_options
 def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
-       catalog_size: int, kdf_log2: int) -> None:
+       catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
     """Start a topology, print its public base URL, and stop it all on Ctrl-C or SIGTERM."""
     _stop_on_signals()
-    settings = _settings(workers, threads, catalog_size, kdf_log2)
+    settings = _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms)
     try:
         with launch(topology, settings, data_dir) as shop:
             click.echo(shop.base_url)
@@ -140,7 +146,7 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 @with_common_options
 def run(profile: str, placements: list[Topology], experiments: tuple[str, ...], trials: int | None,
         seed: int, arrival: str, p99_objective_ms: float, results: Path, workers: int,
-        threads: int, catalog_size: int, kdf_log2: int) -> None:
+        threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
     """Measure the placements side by side and write results/<run-id>/ with its report.
 
     Each placement is started once; then trial by trial each experiment's rungs run in every
@@ -157,7 +163,7 @@ def run(profile: str, placements: list[Topology], experiments: tuple[str, ...], 
                                  f"{', '.join(registered())}", param_hint="--experiment")
     overrides = {"journey": {"objective_p99_ms": p99_objective_ms}} if "journey" in chosen else {}
     config = lifecycle.RunConfig.build(
-        profile, placements, _settings(workers, threads, catalog_size, kdf_log2),
+        profile, placements, _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms),
         lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival)
     run_id = new_run_id()
     console = RunConsole(results / run_id, len(lifecycle.plan_steps(config)))

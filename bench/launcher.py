@@ -26,6 +26,7 @@ from pathlib import Path
 from bench.processes import signals_held, spawn_group, stop_groups
 from shop.address import address_of
 from shop.placement import GATEWAY, Deployment, Topology, prepare_storage
+from shop.hops import HopSettings
 from shop.search.service import SearchSettings
 from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
 
@@ -51,6 +52,7 @@ class LaunchSettings:
     stop_timeout_s: float = 10.0
     scrypt_n: int = 2**14
     search: SearchSettings = SearchSettings()
+    hop: HopSettings = HopSettings()  # timeouts and fault hooks of every HTTP hop
     cpus: tuple[int, ...] | None = None  # CPU set every process of the topology is pinned to
 
 
@@ -189,7 +191,7 @@ def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings,
                       token_secret=secrets.token_urlsafe(32),
                       urls={name: f"http://{HOST}:{sock.getsockname()[1]}"
                             for name, sock in listeners.items()},
-                      scrypt_n=settings.scrypt_n, search=settings.search)
+                      scrypt_n=settings.scrypt_n, search=settings.search, hop=settings.hop)
 
 
 @contextmanager

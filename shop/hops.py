@@ -46,6 +46,7 @@ class HopSettings:
     read_timeout_s: float = 10.0
     pool_size: int = 32  # idle connections kept per destination
     max_idle_s: float = 20.0  # below the servers' keep-alive (30 s), so they never close first
+    added_latency_ms: float = 0.0  # a fault hook: every hop waits this long before it sends
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class HopClient:
             raise ValueError(f"hop destination must be http://HOST:PORT, not {base_url!r}") from None
         self.base_url = base_url
         self.name = name  # said in errors instead of the internal address
+        self._added_latency_s = settings.added_latency_ms / 1000
         self._pool = ConnectionPool(host, port, settings)
         self._headers = {"Content-Type": "application/json", SERVICE_HEADER: credential}
 
@@ -139,6 +141,8 @@ class HopClient:
     def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str], *,
              idempotent: bool) -> HopResponse:
         """One request, its body read in full. Raises Unavailable when no answer came."""
+        if self._added_latency_s:
+            time.sleep(self._added_latency_s)
         try:
             conn, reused = self._pool.acquire()
         except OSError as exc:

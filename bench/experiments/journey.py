@@ -233,7 +233,8 @@ class Journey(Experiment):
 def throughput_at_objective(rungs: Mapping[str, Mapping[str, Any]], ladder: list[tuple[str, float]],
                             objective_us: float) -> dict[str, Any]:
     """Where on the ladder p99 crosses the objective. A rung *meets* it when every trial was
-    valid, errors (with censored requests) are at most ``MAX_ERROR_RATE`` and the p99 interval's upper bound is within the objective;
+    valid, errors (with censored requests) are at most ``MAX_ERROR_RATE`` and the p99
+    interval's upper bound is within the objective;
     it *misses* when the interval's lower bound is over it (or it is invalid); otherwise it
     is inconclusive, and the verdict says so."""
     verdicts = []
@@ -254,18 +255,18 @@ def throughput_at_objective(rungs: Mapping[str, Mapping[str, Any]], ladder: list
             verdicts.append((rate, "inconclusive"))
     meets = [rate for rate, v in verdicts if v == "meets"]
     best = max(meets, default=None)
-    above = [(rate, v) for rate, v in verdicts if best is None or rate > best]
+    said = ", ".join(f"{rate:g} req/s {v}" for rate, v in verdicts
+                     if best is None or rate > best)
     if not verdicts:
         text, verdict = "not measured", "not measured"
+    elif best is None and any(v == "inconclusive" for _, v in verdicts):
+        text, verdict = f"not shown to meet it at any rate ({said})", "inconclusive"
     elif best is None:
-        text = f"no rate met it (lowest measured {verdicts[0][0]:g} req/s: {verdicts[0][1]})"
-        verdict = "misses"
-    elif not above:
+        text, verdict = f"no rate met it ({said})", "misses"
+    elif not said:
         text, verdict = f"at least {best:g} req/s (the top of the ladder)", "meets"
     else:
-        nxt, v = above[0]
-        text = f"at least {best:g} req/s; {nxt:g} req/s {v}"
-        verdict = "meets"
+        text, verdict = f"at least {best:g} req/s ({said})", "meets"
     return {"highest_meeting_rate": best, "text": text, "verdict": verdict,
             "per_rate": [{"rate": r, "verdict": v} for r, v in verdicts]}
 

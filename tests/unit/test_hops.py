@@ -133,6 +133,24 @@ def test_hop_reuses_connections():
         assert seen == ["connection"]
 
 
+def test_an_added_latency_delays_every_hop_by_at_least_that_much():
+    def keep_alive(conn, seen):
+        while read_request(conn) is not None:
+            conn.sendall(response(200, {"ok": True}))
+
+    with serve(keep_alive) as (url, _):
+        plain, slowed = HopClient(url, "cred"), HopClient(url, "cred", HopSettings(added_latency_ms=20))
+        for hop in (plain, slowed):
+            hop.call("/x", {}, idempotent=True)  # connected and warm
+        timings = {}
+        for label, hop in (("plain", plain), ("slowed", slowed)):
+            start = time.perf_counter()
+            for _ in range(5):
+                hop.call("/x", {}, idempotent=True)
+            timings[label] = (time.perf_counter() - start) / 5
+        assert timings["slowed"] >= 0.020 > timings["plain"]
+
+
 def test_remote_domain_errors_come_back_as_the_same_class():
     def answer(conn, seen):
         while read_request(conn) is not None:
