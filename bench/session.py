@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import json
 
 from shop.address import address_of
@@ -39,3 +40,31 @@ class ShopSession:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def funded_users(base_url: str, count: int) -> list[dict[str, str]]:
+    """Register and fund ``count`` users; their credentials (set-up, not measured)."""
+    users = []
+    session = ShopSession(base_url)
+    try:
+        run = os.urandom(4).hex()
+        for i in range(count):
+            body = {"username": f"h{run}-{i}", "password": "harness-password"}
+            session.token = ""
+            session.expect(201, "POST", "/auth/register", body)
+            session.token = session.expect(200, "POST", "/auth/login", body)["token"]
+            for _ in range(4):
+                session.expect(200, "POST", "/billing/topup", {"amount_cents": 10_000_000})
+            users.append(body)
+    finally:
+        session.close()
+    return users
+
+
+def log_in(base_url: str, users: list[dict[str, str]]) -> list[str]:
+    """A bearer token for each user."""
+    session = ShopSession(base_url)
+    try:
+        return [session.expect(200, "POST", "/auth/login", body)["token"] for body in users]
+    finally:
+        session.close()

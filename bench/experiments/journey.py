@@ -9,7 +9,6 @@ at the p99 objective is a verdict on the interval, not the point.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +22,7 @@ from bench.document import Block, Figure, Heading, Paragraph, Table
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
 from bench.model import QUANTILE, QUANTILES, Estimate, Headline, Ratio, StepResult, estimates_to_json
 from bench.reader import RunData
-from bench.session import ShopSession
+from bench.session import funded_users, log_in
 from bench.stats import paired_ratio, percentile_estimate, resample_weights, t_estimate
 
 NAMES = ("search", "checkout", "inbox", "topup")
@@ -61,7 +60,7 @@ class Journey(Experiment):
         return [Rung(f"r{rate:g}", float(rate)) for rate in settings.rates]
 
     def prepare(self, session: RunSession, settings: JourneySettings, placement: str) -> None:
-        users = journey_users(session.shops[placement].base_url, settings.users)
+        users = funded_users(session.shops[placement].base_url, settings.users)
         session.state_of(self).setdefault("users", {})[placement] = users
 
     def before_trial(self, session: RunSession, settings: JourneySettings, trial: int) -> None:
@@ -367,34 +366,6 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
         if figure:
             blocks.append(Figure(str(figure), "notification lag per placement"))
     return blocks
-
-
-def journey_users(base_url: str, count: int) -> list[dict[str, str]]:
-    """Register and fund ``count`` users; their credentials (set-up, not measured)."""
-    users = []
-    session = ShopSession(base_url)
-    try:
-        run = os.urandom(4).hex()
-        for i in range(count):
-            body = {"username": f"h{run}-{i}", "password": "harness-password"}
-            session.token = ""
-            session.expect(201, "POST", "/auth/register", body)
-            session.token = session.expect(200, "POST", "/auth/login", body)["token"]
-            for _ in range(4):
-                session.expect(200, "POST", "/billing/topup", {"amount_cents": 10_000_000})
-            users.append(body)
-    finally:
-        session.close()
-    return users
-
-
-def log_in(base_url: str, users: list[dict[str, str]]) -> list[str]:
-    """A bearer token for each user."""
-    session = ShopSession(base_url)
-    try:
-        return [session.expect(200, "POST", "/auth/login", body)["token"] for body in users]
-    finally:
-        session.close()
 
 
 EXPERIMENT = Journey()
