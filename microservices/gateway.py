@@ -30,6 +30,9 @@ CHAIN_PATH = "/chain"  # served where the chain starts: the process hosting its 
 ROUTED_SEGMENTS = ("search", "billing", "notify")  # first path segment -> owning component
 FORWARDED_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Accept")
 IDEMPOTENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
+# Endpoints that store a result by Idempotency-Key and replay it: only there does the header
+# make a resend safe. A header alone proves nothing (top-up ignores it).
+KEYED_ENDPOINTS = {"/billing/checkout"}
 
 
 def owner_of(path: str) -> str | None:
@@ -43,8 +46,10 @@ def owner_of(path: str) -> str | None:
 
 
 def is_idempotent(method: str, path: str, headers) -> bool:
-    """Safe to send twice: a safe method, a login, or a call carrying an Idempotency-Key."""
-    return method in IDEMPOTENT_METHODS or path == "/auth/login" or "Idempotency-Key" in headers
+    """Safe to send twice: a safe method, a login, or a call carrying an Idempotency-Key to
+    an endpoint that honours the key end to end (``KEYED_ENDPOINTS``)."""
+    return (method in IDEMPOTENT_METHODS or path == "/auth/login"
+            or (path in KEYED_ENDPOINTS and "Idempotency-Key" in headers))
 
 
 def upstream_target(path: str, query: bytes) -> str:

@@ -15,6 +15,9 @@ def test_only_calls_safe_to_send_twice_are_idempotent():
     assert is_idempotent("POST", "/billing/checkout", {"Idempotency-Key": "k"})
     assert not is_idempotent("POST", "/billing/checkout", {})
     assert not is_idempotent("POST", "/billing/topup", {})
+    # a header is not proof: top-up does not store results by key, so it is never resent
+    assert not is_idempotent("POST", "/billing/topup", {"Idempotency-Key": "k"})
+    assert not is_idempotent("POST", "/auth/register", {"Idempotency-Key": "k"})
     assert not is_idempotent("POST", "/auth/register", {})
 
 
