@@ -34,14 +34,14 @@ def estimate(e: Estimate | None, digits: int = 0, unit: str = "") -> str:
     return f"{number(e.value, digits)}{suffix}{ci}"
 
 
-def ratio(r: Ratio | None) -> str:
-    """"2.13x (1.89–2.57)" or "n/a"."""
+def ratio(r: Ratio | Estimate | None, suffix: str = "") -> str:
+    """"2.13x (1.89–2.57)", with ``suffix`` after the x ("2.13x monolith (…)"), or "n/a"."""
     if r is None or r.value is None:
         return "n/a"
     if not r.supported:
-        return f"{r.value:.2f}x ({TOO_FEW})"
+        return f"{r.value:.2f}x{suffix} ({TOO_FEW})"
     ci = f" ({r.low:.2f}–{r.high:.2f})" if r.ci95 else " (no interval)"
-    return f"{r.value:.2f}x{ci}"
+    return f"{r.value:.2f}x{suffix}{ci}"
 
 
 def ratio_verdict(r: Ratio | None) -> str:

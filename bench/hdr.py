@@ -63,11 +63,6 @@ def merge(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
     return out
 
 
-def percentiles_us(histogram: HdrHistogram, quantiles: Iterable[float]) -> dict[float, int]:
-    """Percentile (0..100) -> value in µs (HdrHistogram's highest equivalent value)."""
-    return {q: histogram.get_value_at_percentile(q) for q in quantiles}
-
-
 @dataclass(frozen=True)
 class Interval:
     """One line of an interval log: a histogram of what completed in [start_s, start_s+length_s)."""

@@ -17,7 +17,7 @@ CPU ms per request, memory MiB.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -89,9 +89,6 @@ class Estimate:
             return cls(None)
         ci = doc.get("ci95") or (None, None)
         return cls(doc.get("value"), ci[0], ci[1], doc.get("samples"), doc.get("supported", True))
-
-
-NONE = Estimate(None)
 
 
 @dataclass(frozen=True)
@@ -341,10 +338,3 @@ def _round(x: float | None, digits: int = 2) -> float | None:
 def estimates_to_json(estimates: Mapping[str, Estimate]) -> dict[str, Any]:
     return {key: e.to_json() for key, e in estimates.items()}
 
-
-def estimates_from_json(doc: Mapping[str, Any]) -> dict[str, Estimate]:
-    return {key: Estimate.from_json(e) for key, e in doc.items()}
-
-
-def quantile_keys(keys: Sequence[str] | None = None) -> tuple[Quantile, ...]:
-    return QUANTILES if keys is None else tuple(QUANTILE[k] for k in keys)

@@ -25,7 +25,7 @@ from bench.fingerprint import fingerprint
 from bench.launcher import LaunchError, LaunchSettings, launch
 from bench.loadgen import LoadError, LoadResult, run_load
 from bench.loadplan import LoadPlan
-from bench.model import EXIT_FAILED, EXIT_INTERRUPTED, StepResult
+from bench.model import EXIT_FAILED, EXIT_INTERRUPTED, StepKey, StepResult
 from bench.processes import pinned, signals_held
 from bench.sampler import window_usage
 from bench.store import RESOURCES, RunStore
@@ -184,7 +184,7 @@ class Harness:
         return step
 
 
-def step_result(key, seed: int, result: LoadResult) -> StepResult:
+def step_result(key: StepKey, seed: int, result: LoadResult) -> StepResult:
     """A measured step's counts, resources and validity. Validity adds one rule to the
     generator's own (``bench.loadgen.validity_problems``): send lateness is judged against
     what is measured, since every late send adds its lateness to a latency."""

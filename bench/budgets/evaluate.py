@@ -14,7 +14,8 @@ from bench.budgets.metrics import Measured, Missing, RunView
 from bench.budgets.refusals import (Allowances, Unusable, input_problems, slug, steps_under,
                                     uses_baseline)
 from bench.budgets.spec import METRICS, Budget, BudgetFile
-from bench.budgets.text import fmt_change, fmt_estimate, fmt_ratio, ratio_estimate
+from bench.budgets.text import fmt_change, fmt_estimate, ratio_estimate
+from bench.display import ratio as fmt_ratio
 from bench.model import Estimate
 from bench.stats import t_estimate, unpaired_change
 

@@ -22,14 +22,6 @@ def fmt_estimate(e: Estimate, unit: str) -> str:
     return display.estimate(e, _digits(e.value), unit)
 
 
-def fmt_ratio(r: Ratio | Estimate, suffix: str = "") -> str:
-    """"2.48x monolith (1.12–5.50)" with ``suffix`` " monolith"."""
-    if r.value is None:
-        return "n/a"
-    ci = f" ({r.low:.2f}–{r.high:.2f})" if r.ci95 is not None else " (no interval)"
-    return f"{r.value:.2f}x{suffix}{ci}"
-
-
 def _signed(x: float) -> str:
     return f"{(x - 1) * 100:+.1f}%"
 
