@@ -1,0 +1,47 @@
+"""The real servers some tests need: PostgreSQL and RabbitMQ on loopback.
+
+Every development and CI machine of this project runs both (PostgreSQL on 127.0.0.1:5432,
+trust auth, user postgres; RabbitMQ on 127.0.0.1:5672, guest/guest). A laptop may not: then
+the tests that need them are skipped with the reason printed (pytest -rs, on by default).
+Under ``CI=true`` such a skip is a failure, so CI never passes by skipping.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+POSTGRES_URL = os.environ.get("SEAMBENCH_TEST_POSTGRES",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+RABBITMQ_URL = os.environ.get("SEAMBENCH_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def _answers(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _require(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 0
+    if _answers(host, port):
+        return
+    reason = f"{name} does not answer on {host}:{port}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}, and under CI=true this test may not be skipped")
+    pytest.skip(reason)
+
+
+def require_postgres() -> None:
+    """Skip (or, under CI=true, fail) the calling test when PostgreSQL is not reachable."""
+    _require("PostgreSQL", POSTGRES_URL)
+
+
+def require_rabbitmq() -> None:
+    """Skip (or, under CI=true, fail) the calling test when RabbitMQ is not reachable."""
+    _require("RabbitMQ", RABBITMQ_URL)
