@@ -10,6 +10,7 @@ starting, ``LaunchError`` names it and carries the tail of its log.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import secrets
 import shutil
@@ -25,10 +26,13 @@ from pathlib import Path
 
 from bench.processes import signals_held, spawn_group, stop_groups
 from shop.address import address_of
-from shop.placement import GATEWAY, Deployment, Topology, prepare_storage
+from shop.errors import DomainError
+from shop.placement import GATEWAY, Deployment, Topology, discard_storage, prepare_storage
 from shop.hops import HopSettings
 from shop.search.service import SearchSettings
 from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
+
+log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 # glibc raises its mmap threshold after a large block is freed, so scrypt's 16 MiB work
@@ -221,4 +225,8 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
                 sock.close()
             stop(shop, settings.stop_timeout_s)
             if owned_dir:
+                try:
+                    discard_storage(deployment)
+                except DomainError as exc:  # a server gone away: nothing left to drop there
+                    log.warning("could not drop this run's databases or queue: %s", exc)
                 shutil.rmtree(data_path, ignore_errors=True)

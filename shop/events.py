@@ -91,7 +91,7 @@ class Outbox:
         self._wake = wake
 
     def publish(self, event: PaymentCaptured) -> None:
-        self._db.connection().execute(
+        self._db.execute(
             "INSERT INTO billing_outbox (event_id, body, created_at) VALUES (?, ?, ?)",
             (event.event_id, json.dumps(event.to_json()), time.time()))
         if self._wake is not None:
@@ -176,9 +176,10 @@ class OutboxRelay:
                    WHERE seq IN (SELECT seq FROM billing_outbox
                                  WHERE delivered_at IS NULL AND rejected IS NULL
                                    AND claimed_until < ?
-                                 ORDER BY seq LIMIT ?)
+                                 ORDER BY seq LIMIT ?""" + self._db.claim_rows + """)
+                     AND claimed_until < ?
                    RETURNING seq, body""",
-                (self.name, now + self._lease_s, now, self._batch)).fetchall()
+                (self.name, now + self._lease_s, now, self._batch, now)).fetchall()
         return sorted((row["seq"], row["body"]) for row in rows)
 
     def _settle(self, seq: int, assignment: str, value: object) -> None:

@@ -8,12 +8,13 @@ a client stub aimed at the process that does. Logic never knows which it got.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shop.auth.api import Auth
 from shop.auth.client import AuthClient
@@ -33,7 +34,10 @@ from shop.search.api import Search
 from shop.search.client import SearchClient
 from shop.search.service import SCHEMA as SEARCH_SCHEMA, Scatter, SearchService, SearchSettings, seed_catalog
 from shop.errors import InvalidValue
-from shop.storage import Database, Databases, sqlite_path
+from shop.storage import Database, Databases, check_url
+
+if TYPE_CHECKING:
+    from shop.broker import QueueConsumer
 
 COMPONENTS = ("auth", "billing", "search", "notify")
 SCHEMAS = {"auth": AUTH_SCHEMA, "billing": BILLING_SCHEMA + OUTBOX_SCHEMA,
@@ -41,6 +45,15 @@ SCHEMAS = {"auth": AUTH_SCHEMA, "billing": BILLING_SCHEMA + OUTBOX_SCHEMA,
 GATEWAY = "gateway"
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "topologies"
+
+
+HTTP_EVENTS = "http"
+RUN_PLACEHOLDER = "{run}"
+
+
+def run_tag(data_dir: str | Path) -> str:
+    """A short name of a data dir, the same for every process of one deployment."""
+    return "r" + hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]
 
 
 class TopologyError(ValueError):
@@ -54,13 +67,22 @@ class Topology:
     databases: dict[str, str]  # component -> database name (a file in the data dir) or URL
     gateway: bool  # a gateway process routes the public API to the owners
     shard_calls: str = "local"  # "http": the gateway scatters, each shard call a real hop
+    events: str = HTTP_EVENTS  # how billing's events reach notify apart: "http" or an amqp:// URL
 
     def process_of(self, component: str) -> str:
         return next(p for p, hosted in self.processes.items() if component in hosted)
 
     def database_url(self, component: str, data_dir: str | Path) -> str:
+        """A plain name is a SQLite file in the data dir; a URL may say ``{run}``, replaced
+        by a tag of the data dir, so every run (or ``seambench up``) has its own databases."""
         name = self.databases[component]
-        return name if "://" in name else f"sqlite:///{Path(data_dir).resolve() / name}.db"
+        if "://" not in name:
+            return f"sqlite:///{Path(data_dir).resolve() / name}.db"
+        return name.replace(RUN_PLACEHOLDER, run_tag(data_dir))
+
+    def event_queue(self, data_dir: str | Path) -> str:
+        """The broker queue of this deployment's PaymentCaptured events (amqp events only)."""
+        return f"seambench.{run_tag(data_dir)}.payment-captured"
 
     def edge(self) -> str:
         """The process that serves the public API."""
@@ -89,10 +111,10 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
     def fail(why: str) -> TopologyError:
         return TopologyError(f"{source}: {why}")
 
-    unknown = set(data) - {"name", "gateway", "process", "database", "shard_calls"}
+    unknown = set(data) - {"name", "gateway", "process", "database", "shard_calls", "events"}
     if unknown:
         raise fail(f"unknown key(s) {sorted(unknown)}; "
-                   f"expected name, gateway, shard_calls, process, database")
+                   f"expected name, gateway, shard_calls, events, process, database")
     name = data.get("name", Path(source).stem)
     procs = data.get("process")
     if not isinstance(procs, dict) or not procs:
@@ -130,12 +152,17 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
     databases = {c: dbs.get(c, c) for c in COMPONENTS}
     for comp, db in databases.items():
         if "://" not in db and not NAME.fullmatch(db):
-            raise fail(f"[database] {comp} = {db!r}: use a plain name or a sqlite:/// URL")
+            raise fail(f"[database] {comp} = {db!r}: use a plain name, a sqlite:/// URL "
+                       f"or a postgresql:// URL")
         if "://" in db:
             try:
-                sqlite_path(db)
+                check_url(db.replace(RUN_PLACEHOLDER, run_tag(".")))
             except InvalidValue as exc:
                 raise fail(f"[database] {comp}: {exc.detail}") from None
+    if not databases["search"].startswith("sqlite:") and "://" in databases["search"]:
+        # The catalog is a full-text index (FTS5) whose ranking is part of the contract.
+        raise fail("[database] search must be SQLite (a plain name or sqlite:///): the "
+                   "catalog is an FTS5 index; PostgreSQL's text search ranks differently")
     shard_calls = data.get("shard_calls", "http" if gateway else "local")
     if shard_calls not in ("local", "http"):
         raise fail(f"shard_calls must be \"local\" or \"http\", not {shard_calls!r}")
@@ -143,7 +170,11 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
         # The scatter must not call its own process: its threads would wait on requests
         # queued behind them. Split, the gateway scatters to the search process.
         raise fail("shard_calls = \"http\" needs gateway = true (the gateway scatters)")
-    return Topology(str(name), processes, databases, gateway, shard_calls)
+    events = data.get("events", HTTP_EVENTS)
+    if not isinstance(events, str) or not (events == HTTP_EVENTS or events.startswith("amqp://")):
+        raise fail(f"events must be \"http\" (the outbox relay posts to notify) or an "
+                   f"amqp://USER:PASS@HOST:PORT/VHOST URL, not {events!r}")
+    return Topology(str(name), processes, databases, gateway, shard_calls, events)
 
 
 def load_topology(name_or_path: str | Path) -> Topology:
@@ -201,6 +232,23 @@ def prepare_storage(deployment: Deployment, components: tuple[str, ...] = COMPON
             seed_catalog(databases.get(deployment.database_url("search")), deployment.search)
     finally:
         databases.close()
+    events = deployment.topology.events
+    if events != HTTP_EVENTS and {"billing", "notify"} & set(components):
+        from shop.broker import declare_queue  # pika only where a broker is used
+        declare_queue(events, deployment.topology.event_queue(deployment.data_dir))
+
+
+def discard_storage(deployment: Deployment) -> None:
+    """Drop what ``prepare_storage`` made on servers: the PostgreSQL databases and the broker
+    queue (SQLite files go with the data dir). For a deployment whose data is not kept."""
+    from shop.storage.postgres import drop_database  # psycopg only where PostgreSQL is used
+    for url in sorted({deployment.database_url(c) for c in COMPONENTS}):
+        if url.startswith(("postgresql://", "postgres://")):
+            drop_database(url)
+    if deployment.topology.events != HTTP_EVENTS:
+        from shop.broker import delete_queue
+        delete_queue(deployment.topology.events,
+                     deployment.topology.event_queue(deployment.data_dir))
 
 
 @dataclass
@@ -218,10 +266,13 @@ class ShopProcess:
     databases: Databases
     hops: list[HopClient]
     links: dict[str, Link] = field(default_factory=dict)  # hosted component -> its chain link
+    consumer: QueueConsumer | None = None  # notify's end of the broker, when events go by one
 
     def start(self) -> None:
         if self.relay is not None:
             self.relay.start()
+        if self.consumer is not None:
+            self.consumer.start()
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -234,6 +285,8 @@ class ShopProcess:
         return out
 
     def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.stop()
         if self.relay is not None:
             self.relay.stop()
         if self.scatter is not None:
@@ -271,13 +324,21 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
     search: Search = (SearchService(db("search"), deployment.search)
                       if "search" in hosted else SearchClient(hop_to("search")))
     notify: Notify = NotifyService(db("notify")) if "notify" in hosted else NotifyClient(hop_to("notify"))
-    relay = None
+    relay = consumer = None
+    by_broker = topo.events != HTTP_EVENTS
+    queue = topo.event_queue(deployment.data_dir)
+    if by_broker:
+        from shop.broker import QueueConsumer, QueuePublisher  # pika only where a broker is used
+    if by_broker and "notify" in hosted:
+        consumer = QueueConsumer(topo.events, queue, notify)
     if "billing" in hosted:
         same_db = deployment.database_url("billing") == deployment.database_url("notify")
         if "notify" in hosted and same_db:
             publisher = DirectDelivery(notify)  # one transaction writes debit and notification
         else:
-            relay = OutboxRelay(db("billing"), notify)
+            # The relay hands each outbox row to notify: over a hop, or to the broker's queue.
+            sink = QueuePublisher(topo.events, queue) if by_broker else notify
+            relay = OutboxRelay(db("billing"), sink)
             publisher = Outbox(db("billing"), relay.wake)
         billing: Billing = BillingService(db("billing"), search, publisher)
     else:
@@ -297,4 +358,4 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
 
     links.update((comp, LocalLink(comp, resolve)) for comp in hosted)
     return ShopProcess(process, hosted, auth, billing, search, notify, scatter, relay,
-                       databases, list(hops.values()), links)
+                       databases, list(hops.values()), links, consumer)

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from shop.storage import Database
+from shop.storage.sqlite import SqliteDatabase
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'unit.db'}")
+def db(tmp_path: Path) -> SqliteDatabase:
+    database = SqliteDatabase(f"sqlite:///{tmp_path / 'unit.db'}")
     yield database
     database.close()

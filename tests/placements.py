@@ -13,9 +13,14 @@ import requests
 from bench.launcher import LaunchSettings, launch
 from monolith.app import create_app
 from shop.placement import Deployment, load_topology, prepare_storage
+from tests.servers import require_postgres, require_rabbitmq
 
 TEST_SETTINGS = replace(LaunchSettings(), scrypt_n=16, ready_timeout_s=60)
-PLACEMENTS = ("monolith-inprocess", "monolith", "microservices", "hybrid")
+PLACEMENTS = ("monolith-inprocess", "monolith", "microservices", "hybrid",
+              "monolith-pg", "microservices-pg", "microservices-rabbitmq")
+# What each placement needs besides Python (the real servers; see tests/servers.py).
+NEEDS = {"monolith-pg": (require_postgres,), "microservices-pg": (require_postgres,),
+         "microservices-rabbitmq": (require_postgres, require_rabbitmq)}
 
 
 class Api:
@@ -54,7 +59,10 @@ class HttpApi(Api):
 
 
 def start(name: str, stack: ExitStack) -> tuple[Api, Any]:
-    """Start a placement inside ``stack``; the Api and the running shop (None in-process)."""
+    """Start a placement inside ``stack``; the Api and the running shop (None in-process).
+    A placement whose servers are missing is skipped (failed under CI=true)."""
+    for require in NEEDS.get(name, ()):
+        require()
     if name == "monolith-inprocess":
         data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="seambench-test-"))
         deployment = Deployment(load_topology("monolith"), data_dir, "cred", "secret", scrypt_n=16)
@@ -63,7 +71,7 @@ def start(name: str, stack: ExitStack) -> tuple[Api, Any]:
         stack.callback(app.extensions["seambench.shop"].close)
         return InProcessApi(app), None
     # Two workers where it costs least, so SQLite sees writers in several processes.
-    workers = 2 if name in ("monolith", "hybrid") else 1
+    workers = 2 if name in ("monolith", "hybrid", "monolith-pg") else 1
     settings = replace(TEST_SETTINGS, workers=workers)
     shop = stack.enter_context(launch(load_topology(name), settings))
     return HttpApi(shop.base_url), shop

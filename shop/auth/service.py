@@ -7,14 +7,13 @@ import hmac
 import json
 import re
 import secrets
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 
 from shop.auth.api import InvalidCredentials, InvalidToken, Principal, Token, UsernameTaken
 from shop.errors import InvalidValue
-from shop.storage import Database
+from shop.storage import Database, DuplicateKey
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS auth_users (
@@ -122,7 +121,7 @@ class AuthService:
             with self._db.transaction() as conn:
                 conn.execute("INSERT INTO auth_users VALUES (?, ?, ?, ?)",
                              (user_id, username, password_hash, self._clock()))
-        except sqlite3.IntegrityError:
+        except DuplicateKey:
             raise UsernameTaken(f"username {username!r} is taken") from None
         return user_id
 

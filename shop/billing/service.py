@@ -13,14 +13,13 @@ import re
 import time
 import uuid
 from dataclasses import asdict
-from sqlite3 import Connection
 
 from shop.billing.api import (IdempotencyKeyReused, InsufficientFunds, LineItem, Order,
                               OrderLine, OrderNotFound, Receipt)
 from shop.errors import InvalidValue
 from shop.events import PaymentCaptured, Publisher, check_window
 from shop.search.api import Search
-from shop.storage import Database
+from shop.storage import Connection, Database
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS billing_wallets (
@@ -46,6 +45,7 @@ MAX_TOPUP_CENTS = 100_000_00  # 100,000.00 a top-up; more is refused as absurd
 MAX_BALANCE_CENTS = 10**12
 MAX_ITEMS, MAX_QTY = 50, 100
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+ORDER_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex
 
 
 def validate_items(items: list[LineItem]) -> None:
@@ -81,35 +81,40 @@ class BillingService:
         if not 1 <= amount_cents <= MAX_TOPUP_CENTS:
             raise InvalidValue(f"amount_cents must be between 1 and {MAX_TOPUP_CENTS}")
         with self._db.transaction() as conn:
-            balance = self._balance(conn, user_id) + amount_cents
-            if balance > MAX_BALANCE_CENTS:
-                raise InvalidValue("the wallet would exceed its maximum balance")
-            conn.execute(
+            # One atomic increment: two concurrent first top-ups must add up, not overwrite.
+            balance = conn.execute(
                 """INSERT INTO billing_wallets (user_id, balance_cents, topped_up_cents)
                    VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET
-                   balance_cents = excluded.balance_cents,
-                   topped_up_cents = topped_up_cents + ?""",
-                (user_id, balance, amount_cents, amount_cents))
+                   balance_cents = billing_wallets.balance_cents + excluded.balance_cents,
+                   topped_up_cents = billing_wallets.topped_up_cents + excluded.topped_up_cents
+                   RETURNING balance_cents""",
+                (user_id, amount_cents, amount_cents)).fetchone()["balance_cents"]
+            if balance > MAX_BALANCE_CENTS:  # raising rolls the increment back
+                raise InvalidValue("the wallet would exceed its maximum balance")
         return balance
 
     def balance(self, user_id: str) -> int:
-        return self._balance(self._db.connection(), user_id)
+        row = self._db.query_one("SELECT balance_cents FROM billing_wallets WHERE user_id = ?",
+                                 (user_id,))
+        return row["balance_cents"] if row else 0
 
     def checkout(self, user_id: str, items: list[LineItem], idempotency_key: str) -> Receipt:
         validate_items(items)
         validate_idempotency_key(idempotency_key)
         digest = request_hash(items)
-        replay = self._replay(self._db.connection(), user_id, idempotency_key, digest)
+        replay = self._replay(self._db.query_one, user_id, idempotency_key, digest)
         if replay is not None:
             return replay
         prices = self._search.prices([item.sku for item in items])
         lines = [OrderLine(i.sku, i.qty, prices[i.sku]) for i in items]
         total = sum(line.qty * line.price_cents for line in lines)
         with self._db.transaction() as conn:
-            replay = self._replay(conn, user_id, idempotency_key, digest)
+            # Lock the wallet before looking at the key: a concurrent request with the same
+            # key then waits here and sees its receipt (on SQLite the transaction locks all).
+            balance = self._balance(conn, user_id)
+            replay = self._replay(self._db.query_one, user_id, idempotency_key, digest)
             if replay is not None:  # a concurrent request with the same key won the race
                 return replay
-            balance = self._balance(conn, user_id)
             if balance < total:
                 raise InsufficientFunds(f"total {total} cents exceeds balance {balance} cents")
             now = self._clock()
@@ -126,6 +131,8 @@ class BillingService:
         return receipt
 
     def order(self, user_id: str, order_id: str) -> Order:
+        if not ORDER_ID.fullmatch(order_id):  # not one we issue: no need to ask the database
+            raise OrderNotFound(f"no order {order_id!r}")
         row = self._db.query_one(
             "SELECT * FROM billing_orders WHERE order_id = ? AND user_id = ?", (order_id, user_id))
         if row is None:
@@ -139,16 +146,16 @@ class BillingService:
                                  "WHERE created_at >= ? AND created_at < ?", (since, until))
         return int(row["n"]) if row else 0
 
-    @staticmethod
-    def _balance(conn: Connection, user_id: str) -> int:
-        row = conn.execute("SELECT balance_cents FROM billing_wallets WHERE user_id = ?",
-                           (user_id,)).fetchone()
+    def _balance(self, conn: Connection, user_id: str) -> int:
+        """The balance in cents, its row locked until the transaction ends."""
+        row = conn.execute("SELECT balance_cents FROM billing_wallets WHERE user_id = ?"
+                           + self._db.lock_rows, (user_id,)).fetchone()
         return row["balance_cents"] if row else 0
 
     @staticmethod
-    def _replay(conn: Connection, user_id: str, key: str, digest: str) -> Receipt | None:
-        row = conn.execute("SELECT request_hash, receipt FROM billing_idempotency "
-                           "WHERE user_id = ? AND key = ?", (user_id, key)).fetchone()
+    def _replay(query_one, user_id: str, key: str, digest: str) -> Receipt | None:
+        row = query_one("SELECT request_hash, receipt FROM billing_idempotency "
+                        "WHERE user_id = ? AND key = ?", (user_id, key))
         if row is None:
             return None
         if row["request_hash"] != digest:

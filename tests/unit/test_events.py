@@ -7,7 +7,7 @@ from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
 from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay, PaymentCaptured
 from shop.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from shop.notify.routes import parse_event
-from shop.storage import Database
+from shop.storage.sqlite import SqliteDatabase
 from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
 from tests.fakes import FakeNotify, FakeSearch
 
@@ -43,7 +43,7 @@ def test_direct_delivery_shares_the_checkout_transaction(db):
     assert len(notify.inbox("u1")) == 1
 
 
-def outbox_billing(db: Database, relay: OutboxRelay) -> BillingService:
+def outbox_billing(db: SqliteDatabase, relay: OutboxRelay) -> BillingService:
     return BillingService(db, FakeSearch({"SKU-A": 100}), Outbox(db, relay.wake))
 
 
@@ -148,7 +148,7 @@ def test_failures_that_are_not_the_events_fault_are_retried_not_rejected(db, err
 def test_an_idle_relay_takes_no_write_lock(db):
     db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
     relay = OutboxRelay(db, FakeNotify())
-    other = Database(db.url)
+    other = SqliteDatabase(db.url)
     try:
         with other.transaction():  # someone holds the write lock: an idle relay must not wait
             assert relay.deliver_pending() == 0

@@ -36,7 +36,13 @@ def test_shipped_topologies_partition_all_components():
     ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
       "shard_calls": "http"}, "needs gateway = true"),
     ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
-      "database": {"auth": "postgresql://db/x"}}, "only sqlite:///PATH is supported"),
+      "database": {"auth": "mysql://db/x"}}, "use sqlite:///PATH or postgresql://"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "database": {"auth": "postgresql://db/Bad-Name"}}, "database name must be"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "database": {"search": "postgresql://db/x"}}, "search must be SQLite"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "events": "kafka://x"}, "events must be"),
 ])
 def test_bad_topologies_say_what_is_wrong(doc, needle):
     with pytest.raises(TopologyError) as err:
@@ -45,7 +51,7 @@ def test_bad_topologies_say_what_is_wrong(doc, needle):
 
 
 def test_unknown_name_and_bad_toml(tmp_path):
-    with pytest.raises(TopologyError, match="known: hybrid, microservices, monolith"):
+    with pytest.raises(TopologyError, match="known: hybrid, microservices, microservices-pg, microservices-rabbitmq, monolith, monolith-pg"):
         load_topology("nope")
     bad = tmp_path / "bad.toml"
     bad.write_text("[process\n")

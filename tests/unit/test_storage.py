@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from shop.storage import Database
+from shop.storage.sqlite import SqliteDatabase
 
 
 def test_nested_transactions_join_and_hooks_run_after_the_outer_commit(db):
@@ -48,14 +48,14 @@ def test_memory_and_foreign_urls_are_refused(tmp_path):
 
     for url in ("sqlite:///:memory:", "postgresql://db/x", "sqlite:///"):
         with pytest.raises(InvalidValue):
-            Database(url)
+            SqliteDatabase(url)
 
 
 def test_waiting_too_long_for_the_write_lock_is_unavailable_not_a_crash(tmp_path):
     from shop.errors import Unavailable
 
     url = f"sqlite:///{tmp_path / 'busy.db'}"
-    holder, waiter = Database(url), Database(url, busy_timeout_ms=50)
+    holder, waiter = SqliteDatabase(url), SqliteDatabase(url, busy_timeout_ms=50)
     holder.apply_schema(["CREATE TABLE t (x INTEGER)"])
     try:
         with holder.transaction():

@@ -1,9 +1,4 @@
-"""SQLite storage shared by the components: one ``Database`` per database URL.
-
-A component owns its tables; several components may own tables in the same database
-(the monolith points every URL at one file), and then a ``transaction`` opened by one of
-them is joined by the others on the same thread, which is what makes a monolith checkout
-one ACID transaction.
+"""SQLite, the embedded default engine: a file per database URL.
 
 Connections are per thread (gunicorn's gthread workers serve requests from a thread pool),
 in WAL mode with a busy timeout so concurrent workers and processes wait instead of failing
@@ -19,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from shop.errors import InvalidValue, Unavailable
+from shop.storage import Database, DuplicateKey
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -35,7 +31,7 @@ def sqlite_path(url: str) -> str:
     return "/" + path.lstrip("/") if url.startswith("sqlite:////") else path
 
 
-class Database:
+class SqliteDatabase(Database):
     """A SQLite database reached through one connection per thread."""
 
     def __init__(self, url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
@@ -93,6 +89,8 @@ class Database:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError):
                 _raise_if_busy(exc)
+            if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+                raise DuplicateKey(str(exc)) from exc
             raise
         finally:
             local.depth = 0
@@ -107,6 +105,11 @@ class Database:
             self._local.after_commit.append(hook)
         else:
             hook()
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        if not getattr(self._local, "depth", 0):
+            raise RuntimeError("execute() needs an open transaction on this thread")
+        return self._local.conn.execute(sql, params)
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         return self.connection().execute(sql, params).fetchall()
@@ -132,19 +135,3 @@ def _raise_if_busy(exc: sqlite3.OperationalError) -> None:
     text = str(exc).lower()
     if "locked" in text or "busy" in text:
         raise Unavailable(f"database busy: {exc}") from exc
-
-
-class Databases:
-    """One ``Database`` per distinct URL, so components sharing a URL share connections."""
-
-    def __init__(self) -> None:
-        self._by_url: dict[str, Database] = {}
-
-    def get(self, url: str) -> Database:
-        if url not in self._by_url:
-            self._by_url[url] = Database(url)
-        return self._by_url[url]
-
-    def close(self) -> None:
-        for db in self._by_url.values():
-            db.close()
