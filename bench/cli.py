@@ -98,7 +98,7 @@ def main() -> None:
 
 @cli.command()
 @click.option("--topology", "topology", default="monolith", show_default=True, callback=_topology,
-              help="monolith, microservices, hybrid, or a path to a topology .toml")
+              help="a topology of topologies/ (monolith, microservices, hybrid, monolith-pg, ...) or a path to a .toml")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="keep databases and logs here (default: a temporary directory, removed)")
 @with_common_options

@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.processes import signals_held, spawn_group, stop_groups
 from shop.address import address_of
 from shop.errors import DomainError
-from shop.placement import GATEWAY, Deployment, Topology, discard_storage, prepare_storage
+from shop.placement import COMPONENTS, GATEWAY, Deployment, Topology, discard_storage, prepare_storage
 from shop.hops import HopSettings
 from shop.search.service import SearchSettings
 from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
@@ -96,6 +96,16 @@ class RunningShop:
 
     def dead(self) -> list[ServerProcess]:
         return [p for p in self.processes.values() if p.popen.poll() is not None]
+
+    def database_pids(self) -> list[int]:
+        """The PostgreSQL server processes serving this shop's connections (none on SQLite,
+        whose work is done inside the shop's own processes)."""
+        urls = [url for url in {self.deployment.database_url(c) for c in COMPONENTS}
+                if url.startswith(("postgresql://", "postgres://"))]
+        if not urls:
+            return []
+        from shop.storage.postgres import backend_pids  # psycopg only where PostgreSQL is used
+        return backend_pids(urls)
 
 
 def bind_listeners(names: list[str]) -> dict[str, socket.socket]:

@@ -171,7 +171,8 @@ class Harness:
         plan = LoadPlan(rate_per_s=planned.rung.rate, duration_s=load.duration_s,
                         warmup_s=load.warmup_s, output_dir=str(self.store.raw_dir(key.slug)),
                         arrival=load.arrival, seed=planned.seed, options=load.options)
-        watch = {"system": [p.pid for p in shop.processes.values()]}
+        watch = {"system": [p.pid for p in shop.processes.values()]
+                 + self._database_pids(shop, config.cpus.system)}
         result = run_load(load.scenario, shop.base_url, plan, config.generator_processes,
                           config.cpus.generator, watch)
         dead = shop.dead()
@@ -182,6 +183,21 @@ class Harness:
         self.store.add_rows(RESOURCES, ({**asdict(key), **asdict(s)} for s in result.samples))
         self.store.add_step(step)
         return step
+
+
+    @staticmethod
+    def _database_pids(shop, cpus: tuple[int, ...] | None) -> list[int]:
+        """A PostgreSQL placement's server processes: their CPU and memory are the database's
+        part of the system's cost, so they are measured with it, and pinned to the system's
+        CPUs like the shop's own processes (only the backends of this run's own databases;
+        the server's shared processes are left alone and not counted)."""
+        pids = shop.database_pids()
+        for pid in pids if cpus else ():
+            try:
+                os.sched_setaffinity(pid, cpus)
+            except OSError:  # gone, or not ours to move: measured where it runs
+                pass
+        return pids
 
 
 def step_result(key: StepKey, seed: int, result: LoadResult) -> StepResult:

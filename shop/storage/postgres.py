@@ -32,7 +32,10 @@ from shop.errors import InvalidValue, Unavailable
 from shop.storage import Cursor, Database, DuplicateKey
 
 DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-POOL_MAX = 16  # connections per process and database: a gunicorn worker's threads + relay
+# Connections per process and database, opened at the first use and kept: as many as a
+# gunicorn worker's request threads (8 by default), so a request never waits for one, and a
+# fixed set of server processes that the harness can find, pin and measure.
+POOL_SIZE = 8
 WAIT_TIMEOUT_S = 10.0  # for a pooled connection; then 503, as SQLite's busy timeout
 
 
@@ -92,10 +95,10 @@ class PostgresDatabase(Database):
     lock_rows = " FOR UPDATE"
     claim_rows = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, url: str, pool_max: int = POOL_MAX) -> None:
+    def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
         self.url = url
         self.name = database_name(url)
-        self._pool_max = pool_max
+        self._pool_size = pool_size
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._local = threading.local()
@@ -104,7 +107,7 @@ class PostgresDatabase(Database):
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ConnectionPool(
-                    self.url, min_size=1, max_size=self._pool_max, timeout=WAIT_TIMEOUT_S,
+                    self.url, min_size=self._pool_size, timeout=WAIT_TIMEOUT_S,
                     kwargs={"autocommit": True, "row_factory": dict_row}, open=False,
                     name=f"seambench-{self.name}")
                 self._pool.open(wait=False)
@@ -202,3 +205,15 @@ def drop_database(url: str) -> None:
     name = database_name(url)
     with _maintenance(url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def backend_pids(urls: list[str]) -> list[int]:
+    """The server processes (one per connection) serving the databases ``urls`` name: where
+    the database's share of a request's CPU is spent. Empty when there is none to ask."""
+    names = sorted({database_name(url) for url in urls})
+    if not names:
+        return []
+    with _maintenance(urls[0]) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s)",
+                            (names,)).fetchall()
+    return sorted(row[0] for row in rows)
