@@ -131,6 +131,9 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 @click.option("--topology", "placements", multiple=True, default=["monolith", "microservices"],
               show_default=True, callback=_topology, help="placements to compare (repeatable; "
               "the first is the baseline of every ratio)")
+@click.option("--ratio", "comparisons", multiple=True, metavar="A/B",
+              help="a paired ratio of two placements besides each over the first (repeatable), "
+                   "e.g. microservices-pg/microservices: what the database seam adds alone")
 @click.option("--experiment", "experiments", multiple=True, default=None,
               help="experiments to run, in order (repeatable; default: hops, journey)")
 @click.option("--trials", type=click.IntRange(1, 100), default=None,
@@ -144,7 +147,8 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results"), show_default=True, help="runs are written under this")
 @with_common_options
-def run(profile: str, placements: list[Topology], experiments: tuple[str, ...], trials: int | None,
+def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
+        experiments: tuple[str, ...], trials: int | None,
         seed: int, arrival: str, p99_objective_ms: float, results: Path, workers: int,
         threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
     """Measure the placements side by side and write results/<run-id>/ with its report.
@@ -164,7 +168,8 @@ def run(profile: str, placements: list[Topology], experiments: tuple[str, ...], 
     overrides = {"journey": {"objective_p99_ms": p99_objective_ms}} if "journey" in chosen else {}
     config = lifecycle.RunConfig.build(
         profile, placements, _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms),
-        lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival)
+        lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
+        comparisons=_comparisons(comparisons, [t.name for t in placements]))
     run_id = new_run_id()
     console = RunConsole(results / run_id, len(lifecycle.plan_steps(config)))
     with console:
@@ -180,6 +185,18 @@ def run(profile: str, placements: list[Topology], experiments: tuple[str, ...], 
     else:
         console.headline(outcome.summary)
     sys.exit(outcome.exit_code)
+
+
+def _comparisons(asked: tuple[str, ...], names: list[str]) -> tuple[tuple[str, str], ...]:
+    """``A/B`` options as (A, B) pairs of placements of this run. Raises click.BadParameter."""
+    pairs = []
+    for text in asked:
+        a, slash, b = text.partition("/")
+        if not slash or a not in names or b not in names or a == b:
+            raise click.BadParameter(f"{text!r} must be A/B with two different placements of this "
+                                     f"run ({', '.join(names)})", param_hint="--ratio")
+        pairs.append((a, b))
+    return tuple(pairs)
 
 
 def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:

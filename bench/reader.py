@@ -43,6 +43,14 @@ class RunData:
     def placements(self) -> list[str]:
         return [t["name"] for t in self.config.get("topologies", [])]
 
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (numerator, denominator) placements of the run's paired ratios: each placement
+        over the first (the baseline), then the comparisons the run asked for."""
+        names = self.placements
+        pairs = [(other, names[0]) for other in names[1:]]
+        asked = [(a, b) for a, b in self.config.get("comparisons", []) if a in names and b in names]
+        return list(dict.fromkeys(pairs + asked))
+
     @property
     def experiments(self) -> list[str]:
         """The experiments the run was configured with (schema 1: hops and journey)."""

@@ -84,6 +84,9 @@ class RunConfig:
     seed: int = 1
     arrival: str = "poisson"
     generator_processes: int = 1
+    # Paired ratios asked for besides each placement over the first: (numerator, denominator),
+    # e.g. ("microservices-pg", "microservices") prices the database seam alone.
+    comparisons: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def build(cls, profile: str, topologies: Sequence[Topology], launch: LaunchSettings,
@@ -101,6 +104,7 @@ class RunConfig:
         return {"profile": asdict(self.profile), "topologies": [asdict(t) for t in self.topologies],
                 "launch": asdict(self.launch), "cpus": asdict(self.cpus), "seed": self.seed,
                 "arrival": self.arrival, "generator_processes": self.generator_processes,
+                "comparisons": [list(pair) for pair in self.comparisons],
                 "experiments": {name: asdict(s) for name, s in self.settings.items()}}
 
 

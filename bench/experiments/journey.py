@@ -107,17 +107,17 @@ class Journey(Experiment):
         headline_rate = self._headline_rung(run, placements, rungs)
         ratios: dict[str, dict[str, dict[str, Any]]] = {}
         baseline = placements[0] if placements else None
-        for other in placements[1:]:
-            pair = f"{other}/{baseline}"
+        for other, under in run.pairs():
+            pair = f"{other}/{under}"
             ratios[pair] = {}
             for label, _rate in rungs:
-                a, b = per_trial.get((baseline, label)), per_trial.get((other, label))
+                a, b = per_trial.get((under, label)), per_trial.get((other, label))
                 if a is None or b is None:
                     continue
                 trials = sorted(set(a["p50"]) | set(b["p50"]))
                 ratios[pair][label] = {
                     fig: paired_ratio([a[fig].get(t) for t in trials], [b[fig].get(t) for t in trials],
-                                      supported=_supported(per, baseline, other, label, fig)).to_json()
+                                      supported=_supported(per, under, other, label, fig)).to_json()
                     for fig in RATIO_FIGURES}
         throughput = {p: throughput_at_objective(per[p], rungs, objective_us) for p in placements}
         result = {"title": self.title, "settings": settings, "objective_p99_ms": objective_us / 1000,

@@ -150,3 +150,23 @@ def test_text_is_escaped_in_both_renderings(tmp_path):
     assert "<title>t &lt;b&gt;</title>" in page
     md = to_markdown(blocks)
     assert r"\<script>x\</script> \| \*a\*" in md
+
+
+def test_a_comparison_asked_for_is_a_paired_ratio_beside_the_baseline_ones(tmp_path):
+    """``--ratio A/B``: the manifest's comparisons give B-paired ratios besides X/baseline."""
+    run_dir = copy_of_fixture(tmp_path)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["config"]["comparisons"] = [["monolith", "microservices"], ["monolith", "nowhere"]]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    ratios = build_report(run_dir).experiments["journey"]["ratios"]
+    assert sorted(ratios) == ["microservices/monolith", "monolith/microservices"]  # unknown: ignored
+    there, back = (ratios[p]["r30"]["p99"] for p in ("microservices/monolith", "monolith/microservices"))
+    assert back["value"] == pytest.approx(1 / there["value"], rel=1e-3)  # same pairs, inverted
+    assert "monolith/microservices" in (run_dir / "report.md").read_text()
+
+
+def test_a_ratio_of_placements_not_in_the_run_is_refused(tmp_path):
+    result = CliRunner().invoke(cli, ["run", "--profile", "smoke", "--ratio", "monolith/hybrid",
+                                      "--results", str(tmp_path)])
+    assert result.exit_code == 2 and "--ratio" in result.output and "monolith, microservices" in result.output
+    assert not any(tmp_path.iterdir())
