@@ -17,7 +17,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from shop.auth.client import AuthClient
 from shop.chain.api import CHAIN_ORDER
 from shop.errors import NotFound
-from shop.hops import HopClient
+from shop.balance import hop_for
 from shop.placement import Deployment
 from shop.search.client import SearchClient
 from shop.search.routes import scatter_blueprint
@@ -66,8 +66,9 @@ def create_app(deployment: Deployment | None = None) -> Flask:
     if deployment is None:
         deployment, _ = deployment_from_env()
     topo = deployment.topology
-    hops = {proc: HopClient(deployment.urls[proc], deployment.service_credential, deployment.hop,
-                            name=proc) for proc in topo.processes}
+    # One hop per process; a replicated one's balances over its replicas (shop/balance.py).
+    hops = {proc: hop_for(deployment.urls_of(proc), deployment.service_credential, deployment.hop,
+                          proc) for proc in topo.processes}
     app = create_base_app("gateway", deployment.service_credential)
     if topo.shard_calls == "http":  # the scatter runs here, each shard query a hop to search
         scatter = Scatter(SearchClient(hops[topo.process_of("search")]))

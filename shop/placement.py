@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from shop.auth.api import Auth
 from shop.auth.client import AuthClient
 from shop.auth.service import SCHEMA as AUTH_SCHEMA, AuthService, AuthSettings
+from shop.balance import ReplicaSet, hop_for
 from shop.billing.api import Billing
 from shop.billing.client import BillingClient
 from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
@@ -61,6 +63,20 @@ class TopologyError(ValueError):
 
 
 @dataclass(frozen=True)
+class ProcessScale:
+    """How one process of a topology is run. None: the launch's setting for every process
+    (``seambench up --workers/--threads``, ``LaunchSettings``)."""
+
+    workers: int | None = None  # gunicorn worker processes of each replica
+    threads: int | None = None  # gthread threads per worker
+    replicas: int = 1  # processes hosting the same components; their callers balance over them
+
+
+# What a [process.NAME] table may set besides components, and the largest value of each.
+SCALE_LIMITS = {"workers": 64, "threads": 256, "replicas": 16}
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     processes: dict[str, tuple[str, ...]]  # process name -> the components it hosts
@@ -68,9 +84,13 @@ class Topology:
     gateway: bool  # a gateway process routes the public API to the owners
     shard_calls: str = "local"  # "http": the gateway scatters, each shard call a real hop
     events: str = HTTP_EVENTS  # how billing's events reach notify apart: "http" or an amqp:// URL
+    scale: dict[str, ProcessScale] = field(default_factory=dict)  # only processes that set one
 
     def process_of(self, component: str) -> str:
         return next(p for p, hosted in self.processes.items() if component in hosted)
+
+    def scale_of(self, process: str) -> ProcessScale:
+        return self.scale.get(process, ProcessScale())
 
     def database_url(self, component: str, data_dir: str | Path) -> str:
         """A plain name is a SQLite file in the data dir; a URL may say ``{run}``, replaced
@@ -91,8 +111,10 @@ class Topology:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Topology":
         """The inverse of ``dataclasses.asdict`` (after a JSON round trip, which turns the
-        processes' tuples into lists). Not a validator: use ``parse_topology`` for files."""
-        return cls(**{**data, "processes": {p: tuple(c) for p, c in data["processes"].items()}})
+        processes' tuples into lists). Not a validator: use ``parse_topology`` for files.
+        A dict written before processes had a scale has none."""
+        return cls(**{**data, "processes": {p: tuple(c) for p, c in data["processes"].items()},
+                      "scale": {p: ProcessScale(**s) for p, s in data.get("scale", {}).items()}})
 
 
 def chain_http_hops(topology: Topology, k: int) -> int:
@@ -120,6 +142,7 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
     if not isinstance(procs, dict) or not procs:
         raise fail("needs at least one [process.NAME] table with components = [...]")
     processes: dict[str, tuple[str, ...]] = {}
+    scale: dict[str, ProcessScale] = {}
     seen: dict[str, str] = {}
     for proc, table in procs.items():
         if not NAME.fullmatch(proc) or proc == GATEWAY:
@@ -136,6 +159,8 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
                 raise fail(f"component {comp!r} is in both {seen[comp]!r} and {proc!r}")
             seen[comp] = proc
         processes[proc] = tuple(comps)
+        if set(table) != {"components"}:
+            scale[proc] = parse_scale(table, proc, fail)
     missing = [c for c in COMPONENTS if c not in seen]
     if missing:
         raise fail(f"component(s) {missing} are in no process")
@@ -144,6 +169,11 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
         raise fail("gateway must be true or false")
     if len(processes) > 1 and not gateway:
         raise fail("more than one process needs gateway = true to serve the public API")
+    replicated = [p for p, s in scale.items() if s.replicas > 1]
+    if replicated and not gateway:
+        # Without a gateway the one process is the public address, and nothing balances.
+        raise fail(f"process {replicated[0]!r}: replicas need gateway = true (the gateway "
+                   f"balances the public API over them)")
     dbs = data.get("database", {})
     if not isinstance(dbs, dict) or not all(isinstance(v, str) and v for v in dbs.values()):
         raise fail("[database] maps components to database names or URLs (strings)")
@@ -174,7 +204,23 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
     if not isinstance(events, str) or not (events == HTTP_EVENTS or events.startswith("amqp://")):
         raise fail(f"events must be \"http\" (the outbox relay posts to notify) or an "
                    f"amqp://USER:PASS@HOST:PORT/VHOST URL, not {events!r}")
-    return Topology(str(name), processes, databases, gateway, shard_calls, events)
+    return Topology(str(name), processes, databases, gateway, shard_calls, events, scale)
+
+
+def parse_scale(table: dict[str, Any], proc: str,
+                fail: Callable[[str], TopologyError]) -> ProcessScale:
+    """The workers, threads and replicas a [process.NAME] table sets (whole numbers from 1
+    to ``SCALE_LIMITS``). Raises what ``fail`` makes of the first problem."""
+    unknown = set(table) - {"components", *SCALE_LIMITS}
+    if unknown:
+        raise fail(f"process {proc!r}: unknown key(s) {sorted(unknown)}; expected components, "
+                   f"{', '.join(SCALE_LIMITS)}")
+    for key, most in SCALE_LIMITS.items():
+        value = table.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise fail(f"process {proc!r}: {key} must be a whole number from 1 to {most}, "
+                       f"not {value!r}")
+    return ProcessScale(table.get("workers"), table.get("threads"), table.get("replicas", 1))
 
 
 def load_topology(name_or_path: str | Path) -> Topology:
@@ -204,6 +250,8 @@ class Deployment:
     service_credential: str
     token_secret: str
     urls: dict[str, str] = field(default_factory=dict)  # process (or "gateway") -> base URL
+    # A replicated process -> every replica's base URL, the first being its ``urls`` entry.
+    replica_urls: dict[str, list[str]] = field(default_factory=dict)
     scrypt_n: int = 2**14
     search: SearchSettings = SearchSettings()
     hop: HopSettings = HopSettings()
@@ -220,6 +268,11 @@ class Deployment:
 
     def database_url(self, component: str) -> str:
         return self.topology.database_url(component, self.data_dir)
+
+    def urls_of(self, process: str) -> list[str]:
+        """The base URL of each replica of ``process`` (one unless it is replicated).
+        Raises KeyError for a process with no URL."""
+        return self.replica_urls.get(process) or [self.urls[process]]
 
 
 def prepare_storage(deployment: Deployment, components: tuple[str, ...] = COMPONENTS) -> None:
@@ -264,7 +317,7 @@ class ShopProcess:
     scatter: Scatter | None
     relay: OutboxRelay | None
     databases: Databases
-    hops: list[HopClient]
+    hops: list[HopClient | ReplicaSet]
     links: dict[str, Link] = field(default_factory=dict)  # hosted component -> its chain link
     consumer: QueueConsumer | None = None  # notify's end of the broker, when events go by one
 
@@ -303,19 +356,19 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
         raise TopologyError(f"topology {topo.name!r} has no process {process!r}")
     hosted = topo.processes[process]
     databases = Databases()
-    hops: dict[str, HopClient] = {}
+    hops: dict[str, HopClient | ReplicaSet] = {}
     prepare_storage(deployment, hosted)
 
     def db(component: str) -> Database:
         return databases.get(deployment.database_url(component))
 
-    def hop_to(component: str) -> HopClient:
+    def hop_to(component: str) -> HopClient | ReplicaSet:
         owner = topo.process_of(component)
         if owner not in hops:
             if owner not in deployment.urls:
                 raise TopologyError(f"process {process!r} needs the URL of {owner!r}")
-            hops[owner] = HopClient(deployment.urls[owner], deployment.service_credential,
-                                    deployment.hop, name=owner)
+            hops[owner] = hop_for(deployment.urls_of(owner), deployment.service_credential,
+                                  deployment.hop, owner)
         return hops[owner]
 
     auth: Auth = (AuthService(db("auth"), AuthSettings(deployment.token_secret.encode(),

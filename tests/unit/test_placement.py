@@ -1,16 +1,20 @@
+import json
+from dataclasses import asdict, replace
+
 import pytest
 
 from shop.auth.client import AuthClient
 from shop.auth.service import AuthService
 from shop.events import DirectDelivery
-from shop.placement import (Deployment, TopologyError, build_process, load_topology,
-                            parse_topology)
+from shop.balance import ReplicaSet
+from shop.placement import (Deployment, ProcessScale, Topology, TopologyError, build_process,
+                            load_topology, parse_topology)
 from shop.search.client import SearchClient
 from tests.placements import HYBRID_URLS, unit_deployment
 
 
 def test_shipped_topologies_partition_all_components():
-    for name in ("monolith", "microservices", "hybrid"):
+    for name in ("monolith", "microservices", "hybrid", "microservices-billing-x2"):
         topo = load_topology(name)
         hosted = sorted(c for comps in topo.processes.values() for c in comps)
         assert hosted == ["auth", "billing", "notify", "search"]
@@ -43,6 +47,18 @@ def test_shipped_topologies_partition_all_components():
       "database": {"search": "postgresql://db/x"}}, "search must be SQLite"),
     ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
       "events": "kafka://x"}, "events must be"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"], "replica": 2}}},
+      "process 'a': unknown key(s) ['replica']; expected components, workers, threads, replicas"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"], "workers": 0}}},
+      "process 'a': workers must be a whole number from 1 to 64, not 0"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"], "threads": "8"}}},
+      "threads must be a whole number from 1 to 256, not '8'"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"], "replicas": True}}},
+      "replicas must be a whole number from 1 to 16, not True"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"], "replicas": 17}}},
+      "replicas must be a whole number from 1 to 16"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"], "replicas": 2}}},
+      "process 'a': replicas need gateway = true"),
 ])
 def test_bad_topologies_say_what_is_wrong(doc, needle):
     with pytest.raises(TopologyError) as err:
@@ -51,7 +67,7 @@ def test_bad_topologies_say_what_is_wrong(doc, needle):
 
 
 def test_unknown_name_and_bad_toml(tmp_path):
-    with pytest.raises(TopologyError, match="known: hybrid, microservices, microservices-pg, microservices-rabbitmq, monolith, monolith-pg"):
+    with pytest.raises(TopologyError, match="known: hybrid, microservices, microservices-billing-x2, microservices-pg, microservices-rabbitmq, monolith, monolith-pg"):
         load_topology("nope")
     bad = tmp_path / "bad.toml"
     bad.write_text("[process\n")
@@ -62,6 +78,41 @@ def test_unknown_name_and_bad_toml(tmp_path):
 def test_deployment_round_trips_as_json(tmp_path):
     dep = unit_deployment(tmp_path, "hybrid", {"core": "http://127.0.0.1:1"})
     assert Deployment.from_json(dep.to_json()) == dep
+    replicated = replace(unit_deployment(tmp_path, "microservices-billing-x2",
+                                         {"billing": "http://127.0.0.1:1"}),
+                         replica_urls={"billing": ["http://127.0.0.1:1", "http://127.0.0.1:2"]})
+    assert Deployment.from_json(replicated.to_json()) == replicated
+    assert replicated.urls_of("billing") == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    assert replicated.urls_of("billing")[0] == replicated.urls["billing"]
+
+
+def test_a_process_table_may_scale_its_process(tmp_path):
+    doc = {"gateway": True, "process": {
+        "a": {"components": ["auth", "search"], "workers": 3, "threads": 2},
+        "b": {"components": ["billing"], "replicas": 2},
+        "c": {"components": ["notify"]}}}
+    topo = parse_topology(doc, "t.toml")
+    assert topo.scale == {"a": ProcessScale(workers=3, threads=2), "b": ProcessScale(replicas=2)}
+    assert topo.scale_of("c") == ProcessScale()  # the launch's workers and threads, one replica
+    stored = json.loads(json.dumps(asdict(topo)))  # as a run's manifest keeps it
+    assert Topology.from_dict(stored) == topo
+    del stored["scale"]  # a manifest written before processes were scaled
+    assert Topology.from_dict(stored) == replace(topo, scale={})
+
+
+def test_a_replicated_process_gets_a_balanced_hop_to_every_replica(tmp_path):
+    urls = {p: f"http://127.0.0.1:{9000 + i}" for i, p in
+            enumerate(["auth", "billing", "search", "notify"])}
+    dep = replace(unit_deployment(tmp_path, "microservices-billing-x2", urls),
+                  replica_urls={"billing": [urls["billing"], "http://127.0.0.1:9100"]})
+    auth = build_process(dep, "auth")
+    try:
+        to_billing = auth.billing._hop
+        assert isinstance(to_billing, ReplicaSet) and to_billing.name == "billing"
+        assert [h.base_url for h in to_billing.replicas] == dep.urls_of("billing")
+        assert to_billing in auth.hops  # closed with the process
+    finally:
+        auth.close()
 
 
 def test_monolith_process_is_all_local_with_in_transaction_delivery(tmp_path):
