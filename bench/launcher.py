@@ -6,6 +6,10 @@ in its own session (so one ``killpg`` stops a gunicorn master and all its worker
 each ``/readyz``, and on exit stops everything it started: SIGTERM to each group, then
 SIGKILL to whatever is left, leaving no process and no bound port. If a process dies while
 starting, ``LaunchError`` names it and carries the tail of its log.
+
+A process the topology replicates runs as several such servers, ``billing``, ``billing#2``,
+...: each its own process group, port and log, with the workers and threads its
+[process.NAME] table sets (else the launch's).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.processes import signals_held, spawn_group, stop_groups
@@ -35,6 +39,7 @@ from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+REPLICA_MARK = "#"  # "billing#2": no process name has one, so a server name is never ambiguous
 # glibc raises its mmap threshold after a large block is freed, so scrypt's 16 MiB work
 # buffers end up kept in each thread's heap: a worker's RSS then grew 81 -> 189 MiB over a
 # run with logins spread over its threads. A fixed threshold returns them; RSS is then
@@ -97,6 +102,10 @@ class RunningShop:
     def dead(self) -> list[ServerProcess]:
         return [p for p in self.processes.values() if p.popen.poll() is not None]
 
+    def replicas(self, process: str) -> list[ServerProcess]:
+        """The servers (process groups) running ``process``, first replica first."""
+        return [p for name, p in self.processes.items() if split_name(name)[0] == process]
+
     def database_pids(self) -> list[int]:
         """The PostgreSQL server processes serving this shop's connections (none on SQLite,
         whose work is done inside the shop's own processes)."""
@@ -148,11 +157,14 @@ def gunicorn_command(app: str, listener: socket.socket, settings: LaunchSettings
 
 def start_process(deployment: Deployment, name: str, settings: LaunchSettings, log_dir: Path,
                   listener: socket.socket) -> ServerProcess:
-    """Start one gunicorn on ``listener`` (which the child takes over; we close our copy)."""
-    url = deployment.urls[name]
+    """Start server ``name`` (a process, one of its replicas, or the gateway) on ``listener``
+    (which the child takes over; we close our copy)."""
+    process, index = split_name(name)
+    url = deployment.urls_of(process)[index]
+    settings = process_settings(settings, deployment.topology, process)
     log_path = log_dir / f"{name}.log"
-    cmd = gunicorn_command(app_spec(deployment.topology, name), listener, settings, name)
-    env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: name,
+    cmd = gunicorn_command(app_spec(deployment.topology, process), listener, settings, name)
+    env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: process,
            "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV}
     try:  # the log is this run's only: a failure shows its own tail
         popen = spawn_group(cmd, log_path, env, settings.cpus, (listener.fileno(),))
@@ -195,16 +207,46 @@ def stop(shop: RunningShop, timeout_s: float = 10.0) -> None:
 
 
 def process_names(topology: Topology) -> list[str]:
-    return [*topology.processes, *([GATEWAY] if topology.gateway else [])]
+    """The name of every server the topology runs, in start order: each process (its second
+    and later replicas as ``NAME#2``, ``NAME#3``, ...), then the gateway."""
+    return [*(replica_name(proc, i) for proc in topology.processes
+              for i in range(topology.scale_of(proc).replicas)),
+            *([GATEWAY] if topology.gateway else [])]
+
+
+def replica_name(process: str, index: int) -> str:
+    """The server name of replica ``index`` (from 0) of ``process``: the first keeps the
+    process's own name, so a topology without replicas names its servers as before."""
+    return process if index == 0 else f"{process}{REPLICA_MARK}{index + 1}"
+
+
+def split_name(name: str) -> tuple[str, int]:
+    """A server name's process (or the gateway) and replica index: the inverse of
+    ``replica_name``."""
+    process, _, nth = name.partition(REPLICA_MARK)
+    return process, int(nth) - 1 if nth else 0
+
+
+def process_settings(settings: LaunchSettings, topology: Topology, process: str) -> LaunchSettings:
+    """``settings`` with the workers and threads the topology gives ``process``; the
+    gateway, and a process whose table sets neither, keep the launch's."""
+    if process not in topology.processes:
+        return settings
+    scale = topology.scale_of(process)
+    return replace(settings, workers=scale.workers or settings.workers,
+                   threads=scale.threads or settings.threads)
 
 
 def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings,
                    listeners: dict[str, socket.socket]) -> Deployment:
+    url = {name: f"http://{HOST}:{sock.getsockname()[1]}" for name, sock in listeners.items()}
+    replicas = {proc: [url[replica_name(proc, i)] for i in range(topology.scale_of(proc).replicas)]
+                for proc in topology.processes if topology.scale_of(proc).replicas > 1}
     return Deployment(topology=topology, data_dir=str(data_dir),
                       service_credential=secrets.token_urlsafe(24),
                       token_secret=secrets.token_urlsafe(32),
-                      urls={name: f"http://{HOST}:{sock.getsockname()[1]}"
-                            for name, sock in listeners.items()},
+                      urls={name: u for name, u in url.items() if REPLICA_MARK not in name},
+                      replica_urls=replicas,
                       scrypt_n=settings.scrypt_n, search=settings.search, hop=settings.hop)
 
 
@@ -224,7 +266,7 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
     shop = RunningShop(deployment)
     try:
         prepare_storage(deployment)
-        for name in deployment.urls:
+        for name in process_names(topology):
             shop.processes[name] = start_process(deployment, name, settings, log_dir,
                                                  listeners.pop(name))
         wait_ready(shop, settings.ready_timeout_s)

@@ -1,0 +1,75 @@
+"""What the launcher starts for a scaled topology: one server per replica, each named, with
+its own URL, and the workers and threads its process table sets (no server is started)."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from bench.launcher import (LaunchSettings, bind_listeners, new_deployment, process_names,
+                            process_settings, replica_name, split_name)
+from shop.placement import Topology, load_topology, parse_topology
+
+
+def test_replicas_are_servers_named_after_their_process():
+    topo = load_topology("microservices-billing-x2")
+    names = process_names(topo)
+    assert names == ["auth", "billing", "billing#2", "search", "notify", "gateway"]
+    assert [split_name(n) for n in names[1:3]] == [("billing", 0), ("billing", 1)]
+    assert all(replica_name(*split_name(n)) == n for n in names)
+    # Unreplicated topologies start exactly the servers they always did.
+    assert process_names(load_topology("microservices")) == [
+        "auth", "billing", "search", "notify", "gateway"]
+
+
+def test_each_replica_gets_its_own_url_and_the_first_keeps_the_process_entry(tmp_path):
+    topo = load_topology("microservices-billing-x2")
+    listeners = bind_listeners(process_names(topo))
+    try:
+        dep = new_deployment(topo, tmp_path, LaunchSettings(), listeners)
+    finally:
+        for sock in listeners.values():
+            sock.close()
+    assert set(dep.urls) == {"auth", "billing", "search", "notify", "gateway"}
+    assert list(dep.replica_urls) == ["billing"]
+    first, second = dep.urls_of("billing")
+    assert first == dep.urls["billing"] and second != first
+    assert len(set(dep.urls.values()) | {second}) == 6  # every server on a port of its own
+    assert dep.urls_of("auth") == [dep.urls["auth"]]
+
+
+def test_a_process_table_overrides_the_launch_workers_and_threads():
+    topo = parse_topology({"gateway": True, "process": {
+        "a": {"components": ["auth", "search"], "workers": 3},
+        "b": {"components": ["billing", "notify"], "threads": 2, "replicas": 2}}}, "t.toml")
+    base = replace(LaunchSettings(), workers=2, threads=16)
+    assert (process_settings(base, topo, "a").workers, process_settings(base, topo, "a").threads) == (3, 16)
+    assert (process_settings(base, topo, "b").workers, process_settings(base, topo, "b").threads) == (2, 2)
+    assert process_settings(base, topo, "gateway") == base
+
+
+def test_run_compares_a_replicated_topology_with_its_baseline():
+    """``seambench run --topology microservices --topology microservices-billing-x2``: the
+    arguments parse (nothing is run), both placements get every step, and the manifest's
+    record of the replicated one reads back with its replicas (the hops experiment does)."""
+    from bench import run as lifecycle
+    from bench.cli import _comparisons, cli
+
+    ctx = cli.commands["run"].make_context(
+        "run", ["--topology", "microservices", "--topology", "microservices-billing-x2"])
+    placements = ctx.params["placements"]
+    assert [t.name for t in placements] == ["microservices", "microservices-billing-x2"]
+    config = lifecycle.RunConfig.build("smoke", placements, LaunchSettings(),
+                                       lifecycle.cpu_plan({0, 1}))
+    steps = lifecycle.plan_steps(config)
+    assert {s.placement for s in steps} == {"microservices", "microservices-billing-x2"}
+    assert sum(s.placement == "microservices" for s in steps) * 2 == len(steps)
+    stored = json.loads(json.dumps(config.describe()))["topologies"][1]
+    assert Topology.from_dict(stored) == placements[1]
+    assert Topology.from_dict(stored).scale_of("billing").replicas == 2
+    # With the monolith as the baseline, the replicas' own ratio is asked for by name.
+    ctx = cli.commands["run"].make_context("run", [
+        "--topology", "monolith", "--topology", "microservices",
+        "--topology", "microservices-billing-x2", "--ratio", "microservices-billing-x2/microservices"])
+    names = [t.name for t in ctx.params["placements"]]
+    assert _comparisons(ctx.params["comparisons"], names) == (
+        ("microservices-billing-x2", "microservices"),)
