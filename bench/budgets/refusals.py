@@ -79,6 +79,10 @@ def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
         for key in a:
             if key in b:  # a key only one harness version writes is not a choice of the user
                 _diff(a[key], b[key], f"{path}.{key}", out)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        # Item by item, so a key added to the items (a topology's scale) is skipped too.
+        for i, (x, y) in enumerate(zip(a, b)):
+            _diff(x, y, f"{path}[{i}]", out)
     elif a != b:
         out.append(f"{path} {b!r} (baseline) vs {a!r} (run)")
 

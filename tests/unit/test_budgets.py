@@ -332,6 +332,22 @@ def test_a_baseline_from_another_environment_is_refused_unless_allowed(run, tmp_
     assert check(str(run), "--budgets", str(path), "--baseline", str(same)).exit_code in (0, 1)
 
 
+def test_a_topology_key_only_the_newer_harness_writes_is_no_difference(run, tmp_path):
+    """A baseline written before topologies had a ``scale`` is compared, not refused; a
+    real change inside one of its topologies still is."""
+    baseline = tmp_path / "baseline"
+    shutil.copytree(run, baseline)
+    edit_json(run / "manifest.json",
+              lambda doc: [t.update(scale={}) for t in doc["config"]["topologies"]])
+    path = budgets(tmp_path, '[[budget]]\nexperiment = "journey"\nplacement = "microservices"\n'
+                             "[budget.growth]\np50_ms = 0.5\n")
+    assert check(str(run), "--budgets", str(path), "--baseline", str(baseline)).exit_code in (0, 1)
+    edit_json(baseline / "manifest.json",
+              lambda doc: doc["config"]["topologies"][1].update(gateway=False))
+    done = check(str(run), "--budgets", str(path), "--baseline", str(baseline))
+    assert done.exit_code == 2 and "config.topologies[1].gateway" in done.output
+
+
 # -- JUnit XML and the job summary ----------------------------------------------------------
 
 # Jenkins xUnit plugin's junit-10.xsd (the schema GitHub/GitLab reporters follow): required
