@@ -35,6 +35,7 @@ from shop.placement import COMPONENTS, GATEWAY, Deployment, Topology, discard_st
 from shop.hops import HopSettings
 from shop.search.service import SearchSettings
 from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
+from shop.telemetry import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +148,23 @@ def app_spec(topology: Topology, process: str) -> str:
 
 def gunicorn_command(app: str, listener: socket.socket, settings: LaunchSettings,
                      name: str) -> list[str]:
-    """The one way every server of a run is started: gthread workers, keep-alive, ``fd://``."""
-    return [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
+    """The one way every server of a run is started: gthread workers, keep-alive, ``fd://``,
+    the hooks of bench/gunicorn_hooks.py."""
+    return [sys.executable, "-m", "gunicorn", "--config", "python:bench.gunicorn_hooks",
+            "--worker-class", "gthread",
             "--workers", str(settings.workers), "--threads", str(settings.threads),
             "--bind", f"fd://{listener.fileno()}", "--keep-alive", str(settings.keep_alive_s),
             "--graceful-timeout", str(int(settings.stop_timeout_s)), "--timeout", "60",
             "--log-level", "warning", "--name", f"seambench-{name}", app]
+
+
+def fresh_metrics_dir(data_dir: Path, name: str) -> Path:
+    """An empty directory where the workers of server ``name`` keep their metrics (its
+    /metrics sums them). Emptied: an earlier run's files in this data dir would add to them."""
+    path = data_dir / "metrics" / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def start_process(deployment: Deployment, name: str, settings: LaunchSettings, log_dir: Path,
@@ -167,6 +179,7 @@ def start_process(deployment: Deployment, name: str, settings: LaunchSettings, l
     env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: process,
            "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV}
     try:  # the log is this run's only: a failure shows its own tail
+        env[MULTIPROC_ENV] = str(fresh_metrics_dir(Path(deployment.data_dir), name))
         popen = spawn_group(cmd, log_path, env, settings.cpus, (listener.fileno(),))
     finally:
         listener.close()

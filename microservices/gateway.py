@@ -23,6 +23,7 @@ from shop.search.client import SearchClient
 from shop.search.routes import scatter_blueprint
 from shop.search.service import Scatter
 from shop.server import deployment_from_env
+from shop.telemetry import telemetry_from_env
 from shop.web import create_base_app
 
 PUBLIC_AUTH_PATHS = ("/auth/register", "/auth/login")
@@ -66,10 +67,12 @@ def create_app(deployment: Deployment | None = None) -> Flask:
     if deployment is None:
         deployment, _ = deployment_from_env()
     topo = deployment.topology
+    telemetry = telemetry_from_env()
     # One hop per process; a replicated one's balances over its replicas (shop/balance.py).
     hops = {proc: hop_for(deployment.urls_of(proc), deployment.service_credential, deployment.hop,
-                          proc) for proc in topo.processes}
-    app = create_base_app("gateway", deployment.service_credential)
+                          proc, observer=telemetry.hop_observer(proc))
+            for proc in topo.processes}
+    app = create_base_app("gateway", deployment.service_credential, telemetry)
     if topo.shard_calls == "http":  # the scatter runs here, each shard query a hop to search
         scatter = Scatter(SearchClient(hops[topo.process_of("search")]))
         app.register_blueprint(scatter_blueprint(scatter, AuthClient(hops[topo.process_of("auth")])))

@@ -26,6 +26,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,10 @@ SERVICE_HEADER = "X-Seambench-Service"
 # A pooled connection's socket was closed under us: safe to resend an idempotent call.
 STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError,
                            BrokenPipeError, ConnectionAbortedError)
+
+HopObserver = Callable[[float, int | None], None]
+"""Told of each ``send``: how long it took in seconds (the one retry included) and the
+response status, or None when no answer came."""
 
 
 @dataclass(frozen=True)
@@ -113,13 +118,14 @@ class HopClient:
     """JSON-over-HTTP calls to one destination process."""
 
     def __init__(self, base_url: str, credential: str, settings: HopSettings = HopSettings(),
-                 name: str = "dependency") -> None:
+                 name: str = "dependency", observer: HopObserver | None = None) -> None:
         try:
             host, port = address_of(base_url)
         except ValueError:
             raise ValueError(f"hop destination must be http://HOST:PORT, not {base_url!r}") from None
         self.base_url = base_url
         self.name = name  # said in errors instead of the internal address
+        self.observer = observer  # set by the wiring before traffic, if it measures hops
         self._added_latency_s = settings.added_latency_ms / 1000
         self._pool = ConnectionPool(host, port, settings)
         self._headers = {"Content-Type": "application/json", SERVICE_HEADER: credential}
@@ -141,6 +147,20 @@ class HopClient:
     def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str], *,
              idempotent: bool) -> HopResponse:
         """One request, its body read in full. Raises Unavailable when no answer came."""
+        observer = self.observer
+        if observer is None:
+            return self._send(method, path, body, headers, idempotent)
+        started = time.perf_counter()
+        try:
+            response = self._send(method, path, body, headers, idempotent)
+        except Unavailable:
+            observer(time.perf_counter() - started, None)
+            raise
+        observer(time.perf_counter() - started, response.status)
+        return response
+
+    def _send(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
+              idempotent: bool) -> HopResponse:
         if self._added_latency_s:
             time.sleep(self._added_latency_s)
         try:

@@ -328,10 +328,9 @@ class ShopProcess:
             self.consumer.start()
 
     def metrics(self) -> dict[str, float]:
+        """What /metrics reads live at each scrape: the outbox's state, shared by every
+        worker. (Notifications are counted as notify stores them: shop/telemetry.py.)"""
         out: dict[str, float] = {}
-        if isinstance(self.notify, NotifyService):
-            for key, value in self.notify.lag_summary().items():
-                out[f"notification_lag_{key}" if key != "count" else "notifications_total"] = value
         if self.relay is not None:
             out["outbox_backlog"] = self.relay.backlog()
             out["outbox_rejected"] = self.relay.rejected()

@@ -15,8 +15,10 @@ from shop.billing import routes as billing_routes
 from shop.chain import routes as chain_routes
 from shop import observe
 from shop.notify import routes as notify_routes
+from shop.notify.service import NotifyService
 from shop.placement import Deployment, ShopProcess, build_process
 from shop.search import routes as search_routes
+from shop.telemetry import Telemetry, telemetry_from_env
 from shop.web import create_base_app
 
 DEPLOYMENT_ENV = "SEAMBENCH_DEPLOYMENT"
@@ -33,12 +35,23 @@ def deployment_from_env() -> tuple[Deployment, str]:
 
 def create_process_app(deployment: Deployment, process: str) -> Flask:
     shop = build_process(deployment, process)
-    app = create_base_app(process, deployment.service_credential, metrics=shop.metrics)
+    telemetry = telemetry_from_env(live=shop.metrics)
+    attach_telemetry(shop, telemetry)
+    app = create_base_app(process, deployment.service_credential, telemetry)
     register_components(app, shop)
     app.extensions["seambench.shop"] = shop
     shop.start()
     atexit.register(shop.close)
     return app
+
+
+def attach_telemetry(shop: ShopProcess, telemetry: Telemetry) -> None:
+    """Hand ``telemetry``'s observers to the hops and the notify service ``build_process``
+    made, before any traffic: the components stay free of prometheus_client."""
+    for hop in shop.hops:
+        hop.observer = telemetry.hop_observer(hop.name)
+    if isinstance(shop.notify, NotifyService):
+        shop.notify.on_stored = telemetry.notification_stored
 
 
 def register_components(app: Flask, shop: ShopProcess) -> None:

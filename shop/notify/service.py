@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import time
-
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 
 from shop.events import PaymentCaptured, check_window
 from shop.notify.api import LagCounts, Notification
@@ -38,21 +39,33 @@ def payment_text(event: PaymentCaptured) -> str:
 
 
 class NotifyService:
-    """The local implementation of ``Notify``. ``lag_ms`` = stored time - event time, in ms."""
+    """The local implementation of ``Notify``. ``lag_ms`` = stored time - event time, in ms.
 
-    def __init__(self, db: Database, clock=time.time) -> None:
+    ``on_stored`` (which the wiring may also set before traffic) is told the lag in seconds
+    of each new notification once it has committed.
+    """
+
+    def __init__(self, db: Database, clock=time.time,
+                 on_stored: Callable[[float], None] | None = None) -> None:
         self._db = db
         self._clock = clock
+        self.on_stored = on_stored
 
     def deliver(self, event: PaymentCaptured) -> bool:
         now = self._clock()
+        lag_s = max(0.0, now - event.occurred_at)
         with self._db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO notify_notifications VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (event_id) DO NOTHING",  # not OR IGNORE: that hides NOT NULL too
                 (event.event_id, event.user_id, event.order_id, payment_text(event),
-                 event.occurred_at, now, max(0.0, (now - event.occurred_at) * 1000)))
-        return cursor.rowcount == 1
+                 event.occurred_at, now, lag_s * 1000))
+        stored = cursor.rowcount == 1
+        if stored and self.on_stored is not None:
+            # On commit, not now: a checkout's transaction may enclose this one
+            # (DirectDelivery) and still roll back.
+            self._db.on_commit(partial(self.on_stored, lag_s))
+        return stored
 
     def inbox(self, user_id: str) -> list[Notification]:
         rows = self._db.query(
@@ -69,7 +82,7 @@ class NotifyService:
         return sorted(Counter(rounded_us(row["lag_ms"]) for row in rows).items())
 
     def lag_summary(self) -> dict[str, float]:
-        """Count, mean and max of the notification lag in ms (for /metrics)."""
+        """Count, mean and max of the notification lag in ms."""
         row = self._db.query_one(
             "SELECT count(*) AS n, coalesce(avg(lag_ms), 0) AS mean, "
             "coalesce(max(lag_ms), 0) AS max FROM notify_notifications")

@@ -9,6 +9,7 @@ from contextlib import ExitStack
 
 import psutil
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.contract.conftest import User
 from tests.placements import eventually, start
@@ -19,9 +20,12 @@ def inbox_of(user: User) -> list[dict]:
 
 
 def metric(url: str, name: str) -> float:
-    for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(f"seambench_{name} "):
-            return float(line.split()[1])
+    """The value of the unlabelled sample ``seambench_<name>`` on ``url``'s /metrics."""
+    text = requests.get(url + "/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"seambench_{name}" and not sample.labels:
+                return sample.value
     raise AssertionError(f"no metric {name}")
 
 
