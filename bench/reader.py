@@ -21,7 +21,7 @@ from bench import hdr
 from bench.model import StepResult
 from bench.recorder import tag_of
 from bench.stats import Blocks
-from bench.store import HARNESS_LOG, MANIFEST, STEPS, read_json
+from bench.store import CALLS, HARNESS_LOG, MANIFEST, STEPS, read_json
 
 LEGACY_FLOORS = "floors.csv"  # schema 1: base64 histograms in a column
 LEGACY_HISTOGRAMS = "histograms.hlog"  # schema 1: step totals, notification lag among them
@@ -34,6 +34,7 @@ class RunData:
     manifest: dict[str, Any]
     steps: list[StepResult]
     _intervals: dict[str, dict[str, dict[Key, HdrHistogram]]] = field(default_factory=dict)
+    _calls: list[dict[str, str]] | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -68,6 +69,25 @@ class RunData:
         return [s for s in self.steps if s.key.experiment == experiment
                 and placement in (None, s.key.placement) and rung in (None, s.key.rung)
                 and (s.valid or not valid_only)]
+
+    def calls(self, steps: Sequence[StepResult]) -> dict[str, dict[tuple[str, str], int]]:
+        """What the shop's servers counted during ``steps`` (summed): server -> (kind, name)
+        -> count, kind "request" by route, "hop" and "hop_error" by dependency. Empty for a
+        run without calls.csv (older runs, or a shop that did not answer)."""
+        if self._calls is None:
+            path = self.dir / CALLS
+            self._calls = []
+            if path.is_file() and path.stat().st_size:
+                with open(path, newline="") as f:
+                    self._calls = list(csv.DictReader(f))
+        slugs = {s.key.slug for s in steps}
+        out: dict[str, dict[tuple[str, str], int]] = {}
+        for row in self._calls:
+            if row.get("slug") in slugs:
+                per = out.setdefault(row["server"], {})
+                key = (row["kind"], row["name"])
+                per[key] = per.get(key, 0) + int(row["count"])
+        return out
 
     def rungs(self, experiment: str) -> list[tuple[str, float]]:
         """(label, rate) of each rung of ``experiment`` in the order first run."""

@@ -11,6 +11,7 @@ once, so an interrupted run keeps every finished step.
 """
 from __future__ import annotations
 
+import logging
 import os
 import zlib
 from collections.abc import Mapping, Sequence
@@ -28,8 +29,11 @@ from bench.loadplan import LoadPlan
 from bench.model import EXIT_FAILED, EXIT_INTERRUPTED, StepKey, StepResult
 from bench.processes import pinned, signals_held
 from bench.sampler import window_usage
-from bench.store import RESOURCES, RunStore
+from bench.shopquery import ShopQueryError, count_rows, shop_counts
+from bench.store import CALLS, RESOURCES, RunStore
 from shop.placement import Topology
+
+log = logging.getLogger(__name__)
 
 LATENESS_SHARE = 0.2  # a step whose send lateness p99 exceeds this share of its latency p99 is invalid
 FLOOR_PREFIX = "floor "  # request names that never reach the system under test
@@ -177,17 +181,32 @@ class Harness:
                         arrival=load.arrival, seed=planned.seed, options=load.options)
         watch = {"system": [p.pid for p in shop.processes.values()]
                  + self._database_pids(shop, config.cpus.system)}
+        before = self._counts(shop)
         result = run_load(load.scenario, shop.base_url, plan, config.generator_processes,
                           config.cpus.generator, watch)
+        after = self._counts(shop) if before is not None else None
         dead = shop.dead()
         if dead:
             raise LaunchError(f"during {key.slug}, {dead[0].exit_report()}")
         step = step_result(key, planned.seed, result)
         exp.after_step(session, settings, step, result)
         self.store.add_rows(RESOURCES, ({**asdict(key), **asdict(s)} for s in result.samples))
+        if before is not None and after is not None:
+            self.store.add_rows(CALLS, ({"slug": key.slug, **asdict(key), **row}
+                                        for row in count_rows(before, after)))
         self.store.add_step(step)
         return step
 
+
+    @staticmethod
+    def _counts(shop) -> dict | None:
+        """Every server's /metrics counts, read outside the measured window; None (and no
+        calls.csv rows for the step) if a server does not answer: the load decides validity."""
+        try:
+            return shop_counts(shop)
+        except ShopQueryError as exc:
+            log.warning("could not read the shop's counts: %s", exc)
+            return None
 
     @staticmethod
     def _database_pids(shop, cpus: tuple[int, ...] | None) -> list[int]:

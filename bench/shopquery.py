@@ -4,6 +4,11 @@
 read where they are stored) for ``GET /internal/observe/payment-lag`` with the deployment's
 service credential (internal endpoints are not reachable through the gateway).
 
+``shop_counts`` reads every server's ``/metrics`` (Prometheus' text format, summed over its
+gunicorn workers): the requests it answered by route, and the hops it made and the ones that
+failed by dependency. Two readings around a step give what happened inside the shop for the
+requests the generator sent to its edge.
+
 How many HTTP hops a chain crosses is not asked over the network: it follows from the
 topology, ``shop.placement.chain_http_hops(topology, k)``.
 """
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from hdrh.histogram import HdrHistogram
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import hdr
 from bench.launcher import RunningShop
@@ -82,3 +88,57 @@ def notification_lag(shop: RunningShop, start_s: float, end_s: float, settle_s: 
         if not histogram.record_value(value, count):
             raise ShopQueryError(f"could not record a lag of {lag_us} µs")
     return LagReading(histogram, int(answer["payments"]), clamped)
+
+
+# Requests the harness itself makes (readiness, these readings, the lag query): not load.
+HARNESS_ROUTES = frozenset({"/metrics", "/healthz", "/readyz", PAYMENT_LAG_PATH})
+COUNTED = {"seambench_http_request_duration_seconds_count": ("request", "route"),
+           "seambench_hop_duration_seconds_count": ("hop", "dependency"),
+           "seambench_hop_errors_total": ("hop_error", "dependency")}
+
+
+def counts_from_metrics(text: str) -> dict[tuple[str, str], int]:
+    """(kind, name) -> count from one /metrics page: kind "request" by route (the harness's
+    own routes left out), "hop" and "hop_error" by dependency; other labels summed over."""
+    counts: dict[tuple[str, str], int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            kind, label = COUNTED.get(sample.name, (None, None))
+            if kind is None or sample.labels.get(label) in HARNESS_ROUTES:
+                continue
+            key = (kind, sample.labels.get(label, "?"))
+            counts[key] = counts.get(key, 0) + int(sample.value)
+    return counts
+
+
+def shop_counts(shop: RunningShop, timeout_s: float = 5.0) -> dict[str, dict[tuple[str, str], int]]:
+    """Each server's (gateway, processes, replicas) counts now. Raises ShopQueryError."""
+    out = {}
+    for name, server in shop.processes.items():
+        conn = http.client.HTTPConnection(*address_of(server.url), timeout=timeout_s)
+        try:
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ShopQueryError(f"GET {server.url}/metrics: no answer ({exc!r})") from exc
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise ShopQueryError(f"GET {server.url}/metrics: HTTP {response.status}")
+        out[name] = counts_from_metrics(body.decode(errors="replace"))
+    return out
+
+
+def count_rows(before: dict[str, dict[tuple[str, str], int]],
+               after: dict[str, dict[tuple[str, str], int]]) -> list[dict]:
+    """What changed between two readings, as rows {server, kind, name, count} (count > 0).
+    A server missing from ``before`` (none should be) counts from zero."""
+    rows = []
+    for server, now in after.items():
+        then = before.get(server, {})
+        for (kind, name), count in sorted(now.items()):
+            delta = count - then.get((kind, name), 0)
+            if delta > 0:
+                rows.append({"server": server, "kind": kind, "name": name, "count": delta})
+    return rows

@@ -8,6 +8,8 @@
                         step (intervals-harness.hlog: notification lag, for example)
       raw/floors-t<n>/  the hop experiment's floors of trial n, as interval logs too
       resources.csv     resource samples (CPU seconds, memory) of every process, per step
+      calls.csv         per step and server, from its /metrics: requests by route, hops and
+                        failed hops by dependency
       parts/<table>/    resources, one file per step (put together at the end)
       summary.json      the analysed run (bench.model.RunSummary; see README "summary.json")
       report.md, report.html, figures/*.png
@@ -37,6 +39,7 @@ MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 STEPS = "steps.csv"
 RESOURCES = "resources.csv"
+CALLS = "calls.csv"  # per step and server: requests answered, hops made, hops failed
 HARNESS_LOG = "intervals-harness.hlog"  # in a step's raw directory: what the harness measured
 STREAMED = (RESOURCES,)  # written per step as parts, assembled at the end
 
@@ -85,7 +88,7 @@ class RunStore:
         self.dir = Path(root) / self.run_id
         self.dir.mkdir(parents=True, exist_ok=False)
         self.manifest: dict[str, Any] = {"run_id": self.run_id, "complete": False}
-        self.tables: dict[str, list[dict[str, Any]]] = {STEPS: []}
+        self.tables: dict[str, list[dict[str, Any]]] = {STEPS: [], CALLS: []}
         self._parts = {table: 0 for table in STREAMED}
 
     def path(self, name: str) -> Path:

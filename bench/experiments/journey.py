@@ -24,6 +24,7 @@ from bench.model import QUANTILE, QUANTILES, Estimate, Headline, Ratio, StepResu
 from bench.reader import RunData
 from bench.session import funded_users, log_in
 from bench.stats import paired_ratio, percentile_estimate, resample_weights, t_estimate
+from shop.placement import GATEWAY
 
 NAMES = ("search", "checkout", "inbox", "topup")
 RATIO_FIGURES = ("p50", "p99", "cpu_ms_per_request", "pss_mib")
@@ -102,7 +103,8 @@ class Journey(Experiment):
                 if not steps:
                     continue
                 entry, trial_values = self._rung(run, steps, rng, resamples, warnings)
-                per[placement][label] = {"rate": rate, **entry}
+                inside = inside_the_shop(run, placement, [s for s in steps if s.valid])
+                per[placement][label] = {"rate": rate, **entry, **({"inside": inside} if inside else {})}
                 per_trial[(placement, label)] = trial_values
         headline_rate = self._headline_rung(run, placements, rungs)
         ratios: dict[str, dict[str, dict[str, Any]]] = {}
@@ -229,6 +231,31 @@ class Journey(Experiment):
         return journey_report(run, result, figures_dir)
 
 
+def inside_the_shop(run: RunData, placement: str, steps: list[StepResult]) -> dict[str, Any] | None:
+    """What the servers counted in ``steps`` (their /metrics), per request their edge answered:
+    requests each server answered, hops to each dependency; hop errors as counts. None
+    when the run has no counts (older runs) or the edge answered nothing."""
+    calls = run.calls(steps)
+    topology = run.topology(placement)
+    edge = GATEWAY if topology.get("gateway") else next(iter(topology.get("processes", {})), None)
+    edge_requests = sum(n for (kind, _), n in calls.get(edge, {}).items() if kind == "request")
+    if not edge_requests:
+        return None
+    hops: dict[str, float] = {}
+    errors: dict[str, int] = {}
+    for counted in calls.values():
+        for (kind, name), n in counted.items():
+            if kind == "hop":
+                hops[name] = hops.get(name, 0) + n / edge_requests
+            elif kind == "hop_error":
+                errors[name] = errors.get(name, 0) + n
+    return {"edge": edge, "edge_requests": edge_requests,
+            "requests_per_edge_request": {
+                server: sum(n for (kind, _), n in counted.items() if kind == "request") / edge_requests
+                for server, counted in sorted(calls.items())},
+            "hops_per_edge_request": dict(sorted(hops.items())), "hop_errors": errors}
+
+
 def throughput_at_objective(rungs: Mapping[str, Mapping[str, Any]], ladder: list[tuple[str, float]],
                             objective_us: float) -> dict[str, Any]:
     """Where on the ladder p99 crosses the objective. A rung *meets* it when every trial was
@@ -319,6 +346,19 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
         blocks.append(Heading("Notification lag (payment event to notification stored)", 3))
         blocks.append(Table(["req/s", "placement", "payments", "notified", "lag p50 µs", "lag p99 µs",
                              "lag max µs"], lag_rows, "llrrrrr"))
+    inside_rows = [[f"{e['rate']:g}", p, display.number(inside["edge_requests"]),
+                    ", ".join(f"{server} {n:.2f}" for server, n in inside["requests_per_edge_request"].items()),
+                    ", ".join(f"{dep} {n:.2f}" for dep, n in inside["hops_per_edge_request"].items()) or "-",
+                    ", ".join(f"{dep} {n}" for dep, n in inside["hop_errors"].items()) or "0"]
+                   for label, p, e in rows if (inside := e.get("inside"))]
+    if inside_rows:
+        blocks.append(Heading("Inside the shop (each server's /metrics, valid trials)", 3))
+        blocks.append(Paragraph("Per request the edge answered (warm-up included): the requests "
+                                "each server answered and the hops made to each dependency, "
+                                "summed over the servers that made them; failed hops as counts. "
+                                "The harness's own requests (readiness, metrics) are left out."))
+        blocks.append(Table(["req/s", "placement", "edge requests", "requests per edge request",
+                             "hops per edge request", "failed hops"], inside_rows, "llrlll"))
     ratio_rows = []
     for pair, per_rung in result.get("ratios", {}).items():
         for label, figs in per_rung.items():

@@ -82,6 +82,20 @@ def test_run_measures_both_placements_and_writes_the_results_directory(tmp_path)
     else:
         ratio = journey["ratios"]["microservices/monolith"][journey["headline_rung"]]["p50"]
         assert ratio["value"] > 0 and ratio["pairs"] == trials and len(ratio["ci95"]) == 2
+    # Inside the shop, from each server's /metrics around each step: the edge answered every
+    # request the generator completed (and the warm-up's); split, every public request
+    # verified its token with auth, and the monolith made no hop at all.
+    calls = rows(run_dir / "calls.csv")
+    for step in (s for s in steps if s["experiment"] == "journey"):  # (hop steps add floors)
+        edge = "gateway" if step["placement"] == "microservices" else "app"
+        answered = sum(int(c["count"]) for c in calls if c["slug"] == step["slug"]
+                       and c["server"] == edge and c["kind"] == "request")
+        assert answered >= int(step["completed"]), step["slug"]
+    for rung in journey["placements"]["microservices"].values():
+        if "inside" in rung:
+            assert rung["inside"]["requests_per_edge_request"]["auth"] >= 0.99
+            assert set(rung["inside"]["hops_per_edge_request"]) >= {"auth", "search"}
+    assert not any(c["kind"] == "hop" for c in calls if c["placement"] == "monolith")
     assert summary["headlines"] and "report.html" in done.stdout
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html

@@ -148,3 +148,32 @@ def test_the_reading_gives_up_after_settle_s(monkeypatch):
     monkeypatch.setattr(shopquery, "payment_lag", never_all)
     reading = shopquery.notification_lag(FakeShop(), 1.0, 2.0, settle_s=0.05, poll_s=0.01)
     assert reading.payments == 2 and reading.notified == 1 and len(calls) >= 2
+
+
+def test_counts_are_read_from_prometheus_text_and_differenced_per_server():
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from bench.shopquery import count_rows, counts_from_metrics
+
+    registry = CollectorRegistry()
+    requests = Histogram("seambench_http_request_duration_seconds", "", ["route", "method", "status"],
+                         registry=registry)
+    hops = Histogram("seambench_hop_duration_seconds", "", ["dependency"], registry=registry)
+    errors = Counter("seambench_hop_errors_total", "", ["dependency", "error"], registry=registry)
+
+    def reading() -> dict:
+        return counts_from_metrics(generate_latest(registry).decode())
+
+    requests.labels("/search", "GET", "200").observe(0.001)
+    requests.labels("/metrics", "GET", "200").observe(0.001)  # the harness's own: left out
+    before = {"gateway": reading()}
+    for status in ("200", "200", "503"):
+        requests.labels("/search", "GET", status).observe(0.002)  # statuses summed
+    hops.labels("search").observe(0.001)
+    errors.labels("search", "no_answer").inc()
+    after = {"gateway": reading()}
+    assert before["gateway"] == {("request", "/search"): 1}
+    assert count_rows(before, after) == [
+        {"server": "gateway", "kind": "hop", "name": "search", "count": 1},
+        {"server": "gateway", "kind": "hop_error", "name": "search", "count": 1},
+        {"server": "gateway", "kind": "request", "name": "/search", "count": 3}]
