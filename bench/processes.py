@@ -110,8 +110,11 @@ def signals_held() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if not leaving_on_error:
+            # raise_signal, not os.kill(getpid()): a process-directed signal may land on
+            # another thread and reach the main thread's handler only later, after the
+            # caller has moved on; raise_signal runs the handler before it returns.
             for sig in dict.fromkeys(caught):
-                os.kill(os.getpid(), sig)
+                signal.raise_signal(sig)
 
 
 @contextmanager
