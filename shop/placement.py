@@ -39,7 +39,7 @@ from shop.errors import InvalidValue
 from shop.storage import Database, Databases, check_url
 
 if TYPE_CHECKING:
-    from shop.broker import QueueConsumer
+    from shop.broker import QueueConsumer, QueuePublisher
 
 COMPONENTS = ("auth", "billing", "search", "notify")
 SCHEMAS = {"auth": AUTH_SCHEMA, "billing": BILLING_SCHEMA + OUTBOX_SCHEMA,
@@ -320,6 +320,7 @@ class ShopProcess:
     hops: list[HopClient | ReplicaSet]
     links: dict[str, Link] = field(default_factory=dict)  # hosted component -> its chain link
     consumer: QueueConsumer | None = None  # notify's end of the broker, when events go by one
+    broker: QueuePublisher | None = None  # the relay's end of the broker, closed after the relay
 
     def start(self) -> None:
         if self.relay is not None:
@@ -341,6 +342,8 @@ class ShopProcess:
             self.consumer.stop()
         if self.relay is not None:
             self.relay.stop()
+        if self.broker is not None:  # a clean AMQP close, not a dropped connection
+            self.broker.close()
         if self.scatter is not None:
             self.scatter.close()
         for hop in self.hops:
@@ -376,7 +379,7 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
     search: Search = (SearchService(db("search"), deployment.search)
                       if "search" in hosted else SearchClient(hop_to("search")))
     notify: Notify = NotifyService(db("notify")) if "notify" in hosted else NotifyClient(hop_to("notify"))
-    relay = consumer = None
+    relay = consumer = broker = None
     by_broker = topo.events != HTTP_EVENTS
     queue = topo.event_queue(deployment.data_dir)
     if by_broker:
@@ -389,8 +392,8 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
             publisher = DirectDelivery(notify)  # one transaction writes debit and notification
         else:
             # The relay hands each outbox row to notify: over a hop, or to the broker's queue.
-            sink = QueuePublisher(topo.events, queue) if by_broker else notify
-            relay = OutboxRelay(db("billing"), sink)
+            broker = QueuePublisher(topo.events, queue) if by_broker else None
+            relay = OutboxRelay(db("billing"), broker or notify)
             publisher = Outbox(db("billing"), relay.wake)
         billing: Billing = BillingService(db("billing"), search, publisher)
     else:
@@ -410,4 +413,4 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
 
     links.update((comp, LocalLink(comp, resolve)) for comp in hosted)
     return ShopProcess(process, hosted, auth, billing, search, notify, scatter, relay,
-                       databases, list(hops.values()), links, consumer)
+                       databases, list(hops.values()), links, consumer, broker)
