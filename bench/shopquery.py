@@ -52,19 +52,25 @@ def payment_lag(deployment: Deployment, start_s: float, end_s: float,
     "notified": m, "lag_us": [[lag µs, count], ...], "since", "until"}``."""
     url = deployment.urls[deployment.topology.process_of("notify")]
     target = f"{PAYMENT_LAG_PATH}?{urlencode({'since': repr(start_s), 'until': repr(end_s)})}"
+    return json.loads(_get(url, target, {SERVICE_HEADER: deployment.service_credential}, timeout_s))
+
+
+def _get(url: str, target: str, headers: dict[str, str], timeout_s: float) -> bytes:
+    """The body of ``GET url+target`` on a fresh connection. Raises ShopQueryError for no
+    answer or a status other than 200 (with the start of the body, which says why)."""
     conn = http.client.HTTPConnection(*address_of(url), timeout=timeout_s)
     try:
-        conn.request("GET", target, headers={SERVICE_HEADER: deployment.service_credential})
+        conn.request("GET", target, headers=headers)
         response = conn.getresponse()
         body = response.read()
     except (OSError, http.client.HTTPException) as exc:
-        raise ShopQueryError(f"GET {url}{PAYMENT_LAG_PATH}: no answer ({exc!r})") from exc
+        raise ShopQueryError(f"GET {url}{target.split('?')[0]}: no answer ({exc!r})") from exc
     finally:
         conn.close()
     if response.status != 200:
         raise ShopQueryError(f"GET {url}{target}: HTTP {response.status}: "
                              f"{body[:300].decode(errors='replace')}")
-    return json.loads(body)
+    return body
 
 
 def notification_lag(shop: RunningShop, start_s: float, end_s: float, settle_s: float = 5.0,
@@ -113,21 +119,9 @@ def counts_from_metrics(text: str) -> dict[tuple[str, str], int]:
 
 def shop_counts(shop: RunningShop, timeout_s: float = 5.0) -> dict[str, dict[tuple[str, str], int]]:
     """Each server's (gateway, processes, replicas) counts now. Raises ShopQueryError."""
-    out = {}
-    for name, server in shop.processes.items():
-        conn = http.client.HTTPConnection(*address_of(server.url), timeout=timeout_s)
-        try:
-            conn.request("GET", "/metrics")
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise ShopQueryError(f"GET {server.url}/metrics: no answer ({exc!r})") from exc
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise ShopQueryError(f"GET {server.url}/metrics: HTTP {response.status}")
-        out[name] = counts_from_metrics(body.decode(errors="replace"))
-    return out
+    return {name: counts_from_metrics(_get(server.url, "/metrics", {}, timeout_s)
+                                      .decode(errors="replace"))
+            for name, server in shop.processes.items()}
 
 
 def count_rows(before: dict[str, dict[tuple[str, str], int]],

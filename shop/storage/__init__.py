@@ -88,8 +88,12 @@ def open_database(url: str) -> Database:
     if url.startswith(("postgresql://", "postgres://")):
         from shop.storage.postgres import PostgresDatabase
         return PostgresDatabase(url)
-    raise InvalidValue(f"unsupported database URL {url!r}: "
-                       f"use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
+    raise _unsupported(url)
+
+
+def _unsupported(url: str) -> InvalidValue:
+    return InvalidValue(f"unsupported database URL {url!r}: "
+                        f"use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
 
 
 def check_url(url: str) -> None:
@@ -101,7 +105,7 @@ def check_url(url: str) -> None:
         from shop.storage.postgres import database_name
         database_name(url)
     else:
-        open_database(url)  # raises with the message
+        raise _unsupported(url)
 
 
 class Databases:

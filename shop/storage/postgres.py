@@ -69,13 +69,18 @@ def postgres_ddl(statement: str) -> str:
     return re.sub(r"\bINTEGER\b", "BIGINT", out)
 
 
+def _first_line(exc: BaseException) -> str:
+    """psycopg's messages run to several lines (detail, hint); an error reply keeps one."""
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)
+
+
 def _translated(exc: psycopg.Error) -> Exception:
     if isinstance(exc, pg_errors.UniqueViolation):
-        return DuplicateKey(str(exc).splitlines()[0])
+        return DuplicateKey(_first_line(exc))
     if isinstance(exc, pg_errors.DataError):  # e.g. a NUL in a string: bad input, not a bug
-        return InvalidValue(f"the database refused a value: {str(exc).splitlines()[0]}")
+        return InvalidValue(f"the database refused a value: {_first_line(exc)}")
     if isinstance(exc, psycopg.OperationalError):
-        return Unavailable(f"database unavailable: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+        return Unavailable(f"database unavailable: {_first_line(exc)}")
     return exc
 
 
@@ -185,7 +190,7 @@ def _maintenance(url: str) -> psycopg.Connection:
         return psycopg.connect(maintenance_url(url), autocommit=True, connect_timeout=5)
     except psycopg.Error as exc:
         raise Unavailable(f"PostgreSQL at {urlsplit(url).netloc} cannot be reached: "
-                          f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+                          f"{_first_line(exc)}") from exc
 
 
 def ensure_database(url: str) -> None:
