@@ -18,10 +18,9 @@ from shop.auth.client import AuthClient
 from shop.chain.api import CHAIN_ORDER
 from shop.errors import NotFound
 from shop.balance import hop_for
-from shop.placement import Deployment
-from shop.search.client import SearchClient
+from shop.placement import Deployment, remote_leaves
+from shop.search.leaves import Scatter
 from shop.search.routes import scatter_blueprint
-from shop.search.service import Scatter
 from shop.server import deployment_from_env
 from shop.telemetry import telemetry_from_env
 from shop.web import create_base_app
@@ -73,8 +72,12 @@ def create_app(deployment: Deployment | None = None) -> Flask:
                           proc, observer=telemetry.hop_observer(proc))
             for proc in topo.processes}
     app = create_base_app("gateway", deployment.service_credential, telemetry)
-    if topo.shard_calls == "http":  # the scatter runs here, each shard query a hop to search
-        scatter = Scatter(SearchClient(hops[topo.process_of("search")]))
+    if topo.shard_calls == "http":  # the scatter runs here, each leaf call a hop
+        for server in topo.leaf_servers():
+            hops[server] = hop_for(deployment.urls_of(server), deployment.service_credential,
+                                   deployment.hop, server, observer=telemetry.hop_observer("leaf"))
+        scatter = Scatter(remote_leaves(deployment, hops.__getitem__),
+                          observer=telemetry.scatter_observer())
         app.register_blueprint(scatter_blueprint(scatter, AuthClient(hops[topo.process_of("auth")])))
 
         @app.route("/search/scatter", methods=["POST", "PUT", "DELETE", "PATCH"])

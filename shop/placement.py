@@ -33,8 +33,10 @@ from shop.notify.api import Notify
 from shop.notify.client import NotifyClient
 from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
 from shop.search.api import Search
-from shop.search.client import SearchClient
-from shop.search.service import SCHEMA as SEARCH_SCHEMA, Scatter, SearchService, SearchSettings, seed_catalog
+from shop.search.client import LeafClient, SearchClient
+from shop.search.leaves import (MAX_REPLICAS, MAX_SHARDS, Leaf, LeafDelay, LeafService, Scatter,
+                                seed_partition)
+from shop.search.service import SCHEMA as SEARCH_SCHEMA, SearchService, SearchSettings, seed_catalog
 from shop.errors import InvalidValue
 from shop.storage import Database, Databases, check_url
 
@@ -72,6 +74,34 @@ class ProcessScale:
     replicas: int = 1  # processes hosting the same components; their callers balance over them
 
 
+@dataclass(frozen=True)
+class LeafPlan:
+    """The leaves ``/search/scatter`` fans out to (shop/search/leaves.py): the catalog in
+    ``shards`` parts, ``replicas`` copies of each. With ``processes`` every copy is a server
+    of its own (``leaf.S.R``, ``threads`` gthread threads, one worker) and the gateway
+    scatters to them; without, the leaves are function calls in the process hosting search."""
+
+    shards: int = 32
+    replicas: int = 2
+    processes: bool = False
+    threads: int = 4
+
+
+LEAF_PREFIX = "leaf."  # a leaf server's name: no process name has a dot
+
+
+def leaf_server(shard: int, replica: int) -> str:
+    return f"{LEAF_PREFIX}{shard}.{replica}"
+
+
+def leaf_of(server: str) -> tuple[int, int] | None:
+    """(shard, replica) of a leaf server's name, None for any other name."""
+    if not server.startswith(LEAF_PREFIX):
+        return None
+    shard, _, replica = server[len(LEAF_PREFIX):].partition(".")
+    return int(shard), int(replica)
+
+
 # What a [process.NAME] table may set besides components, and the largest value of each.
 SCALE_LIMITS = {"workers": 64, "threads": 256, "replicas": 16}
 
@@ -85,6 +115,7 @@ class Topology:
     shard_calls: str = "local"  # "http": the gateway scatters, each shard call a real hop
     events: str = HTTP_EVENTS  # how billing's events reach notify apart: "http" or an amqp:// URL
     scale: dict[str, ProcessScale] = field(default_factory=dict)  # only processes that set one
+    leaves: LeafPlan = LeafPlan()
 
     def process_of(self, component: str) -> str:
         return next(p for p, hosted in self.processes.items() if component in hosted)
@@ -104,6 +135,13 @@ class Topology:
         """The broker queue of this deployment's PaymentCaptured events (amqp events only)."""
         return f"seambench.{run_tag(data_dir)}.payment-captured"
 
+    def leaf_servers(self) -> list[str]:
+        """The names of the leaf servers, shard by shard (none unless leaves are processes)."""
+        if not self.leaves.processes:
+            return []
+        return [leaf_server(s, r) for s in range(self.leaves.shards)
+                for r in range(self.leaves.replicas)]
+
     def edge(self) -> str:
         """The process that serves the public API."""
         return GATEWAY if self.gateway else next(iter(self.processes))
@@ -114,7 +152,8 @@ class Topology:
         processes' tuples into lists). Not a validator: use ``parse_topology`` for files.
         A dict written before processes had a scale has none."""
         return cls(**{**data, "processes": {p: tuple(c) for p, c in data["processes"].items()},
-                      "scale": {p: ProcessScale(**s) for p, s in data.get("scale", {}).items()}})
+                      "scale": {p: ProcessScale(**s) for p, s in data.get("scale", {}).items()},
+                      "leaves": LeafPlan(**data.get("leaves", {}))})
 
 
 def chain_http_hops(topology: Topology, k: int) -> int:
@@ -133,10 +172,11 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
     def fail(why: str) -> TopologyError:
         return TopologyError(f"{source}: {why}")
 
-    unknown = set(data) - {"name", "gateway", "process", "database", "shard_calls", "events"}
+    unknown = set(data) - {"name", "gateway", "process", "database", "shard_calls", "events",
+                           "leaves"}
     if unknown:
         raise fail(f"unknown key(s) {sorted(unknown)}; "
-                   f"expected name, gateway, shard_calls, events, process, database")
+                   f"expected name, gateway, shard_calls, events, leaves, process, database")
     name = data.get("name", Path(source).stem)
     procs = data.get("process")
     if not isinstance(procs, dict) or not procs:
@@ -204,7 +244,33 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
     if not isinstance(events, str) or not (events == HTTP_EVENTS or events.startswith("amqp://")):
         raise fail(f"events must be \"http\" (the outbox relay posts to notify) or an "
                    f"amqp://USER:PASS@HOST:PORT/VHOST URL, not {events!r}")
-    return Topology(str(name), processes, databases, gateway, shard_calls, events, scale)
+    leaves = parse_leaves(data.get("leaves", {}), fail)
+    if leaves.processes and shard_calls != "http":
+        raise fail("[leaves] processes = true needs shard_calls = \"http\" (the gateway scatters "
+                   "to the leaf servers)")
+    return Topology(str(name), processes, databases, gateway, shard_calls, events, scale, leaves)
+
+
+LEAF_LIMITS = {"shards": MAX_SHARDS, "replicas": MAX_REPLICAS, "threads": 64}
+
+
+def parse_leaves(table: Any, fail: Callable[[str], TopologyError]) -> LeafPlan:
+    """The [leaves] table: shards, replicas, threads (whole numbers from 1 to
+    ``LEAF_LIMITS``) and processes (true or false)."""
+    if not isinstance(table, dict):
+        raise fail("[leaves] must be a table")
+    unknown = set(table) - {"processes", *LEAF_LIMITS}
+    if unknown:
+        raise fail(f"[leaves]: unknown key(s) {sorted(unknown)}; expected processes, "
+                   f"{', '.join(LEAF_LIMITS)}")
+    default = LeafPlan()
+    for key, most in LEAF_LIMITS.items():
+        value = table.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise fail(f"[leaves] {key} must be a whole number from 1 to {most}, not {value!r}")
+    if not isinstance(table.get("processes", False), bool):
+        raise fail("[leaves] processes must be true or false")
+    return LeafPlan(**{k: table.get(k, getattr(default, k)) for k in (*LEAF_LIMITS, "processes")})
 
 
 def parse_scale(table: dict[str, Any], proc: str,
@@ -255,6 +321,7 @@ class Deployment:
     scrypt_n: int = 2**14
     search: SearchSettings = SearchSettings()
     hop: HopSettings = HopSettings()
+    leaf_delays: dict[str, LeafDelay] = field(default_factory=dict)  # injectable, by name
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -264,10 +331,16 @@ class Deployment:
         data = json.loads(text)
         return cls(topology=Topology.from_dict(data.pop("topology")),
                    search=SearchSettings(**data.pop("search")), hop=HopSettings(**data.pop("hop")),
+                   leaf_delays={k: LeafDelay(**v) for k, v in data.pop("leaf_delays", {}).items()},
                    **data)
 
     def database_url(self, component: str) -> str:
         return self.topology.database_url(component, self.data_dir)
+
+    def leaf_database_url(self, shard: int) -> str:
+        """Shard ``shard``'s own database (SQLite, like search's: an FTS5 index)."""
+        shards = self.topology.leaves.shards
+        return f"sqlite:///{Path(self.data_dir).resolve() / f'search-leaf-{shard}-of-{shards}'}.db"
 
     def urls_of(self, process: str) -> list[str]:
         """The base URL of each replica of ``process`` (one unless it is replicated).
@@ -283,12 +356,48 @@ def prepare_storage(deployment: Deployment, components: tuple[str, ...] = COMPON
             databases.get(deployment.database_url(comp)).apply_schema(SCHEMAS[comp])
         if "search" in components:
             seed_catalog(databases.get(deployment.database_url("search")), deployment.search)
+            for shard in range(deployment.topology.leaves.shards):
+                prepare_leaf(deployment, shard, databases)
     finally:
         databases.close()
     events = deployment.topology.events
     if events != HTTP_EVENTS and {"billing", "notify"} & set(components):
         from shop.broker import declare_queue  # pika only where a broker is used
         declare_queue(events, deployment.topology.event_queue(deployment.data_dir))
+
+
+def prepare_leaf(deployment: Deployment, shard: int, databases: Databases) -> Database:
+    """Shard ``shard``'s database, its part of the catalog seeded (idempotent)."""
+    db = databases.get(deployment.leaf_database_url(shard))
+    seed_partition(db, deployment.search, shard, deployment.topology.leaves.shards)
+    return db
+
+
+def local_leaves(deployment: Deployment, databases: Databases,
+                 shards: range | None = None, replicas: range | None = None
+                 ) -> dict[tuple[int, int], Leaf]:
+    """``LeafService``s by (shard, replica): every leaf, or those of the ranges given."""
+    plan = deployment.topology.leaves
+    leaves: dict[tuple[int, int], Leaf] = {}
+    for shard in shards if shards is not None else range(plan.shards):
+        db = databases.get(deployment.leaf_database_url(shard))
+        for replica in replicas if replicas is not None else range(plan.replicas):
+            leaves[shard, replica] = LeafService(db, shard, replica, deployment.leaf_delays)
+    return leaves
+
+
+def remote_leaves(deployment: Deployment, hop: Callable[[str], HopClient | ReplicaSet]
+                  ) -> list[list[Leaf]]:
+    """Client stubs of every leaf, shard by shard, each over ``hop(server)``: its own leaf
+    server's, or the search process's when that hosts the leaves."""
+    topo = deployment.topology
+    plan = topo.leaves
+    return [[LeafClient(hop(leaf_server(s, r) if plan.processes else topo.process_of("search")),
+                        s, r) for r in range(plan.replicas)] for s in range(plan.shards)]
+
+
+def leaf_grid(leaves: dict[tuple[int, int], Leaf], plan: LeafPlan) -> list[list[Leaf]]:
+    return [[leaves[s, r] for r in range(plan.replicas)] for s in range(plan.shards)]
 
 
 def discard_storage(deployment: Deployment) -> None:
@@ -319,6 +428,7 @@ class ShopProcess:
     databases: Databases
     hops: list[HopClient | ReplicaSet]
     links: dict[str, Link] = field(default_factory=dict)  # hosted component -> its chain link
+    leaves: dict[tuple[int, int], Leaf] = field(default_factory=dict)  # hosted, by (shard, replica)
     consumer: QueueConsumer | None = None  # notify's end of the broker, when events go by one
     broker: QueuePublisher | None = None  # the relay's end of the broker, closed after the relay
 
@@ -398,9 +508,13 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
         billing: Billing = BillingService(db("billing"), search, publisher)
     else:
         billing = BillingClient(hop_to("billing"))
-    # With local shard calls the search process scatters to itself by function calls;
-    # otherwise the gateway scatters over hops (microservices/gateway.py).
-    scatter = Scatter(search) if "search" in hosted and topo.shard_calls == "local" else None
+    # With local shard calls the search process scatters to its own leaves by function
+    # calls; otherwise the gateway scatters over hops (microservices/gateway.py), to the
+    # leaves here or to leaf servers of their own.
+    leaves = (local_leaves(deployment, databases)
+              if "search" in hosted and not topo.leaves.processes else {})
+    scatter = (Scatter(leaf_grid(leaves, topo.leaves))
+               if "search" in hosted and topo.shard_calls == "local" else None)
     # The chain: a hosted component's link is a function call, any other a hop to its owner
     # (built now, so a missing URL fails here). Links resolve the next one per call, so
     # the ring may come back to this process; it never calls itself over HTTP.
@@ -413,4 +527,4 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
 
     links.update((comp, LocalLink(comp, resolve)) for comp in hosted)
     return ShopProcess(process, hosted, auth, billing, search, notify, scatter, relay,
-                       databases, list(hops.values()), links, consumer, broker)
+                       databases, list(hops.values()), links, leaves, consumer, broker)

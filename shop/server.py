@@ -52,6 +52,8 @@ def attach_telemetry(shop: ShopProcess, telemetry: Telemetry) -> None:
         hop.observer = telemetry.hop_observer(hop.name)
     if isinstance(shop.notify, NotifyService):
         shop.notify.on_stored = telemetry.notification_stored
+    if shop.scatter is not None:
+        shop.scatter.observer = telemetry.scatter_observer()
 
 
 def register_components(app: Flask, shop: ShopProcess) -> None:
@@ -61,6 +63,8 @@ def register_components(app: Flask, shop: ShopProcess) -> None:
         app.register_blueprint(search_routes.blueprint(shop.search, shop.auth))
     if shop.scatter is not None:
         app.register_blueprint(search_routes.scatter_blueprint(shop.scatter, shop.auth))
+    if shop.leaves:
+        app.register_blueprint(search_routes.leaf_blueprint(shop.leaves))
     if "billing" in shop.hosted:
         app.register_blueprint(billing_routes.blueprint(shop.billing, shop.auth))
     if "notify" in shop.hosted:

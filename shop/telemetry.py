@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from shop.hops import HopObserver
+from shop.search.leaves import ScatterObserver
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "seambench_"
@@ -86,6 +87,10 @@ class Telemetry:
             f"{PREFIX}notification_lag_seconds",
             "Payment committed to its notification stored, seconds", registry=own,
             buckets=LAG_BUCKETS_S)
+        self._leaf_calls = Counter(
+            f"{PREFIX}scatter_leaf_calls",
+            "Leaf calls of /search/scatter: primaries of unhedged requests (plain), of hedged "
+            "ones (hedged), and hedge backups (backup)", ("call",), registry=own)
         if multiproc_dir is None:
             self._exposed = own
         else:  # the workers' files; ``own`` then only keeps the definitions together
@@ -116,6 +121,17 @@ class Telemetry:
                 no_answer.inc()
             elif status >= 500:
                 server_error.inc()
+
+        return observe
+
+    def scatter_observer(self) -> ScatterObserver:
+        """The observer of a ``Scatter``: counts its leaf calls by kind."""
+        plain, hedged, backup = (self._leaf_calls.labels(c) for c in ("plain", "hedged", "backup"))
+
+        def observe(primaries: int, backups: int, was_hedged: bool) -> None:
+            (hedged if was_hedged else plain).inc(primaries)
+            if backups:
+                backup.inc(backups)
 
         return observe
 

@@ -23,10 +23,6 @@ class FakeSearch(Search):
                 raise UnknownSku(sku)
         return {sku: self._prices[sku] for sku in skus}
 
-    def shard_search(self, q: str, shard: int, shards: int, limit: int) -> list[Hit]:
-        hits = self.search(q, 1000)
-        return [h for i, h in enumerate(hits) if i % shards == shard][:limit]
-
 
 class RecordingPublisher(Publisher):
     def __init__(self) -> None:

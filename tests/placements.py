@@ -18,7 +18,8 @@ from tests.servers import require_postgres, require_rabbitmq
 TEST_SETTINGS = replace(LaunchSettings(), scrypt_n=16, ready_timeout_s=60)
 PLACEMENTS = ("monolith-inprocess", "monolith", "microservices", "hybrid",
               "monolith-pg", "microservices-pg", "microservices-rabbitmq",
-              "microservices-billing-x2")  # billing twice, behind the balancing hop
+              "microservices-billing-x2",  # billing twice, behind the balancing hop
+              "microservices-fanout")  # 32 shards x 2 replicas of leaf servers
 # What each placement needs besides Python (the real servers; see tests/servers.py).
 NEEDS = {"monolith-pg": (require_postgres,), "microservices-pg": (require_postgres,),
          "microservices-rabbitmq": (require_postgres, require_rabbitmq)}

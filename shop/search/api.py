@@ -1,4 +1,5 @@
-"""Search: ranked full-text search over a seeded catalog, prices, shard queries."""
+"""Search: ranked full-text search over a seeded catalog, and prices. (The fan-out over
+shards is shop/search/leaves.py.)"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,6 +26,3 @@ class Search(Protocol):
 
     def prices(self, skus: list[str]) -> dict[str, int]:
         """Price in cents of each SKU. Raises UnknownSku naming the first unknown one."""
-
-    def shard_search(self, q: str, shard: int, shards: int, limit: int) -> list[Hit]:
-        """``search`` restricted to one of ``shards`` shards (products with rowid % shards == shard)."""

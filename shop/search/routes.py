@@ -1,15 +1,16 @@
-"""Search over HTTP: public search and scatter, internal prices and shard queries."""
+"""Search over HTTP: public search and scatter, internal prices and leaf queries."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from shop.auth.api import Auth
-from shop.errors import InvalidRequest
+from shop.errors import InvalidRequest, NotFound
 from shop.search.api import Hit, Search
-from shop.search.service import Scatter
-from shop.web import (caller, field, int_arg, json_body, json_response,
+from shop.search.leaves import Leaf, Scatter
+from shop.web import (caller, field, float_arg, int_arg, json_body, json_response,
                       require_service_credential, str_arg)
 
 DEFAULT_LIMIT = 10
@@ -20,16 +21,45 @@ def hits_json(hits: list[Hit]) -> list[dict]:
 
 
 def scatter_blueprint(scatter: Scatter, auth: Auth) -> Blueprint:
-    """``/search/scatter``: served where the scatter runs (see ``Scatter``), which is the
-    search process when shard calls are local and the gateway when they cross a hop."""
+    """``GET /search/scatter?q=&n=&limit=``: the best hits of shards 0..n-1 (n = all of them
+    searches the whole catalog), served where the scatter runs: the process hosting search
+    when leaf calls are local, the gateway when they cross hops. Optional: ``hedge_ms`` (a
+    backup call to another replica of a shard that has not answered by then) and
+    ``delay``/``seed`` (a latency injection the deployment defines, for measurement)."""
     bp = Blueprint("scatter", __name__)
 
     @bp.get("/search/scatter")
     def scatter_public() -> Response:
         caller(auth)
         n = int_arg("n", 4)
-        hits = scatter.scatter(str_arg("q"), n, int_arg("limit", DEFAULT_LIMIT))
-        return json_response({"results": hits_json(hits), "shards": n})
+        hedge = float_arg("hedge_ms") if "hedge_ms" in request.args else None
+        seed = int_arg("seed") if "seed" in request.args else None
+        result = scatter.scatter(str_arg("q"), n, int_arg("limit", DEFAULT_LIMIT), hedge_ms=hedge,
+                                 delay=request.args.get("delay"), seed=seed)
+        return json_response({"results": hits_json(result.hits), "shards": n,
+                              "of": scatter.shards, "backups": result.backups})
+
+    return bp
+
+
+def leaf_blueprint(leaves: Mapping[tuple[int, int], Leaf]) -> Blueprint:
+    """``/internal/leaf/query``: the leaves this process hosts, by (shard, replica)."""
+    bp = Blueprint("leaf", __name__)
+
+    @bp.post("/internal/leaf/query")
+    def leaf_query() -> Response:
+        require_service_credential()
+        body = json_body()
+        where = (field(body, "shard", int), field(body, "replica", int))
+        if where not in leaves:
+            raise NotFound(f"no leaf for shard {where[0]}, replica {where[1]} here")
+        delay, seed = body.get("delay"), body.get("seed")
+        if delay is not None:
+            delay = field(body, "delay", str)
+        if seed is not None:
+            seed = field(body, "seed", int)
+        hits = leaves[where].query(field(body, "q", str), field(body, "limit", int), delay, seed)
+        return json_response({"results": hits_json(hits)})
 
     return bp
 
@@ -57,13 +87,5 @@ def blueprint(search: Search, auth: Auth) -> Blueprint:
         if not all(isinstance(sku, str) for sku in skus):
             raise InvalidRequest("skus must be a list of strings")
         return json_response({"prices": search.prices(skus)})
-
-    @bp.post("/internal/search/shard")
-    def shard() -> Response:
-        require_service_credential()
-        body = json_body()
-        hits = search.shard_search(field(body, "q", str), field(body, "shard", int),
-                                   field(body, "shards", int), field(body, "limit", int))
-        return json_response({"results": hits_json(hits)})
 
     return bp

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shop.errors import InvalidValue
@@ -20,7 +20,8 @@ SCHEMA = [
     """CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
         name, description, content='search_products', content_rowid='rowid')""",
     """CREATE TABLE IF NOT EXISTS search_catalog (
-        id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, seed INTEGER NOT NULL)""",
+        id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, seed INTEGER NOT NULL,
+        part TEXT NOT NULL DEFAULT 'all')""",
 ]
 
 MAX_LIMIT = 100
@@ -35,12 +36,15 @@ class SearchSettings:
     catalog_seed: int = 20261128
 
 
-def seed_catalog(db: Database, settings: SearchSettings) -> None:
-    """Fill the catalog once; a no-op when the same size and seed are already there."""
+def seed_catalog(db: Database, settings: SearchSettings,
+                 keep: Callable[[int], bool] | None = None, part: str = "all") -> None:
+    """Fill the catalog once: every product, or those whose number (``SKU-000001`` is 1)
+    ``keep`` accepts, recorded as ``part``. A no-op when the same size, seed and part are
+    already there."""
     with db.transaction() as conn:
-        row = conn.execute("SELECT size, seed FROM search_catalog").fetchone()
-        if row is not None and (row["size"], row["seed"]) == (settings.catalog_size,
-                                                               settings.catalog_seed):
+        row = conn.execute("SELECT size, seed, part FROM search_catalog").fetchone()
+        if row is not None and (row["size"], row["seed"], row["part"]) == (
+                settings.catalog_size, settings.catalog_seed, part):
             return
         conn.execute("DELETE FROM search_products")
         conn.execute("INSERT INTO search_fts(search_fts) VALUES ('delete-all')")
@@ -48,10 +52,11 @@ def seed_catalog(db: Database, settings: SearchSettings) -> None:
             "INSERT INTO search_products VALUES (?, ?, ?, ?, ?)",
             ((i, p.sku, p.name, p.description, p.price_cents)
              for i, p in enumerate(catalog.generate(settings.catalog_size,
-                                                    settings.catalog_seed), start=1)))
+                                                    settings.catalog_seed), start=1)
+             if keep is None or keep(i)))
         conn.execute("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
-        conn.execute("INSERT OR REPLACE INTO search_catalog VALUES (1, ?, ?)",
-                     (settings.catalog_size, settings.catalog_seed))
+        conn.execute("INSERT OR REPLACE INTO search_catalog VALUES (1, ?, ?, ?)",
+                     (settings.catalog_size, settings.catalog_seed, part))
 
 
 def match_expression(q: str) -> str:
@@ -76,14 +81,7 @@ class SearchService:
 
     def search(self, q: str, limit: int) -> list[Hit]:
         check_limit(limit)
-        return self._query(match_expression(q), limit, "", ())
-
-    def shard_search(self, q: str, shard: int, shards: int, limit: int) -> list[Hit]:
-        check_limit(limit)
-        if not 1 <= shards <= 1024 or not 0 <= shard < shards:
-            raise InvalidValue("need 1 <= shards <= 1024 and 0 <= shard < shards")
-        return self._query(match_expression(q), limit, "AND search_fts.rowid % ? = ?",
-                           (shards, shard))
+        return ranked(self._db, match_expression(q), limit)
 
     def prices(self, skus: list[str]) -> dict[str, int]:
         wanted = list(dict.fromkeys(skus))
@@ -98,38 +96,13 @@ class SearchService:
                 raise UnknownSku(f"no product with sku {sku!r}")
         return found
 
-    def _query(self, match: str, limit: int, extra: str, params: tuple) -> list[Hit]:
-        rows = self._db.query(
-            f"""SELECT p.sku, p.name, p.price_cents,
-                       bm25(search_fts, {NAME_WEIGHT}, {DESCRIPTION_WEIGHT}) AS rank
-                FROM search_fts JOIN search_products p ON p.rowid = search_fts.rowid
-                WHERE search_fts MATCH ? {extra}
-                ORDER BY rank, p.sku LIMIT ?""", (match, *params, limit))
-        return [Hit(r["sku"], r["name"], r["price_cents"], round(-r["rank"], 6)) for r in rows]
 
-
-class Scatter:
-    """Scatter a query to ``n`` shards in parallel and gather the best hits.
-
-    The shards are reached through a ``Search`` handle: the local implementation, or a
-    client stub when the topology's ``shard_calls`` is "http". A thread pool makes the n
-    calls concurrently, so latency is the slowest shard's (plus queueing for the pool's
-    ``max_shards`` threads when several scatters run at once).
-    """
-
-    def __init__(self, search: Search, max_shards: int = 32) -> None:
-        self._search = search
-        self.max_shards = max_shards
-        self._pool = ThreadPoolExecutor(max_workers=max_shards, thread_name_prefix="scatter")
-
-    def scatter(self, q: str, n: int, limit: int = 10) -> list[Hit]:
-        if not 1 <= n <= self.max_shards:
-            raise InvalidValue(f"n must be between 1 and {self.max_shards}")
-        check_limit(limit)
-        match_expression(q)  # refuse bad input before fanning out
-        calls = [self._pool.submit(self._search.shard_search, q, i, n, limit) for i in range(n)]
-        hits = [hit for call in calls for hit in call.result()]
-        return sorted(hits, key=lambda h: (-h.score, h.sku))[:limit]
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+def ranked(db: Database, match: str, limit: int) -> list[Hit]:
+    """The best ``limit`` products of ``db`` for the FTS5 ``match`` expression, BM25-ranked."""
+    rows = db.query(
+        f"""SELECT p.sku, p.name, p.price_cents,
+                   bm25(search_fts, {NAME_WEIGHT}, {DESCRIPTION_WEIGHT}) AS rank
+            FROM search_fts JOIN search_products p ON p.rowid = search_fts.rowid
+            WHERE search_fts MATCH ?
+            ORDER BY rank, p.sku LIMIT ?""", (match, limit))
+    return [Hit(r["sku"], r["name"], r["price_cents"], round(-r["rank"], 6)) for r in rows]

@@ -34,10 +34,23 @@ def test_search_ranks_results(user):
     assert scores == sorted(scores, reverse=True)
 
 
-def test_scatter_matches_plain_search(user):
-    status, scattered = user.call("GET", "/search/scatter?q=oak%20lamp&n=4&limit=5")
-    assert status == 200 and scattered["shards"] == 4
-    assert scattered["results"] == user.call("GET", "/search?q=oak%20lamp&limit=5")[1]["results"]
+def test_scatter_gathers_the_best_hits_of_the_first_n_shards(user):
+    status, everything = user.call("GET", "/search/scatter?q=oak%20lamp&n=1&limit=100")
+    assert status == 200 and everything["backups"] == 0
+    shards = everything["of"]
+    status, everything = user.call("GET", f"/search/scatter?q=oak%20lamp&n={shards}&limit=100")
+    assert status == 200 and everything["shards"] == shards
+    hits = everything["results"]
+    assert hits and all("oak" in h["name"] or "lamp" in h["name"] for h in hits)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    # the first n shards' answer is exactly the hits of those shards, in the same order
+    n = max(1, shards // 2)
+    status, some = user.call("GET", f"/search/scatter?q=oak%20lamp&n={n}&limit=100")
+    owned = [h for h in hits if (int(h["sku"].split("-")[1]) - 1) % shards < n]
+    assert status == 200 and some["results"][:len(owned)] == owned[:len(some["results"])]
+    assert_error(user.call("GET", f"/search/scatter?q=lamp&n={shards + 1}"), 422)
+    hedged = user.call("GET", f"/search/scatter?q=oak%20lamp&n={shards}&limit=100&hedge_ms=5000")
+    assert hedged[0] == 200 and hedged[1]["results"] == hits
 
 
 def test_topup_checkout_order_and_inbox(user, sku):
@@ -139,8 +152,12 @@ def test_bad_search(user, query, status):
     assert_error(user.call("GET", "/search" + query), status)
 
 
-@pytest.mark.parametrize("query,status", [("?q=lamp&n=0", 422), ("?q=lamp&n=33", 422),
-                                          ("?q=lamp&n=x", 400), ("?n=2", 400)])
+@pytest.mark.parametrize("query,status", [
+    ("?q=lamp&n=0", 422), ("?q=lamp&n=65", 422), ("?q=lamp&n=x", 400), ("?n=2", 400),
+    ("?q=lamp&n=2&hedge_ms=0", 422), ("?q=lamp&n=2&hedge_ms=abc", 400),
+    ("?q=lamp&n=2&hedge_ms=nan", 400), ("?q=lamp&n=2&delay=tail", 422),
+    ("?q=lamp&n=2&seed=-1&delay=tail", 422), ("?q=lamp&n=2&seed=1&delay=tail", 422),
+    ("?q=lamp&n=2&seed=x", 400)])
 def test_bad_scatter(user, query, status):
     assert_error(user.call("GET", "/search/scatter" + query), status)
 

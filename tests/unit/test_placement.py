@@ -10,6 +10,7 @@ from shop.balance import ReplicaSet
 from shop.placement import (Deployment, ProcessScale, Topology, TopologyError, build_process,
                             load_topology, parse_topology)
 from shop.search.client import SearchClient
+from shop.search.leaves import LeafService
 from tests.placements import HYBRID_URLS, unit_deployment
 
 
@@ -37,6 +38,14 @@ def test_shipped_topologies_partition_all_components():
     ({"process": {}, "extra": 1}, "unknown key"),
     ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
       "shard_calls": "grpc"}, "shard_calls must be"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "leaves": {"shards": 65}}, "[leaves] shards must be a whole number from 1 to 64, not 65"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "leaves": {"replica": 2}}, "[leaves]: unknown key(s) ['replica']"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "leaves": {"processes": "yes"}}, "[leaves] processes must be true or false"),
+    ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
+      "leaves": {"processes": True}}, "needs shard_calls = \"http\""),
     ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
       "shard_calls": "http"}, "needs gateway = true"),
     ({"process": {"a": {"components": ["auth", "billing", "search", "notify"]}},
@@ -67,7 +76,7 @@ def test_bad_topologies_say_what_is_wrong(doc, needle):
 
 
 def test_unknown_name_and_bad_toml(tmp_path):
-    with pytest.raises(TopologyError, match="known: hybrid, microservices, microservices-billing-x2, microservices-pg, microservices-rabbitmq, monolith, monolith-pg"):
+    with pytest.raises(TopologyError, match="known: hybrid, microservices, microservices-billing-x2, microservices-fanout, microservices-pg, microservices-rabbitmq, monolith, monolith-pg"):
         load_topology("nope")
     bad = tmp_path / "bad.toml"
     bad.write_text("[process\n")
@@ -120,7 +129,9 @@ def test_monolith_process_is_all_local_with_in_transaction_delivery(tmp_path):
     try:
         assert isinstance(shop.auth, AuthService) and shop.relay is None
         assert isinstance(shop.billing._publisher, DirectDelivery)
-        assert shop.scatter._search is shop.search  # shard calls are function calls
+        # leaf calls are function calls: every replica of every shard lives here
+        assert all(isinstance(leaf, LeafService) for row in shop.scatter.leaves for leaf in row)
+        assert shop.scatter.shards == 32 and len(shop.leaves) == 64
     finally:
         shop.close()
 
@@ -137,5 +148,6 @@ def test_split_process_gets_stubs_and_an_outbox_relay(tmp_path):
     try:
         assert isinstance(search_side.auth, AuthClient)
         assert search_side.scatter is None  # split: the gateway scatters, over hops
+        assert len(search_side.leaves) == 64  # to the leaves here
     finally:
         search_side.close()

@@ -3,8 +3,7 @@ import pytest
 from shop.errors import InvalidValue
 from shop.search import catalog
 from shop.search.api import UnknownSku
-from shop.search.service import SCHEMA, Scatter, SearchService, SearchSettings, seed_catalog
-from tests.fakes import FakeSearch
+from shop.search.service import SCHEMA, SearchService, SearchSettings, seed_catalog
 
 
 @pytest.fixture
@@ -41,34 +40,3 @@ def test_prices(search):
     assert search.prices([first.sku, first.sku]) == {first.sku: first.price_cents}
     with pytest.raises(UnknownSku):
         search.prices([first.sku, "SKU-999999"])
-
-
-def test_shards_partition_the_results(search):
-    everything = {h.sku for h in search.search("kettle", 100)}
-    sharded = [{h.sku for h in search.shard_search("kettle", s, 4, 100)} for s in range(4)]
-    assert set().union(*sharded) == everything
-    assert sum(map(len, sharded)) == len(everything)
-
-
-def test_scatter_gathers_the_same_top_hits_as_one_query(search):
-    scatter = Scatter(search)
-    try:
-        assert scatter.scatter("oak lamp", 4, 10) == search.search("oak lamp", 10)
-        with pytest.raises(InvalidValue):
-            scatter.scatter("lamp", 0)
-    finally:
-        scatter.close()
-
-
-def test_scatter_over_a_fake_search():
-    scatter = Scatter(FakeSearch({"SKU-1": 100, "SKU-2": 200, "SKU-3": 300}))
-    try:
-        assert {h.sku for h in scatter.scatter("SKU", 2)} == {"SKU-1", "SKU-2", "SKU-3"}
-    finally:
-        scatter.close()
-
-
-def test_seeding_twice_is_a_no_op(db, search):
-    before = db.query_one("SELECT count(*) AS n FROM search_products")["n"]
-    seed_catalog(db, search.settings)
-    assert db.query_one("SELECT count(*) AS n FROM search_products")["n"] == before == 2000

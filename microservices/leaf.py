@@ -1,0 +1,36 @@
+"""One leaf server: one replica of one shard of the catalog, and nothing else.
+
+Small on purpose (no other component is built or imported into it): a fan-out to 32
+shards with 2 replicas each is 64 of these on a 2-core machine.
+"""
+from __future__ import annotations
+
+import atexit
+
+from flask import Flask
+
+from shop.placement import Deployment, leaf_of, local_leaves, prepare_leaf
+from shop.search.routes import leaf_blueprint
+from shop.server import deployment_from_env
+from shop.storage import Databases
+from shop.telemetry import telemetry_from_env
+from shop.web import create_base_app
+
+
+def create_app(deployment: Deployment | None = None, server: str | None = None) -> Flask:
+    """App factory for leaf server ``server`` (``leaf.SHARD.REPLICA``); with no arguments,
+    reads what ``seambench up`` passed in the environment."""
+    if deployment is None:
+        deployment, server = deployment_from_env()
+    where = leaf_of(server or "")
+    if where is None:
+        raise ValueError(f"{server!r} is not a leaf server's name (leaf.SHARD.REPLICA)")
+    shard, replica = where
+    databases = Databases()
+    prepare_leaf(deployment, shard, databases)
+    leaves = local_leaves(deployment, databases, range(shard, shard + 1),
+                          range(replica, replica + 1))
+    app = create_base_app(server, deployment.service_credential, telemetry_from_env())
+    app.register_blueprint(leaf_blueprint(leaves))
+    atexit.register(databases.close)
+    return app

@@ -1,0 +1,214 @@
+"""Fan-out: the catalog split into S shards ("leaves"), R replicas of each, and the scatter.
+
+A leaf owns 1/S of the catalog (products whose number is congruent to its shard modulo S)
+in its own database, indexed like the whole catalog (BM25 scores are the leaf's own, as in
+any partitioned index). ``GET /search/scatter?n=`` asks leaves 0..n-1 (one replica each)
+concurrently and merges their best hits, so n = S searches everything.
+
+Where the leaves live is placement: function calls in the process that scatters, or one
+server per replica of each shard (``[leaves] processes = true``). Either way the scatter is
+this module's ``Scatter`` over ``Leaf`` handles, with the same bounded pool of threads.
+
+Latency injection, for measuring fan-out against theory, is a property of the deployment
+(``LeafDelay``, named), chosen per request with a seed: the delay of a call to shard s,
+replica r is a pure function of (seed, s, r), so every placement sees the same delays for
+the same request sequence, and a backup to another replica draws its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Protocol
+
+from shop.errors import InvalidValue
+from shop.search.api import Hit
+from shop.search.service import SCHEMA, SearchSettings, check_limit, match_expression, ranked, seed_catalog
+from shop.storage import Database
+
+MAX_SHARDS, MAX_REPLICAS = 64, 4
+MAX_HEDGE_MS = 10_000.0
+MAX_SEED = 2**63 - 1
+SCATTER_THREADS = 64  # leaf calls in flight per scattering worker process, all requests together
+
+
+@dataclass(frozen=True)
+class LeafDelay:
+    """Injected latency of one leaf call, in ms: ``base_ms`` always, plus ``slow_ms`` with
+    probability ``slow_p``; the slow part only on the replicas in ``slow_replicas`` (every
+    replica when empty), so "one slow replica" is ``slow_replicas=(0,)``."""
+
+    base_ms: float = 1.0
+    slow_p: float = 0.0
+    slow_ms: float = 0.0
+    slow_replicas: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.base_ms <= 1000 and 0 <= self.slow_ms <= 1000 and 0 <= self.slow_p <= 1):
+            raise ValueError("a LeafDelay needs 0 <= base_ms, slow_ms <= 1000 and 0 <= slow_p <= 1")
+        object.__setattr__(self, "slow_replicas", tuple(self.slow_replicas))  # from JSON lists
+
+    def is_slow(self, seed: int, shard: int, replica: int) -> bool:
+        if self.slow_replicas and replica not in self.slow_replicas:
+            return False
+        return draw(seed, shard, replica) < self.slow_p
+
+    def delay_ms(self, seed: int, shard: int, replica: int) -> float:
+        return self.base_ms + (self.slow_ms if self.is_slow(seed, shard, replica) else 0.0)
+
+
+def draw(seed: int, shard: int, replica: int) -> float:
+    """A uniform number in [0, 1) that depends only on its arguments (the same in every
+    process and placement). ``replica = -1`` is the draw of which replica is the primary."""
+    digest = hashlib.blake2b(f"{seed}/{shard}/{replica}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def shard_of(sku_number: int, shards: int) -> int:
+    """The shard owning product number ``sku_number`` (``SKU-000001`` is 1)."""
+    return (sku_number - 1) % shards
+
+
+def seed_partition(db: Database, settings: SearchSettings, shard: int, shards: int) -> None:
+    """Fill ``db`` with shard ``shard`` of ``shards`` of the catalog (idempotent)."""
+    db.apply_schema(SCHEMA)
+    seed_catalog(db, settings, lambda number: shard_of(number, shards) == shard,
+                 part=f"{shard}/{shards}")
+
+
+def check_fanout(n: int, shards: int) -> None:
+    if not 1 <= n <= shards:
+        raise InvalidValue(f"n must be between 1 and {shards} (the number of shards)")
+
+
+class Leaf(Protocol):
+    def query(self, q: str, limit: int, delay: str | None = None,
+              seed: int | None = None) -> list[Hit]:
+        """The best ``limit`` hits for ``q`` in this leaf's shard, after the injected delay
+        named ``delay`` drawn with ``seed`` (no delay when either is None). Raises
+        InvalidValue (bad query, limit, or a delay the deployment does not define)."""
+
+
+class LeafService:
+    """The local implementation of ``Leaf``: one replica of one shard. Replicas of a shard
+    share its database; they differ only in the delays drawn for them."""
+
+    def __init__(self, db: Database, shard: int, replica: int,
+                 delays: Mapping[str, LeafDelay] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._db = db
+        self.shard, self.replica = shard, replica
+        self._delays = dict(delays or {})
+        self._sleep = sleep
+
+    def query(self, q: str, limit: int, delay: str | None = None,
+              seed: int | None = None) -> list[Hit]:
+        check_limit(limit)
+        match = match_expression(q)
+        if delay is not None and seed is not None:
+            self._sleep(delay_of(self._delays, delay).delay_ms(seed, self.shard, self.replica) / 1000)
+        return ranked(self._db, match, limit)
+
+
+def delay_of(delays: Mapping[str, LeafDelay], name: str) -> LeafDelay:
+    try:
+        return delays[name]
+    except KeyError:
+        known = ", ".join(sorted(delays)) or "none"
+        raise InvalidValue(f"no injected delay {name!r} in this deployment (defined: {known})") from None
+
+
+@dataclass(frozen=True)
+class Scattered:
+    hits: list[Hit]
+    backups: int  # hedge calls sent (0 without hedging)
+
+
+ScatterObserver = Callable[[int, int, bool], None]
+"""Told after each scatter: leaf calls sent as primaries, backups sent, whether hedged."""
+
+
+class Scatter:
+    """Scatter a query to n shards concurrently and gather the best hits.
+
+    ``leaves[s][r]`` is replica r of shard s: a ``LeafService`` (a function call) or a client
+    stub (a hop). Every leaf call, backups included, runs on one pool of ``threads`` threads
+    shared by all requests of this worker process: latency is the slowest leaf's, plus any
+    wait for a free thread when scatters overlap (bounded concurrency, in every placement).
+
+    The primary replica of each shard is drawn from the request's seed (the same in every
+    placement), else taken round-robin. With ``hedge_ms``, a shard whose primary has not
+    answered ``hedge_ms`` after the leaves were asked gets one backup call to the next
+    replica; the first answer wins and the other is ignored (its thread finishes it).
+    """
+
+    def __init__(self, leaves: Sequence[Sequence[Leaf]], threads: int = SCATTER_THREADS,
+                 observer: ScatterObserver | None = None) -> None:
+        if not leaves or any(not replicas for replicas in leaves):
+            raise ValueError("a Scatter needs at least one replica of each shard")
+        self.leaves = [list(replicas) for replicas in leaves]
+        self.observer = observer
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scatter")
+        self._turn = 0
+        self._lock = threading.Lock()
+
+    @property
+    def shards(self) -> int:
+        return len(self.leaves)
+
+    def scatter(self, q: str, n: int, limit: int = 10, *, hedge_ms: float | None = None,
+                delay: str | None = None, seed: int | None = None) -> Scattered:
+        check_fanout(n, self.shards)
+        check_limit(limit)
+        match_expression(q)  # refuse bad input before fanning out
+        if hedge_ms is not None and not 0 < hedge_ms <= MAX_HEDGE_MS:
+            raise InvalidValue(f"hedge_ms must be over 0 and at most {MAX_HEDGE_MS:g}")
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise InvalidValue(f"seed must be between 0 and {MAX_SEED}")
+        if (delay is None) != (seed is None):
+            raise InvalidValue("an injected delay needs both delay and seed")
+        primary = [self._primary(s, seed) for s in range(n)]
+        calls: list[list[Future]] = [[self._ask(s, primary[s], q, limit, delay, seed)]
+                                     for s in range(n)]
+        backups = 0
+        if hedge_ms is not None:
+            wait([c[0] for c in calls], timeout=hedge_ms / 1000)
+            for s, pending in enumerate(calls):
+                replicas = len(self.leaves[s])
+                if replicas > 1 and not pending[0].done():
+                    pending.append(self._ask(s, (primary[s] + 1) % replicas, q, limit, delay, seed))
+                    backups += 1
+        hits = [hit for pending in calls for hit in first_answer(pending)]
+        if self.observer is not None:
+            self.observer(n, backups, hedge_ms is not None)
+        return Scattered(sorted(hits, key=lambda h: (-h.score, h.sku))[:limit], backups)
+
+    def _primary(self, shard: int, seed: int | None) -> int:
+        replicas = len(self.leaves[shard])
+        if seed is not None:
+            return int(draw(seed, shard, -1) * replicas)
+        with self._lock:
+            self._turn += 1
+            return self._turn % replicas
+
+    def _ask(self, shard: int, replica: int, q: str, limit: int, delay: str | None,
+             seed: int | None) -> Future:
+        return self._pool.submit(self.leaves[shard][replica].query, q, limit, delay, seed)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def first_answer(calls: list[Future]) -> list[Hit]:
+    """The result of whichever call answers first; a failure counts only if every call
+    fails (then the first call's error is raised)."""
+    pending = set(calls)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for call in done:
+            if call.exception() is None:
+                return call.result()
+    return calls[0].result()

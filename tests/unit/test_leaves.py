@@ -1,0 +1,138 @@
+"""The leaves and the scatter: partitions, merging, seeded delays, hedging."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from shop.errors import InvalidValue, Unavailable
+from shop.search.api import Hit
+from shop.search.leaves import (LeafDelay, LeafService, Scatter, draw, first_answer,
+                                seed_partition, shard_of)
+from shop.search.service import SCHEMA, SearchService, SearchSettings, seed_catalog
+from shop.storage.sqlite import SqliteDatabase
+
+SETTINGS = SearchSettings(catalog_size=600, catalog_seed=7)
+SHARDS = 4
+
+
+@pytest.fixture
+def leaves(tmp_path: Path):
+    dbs = [SqliteDatabase(f"sqlite:///{tmp_path / f'leaf{s}.db'}") for s in range(SHARDS)]
+    for shard, db in enumerate(dbs):
+        seed_partition(db, SETTINGS, shard, SHARDS)
+    yield [[LeafService(db, s, r) for r in range(2)] for s, db in enumerate(dbs)]
+    for db in dbs:
+        db.close()
+
+
+@pytest.fixture
+def whole(db) -> SearchService:
+    db.apply_schema(SCHEMA)
+    seed_catalog(db, SETTINGS)
+    return SearchService(db, SETTINGS)
+
+
+def number(sku: str) -> int:
+    return int(sku.split("-")[1])
+
+
+def test_the_shards_partition_the_catalog(leaves, whole):
+    everything = {h.sku for h in whole.search("kettle", 100)}
+    per_shard = [{h.sku for h in leaves[s][0].query("kettle", 100)} for s in range(SHARDS)]
+    assert set().union(*per_shard) == everything
+    assert sum(map(len, per_shard)) == len(everything)
+    for shard, skus in enumerate(per_shard):
+        assert all(shard_of(number(sku), SHARDS) == shard for sku in skus)
+
+
+def test_scatter_merges_the_best_hits_of_the_first_n_shards(leaves):
+    scatter = Scatter(leaves, threads=8)
+    try:
+        for n in (1, 2, SHARDS):
+            hits = scatter.scatter("oak lamp", n, 10).hits
+            wanted = sorted((h for s in range(n) for h in leaves[s][0].query("oak lamp", 10)),
+                            key=lambda h: (-h.score, h.sku))[:10]
+            assert hits == wanted
+            assert {shard_of(number(h.sku), SHARDS) for h in hits} <= set(range(n))
+        for bad in (0, SHARDS + 1):
+            with pytest.raises(InvalidValue):
+                scatter.scatter("lamp", bad)
+        with pytest.raises(InvalidValue):
+            scatter.scatter("lamp", 2, delay="tail")  # a delay needs a seed
+        with pytest.raises(InvalidValue):
+            scatter.scatter("lamp", 2, hedge_ms=0)
+    finally:
+        scatter.close()
+
+
+def test_delays_are_a_function_of_seed_shard_and_replica():
+    tail = LeafDelay(base_ms=1, slow_p=0.25, slow_ms=50)
+    assert draw(9, 3, 1) == draw(9, 3, 1) != draw(9, 3, 0)
+    draws = [tail.delay_ms(seed, 0, 0) for seed in range(20_000)]
+    assert set(draws) == {1.0, 51.0}
+    slow = draws.count(51.0) / len(draws)
+    assert abs(slow - 0.25) < 4 * math.sqrt(0.25 * 0.75 / len(draws))
+    one_slow = LeafDelay(base_ms=0, slow_p=1.0, slow_ms=5, slow_replicas=(0,))
+    assert one_slow.delay_ms(1, 0, 0) == 5 and one_slow.delay_ms(1, 0, 1) == 0
+
+
+def test_an_unknown_delay_is_refused(leaves):
+    with pytest.raises(InvalidValue, match="no injected delay 'tail'"):
+        leaves[0][0].query("lamp", 5, "tail", 1)
+
+
+class TimedLeaf:
+    """A leaf answering after a fixed number of ms (a real sleep), counting its calls."""
+
+    def __init__(self, ms: float, fail: bool = False) -> None:
+        self.ms, self.fail, self.calls = ms, fail, 0
+        self._lock = threading.Lock()
+
+    def query(self, q, limit, delay=None, seed=None) -> list[Hit]:
+        with self._lock:
+            self.calls += 1
+        time.sleep(self.ms / 1000)
+        if self.fail:
+            raise Unavailable("leaf is unavailable")
+        return [Hit(f"SKU-{int(self.ms):06d}", q, 1, -self.ms)]
+
+
+def test_a_hedge_goes_to_the_other_replica_and_the_first_answer_wins():
+    slow, fast = TimedLeaf(300), TimedLeaf(1)
+    scatter = Scatter([[slow, fast]], threads=4)
+    try:
+        seed = next(s for s in range(100) if int(draw(s, 0, -1) * 2) == 0)  # primary: slow
+        started = time.perf_counter()
+        result = scatter.scatter("lamp", 1, 1, hedge_ms=20, delay="ignored", seed=seed)
+        took_ms = (time.perf_counter() - started) * 1000
+        assert result.backups == 1 and result.hits[0].sku == "SKU-000001"
+        assert took_ms < 200, took_ms
+        assert (slow.calls, fast.calls) == (1, 1)
+    finally:
+        scatter.close()
+
+
+def test_no_hedge_when_the_primary_answers_in_time():
+    a, b = TimedLeaf(1), TimedLeaf(1)
+    scatter = Scatter([[a, b]], threads=4)
+    try:
+        result = scatter.scatter("lamp", 1, 1, hedge_ms=200)
+        assert result.backups == 0 and a.calls + b.calls == 1
+    finally:
+        scatter.close()
+
+
+def test_first_answer_takes_a_success_over_an_earlier_failure():
+    scatter = Scatter([[TimedLeaf(1, fail=True), TimedLeaf(30)]], threads=4)
+    try:
+        calls = [scatter._pool.submit(r.query, "q", 1) for r in scatter.leaves[0]]
+        assert first_answer(calls)[0].sku == "SKU-000030"
+        failing = [scatter._pool.submit(TimedLeaf(1, fail=True).query, "q", 1)]
+        with pytest.raises(Unavailable):
+            first_answer(failing)
+    finally:
+        scatter.close()
