@@ -31,7 +31,9 @@ from pathlib import Path
 from bench.processes import signals_held, spawn_group, stop_groups
 from shop.address import address_of
 from shop.errors import DomainError
-from shop.placement import COMPONENTS, GATEWAY, Deployment, Topology, discard_storage, prepare_storage
+from shop.placement import (COMPONENTS, GATEWAY, Deployment, Topology, discard_storage, leaf_of,
+                            prepare_storage)
+from shop.search.leaves import LeafDelay
 from shop.hops import HopSettings
 from shop.search.service import SearchSettings
 from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
@@ -63,6 +65,8 @@ class LaunchSettings:
     scrypt_n: int = 2**14
     search: SearchSettings = SearchSettings()
     hop: HopSettings = HopSettings()  # timeouts and fault hooks of every HTTP hop
+    # Latency injections a /search/scatter request may name (shop/search/leaves.py)
+    leaf_delays: dict[str, LeafDelay] = field(default_factory=dict)
     cpus: tuple[int, ...] | None = None  # CPU set every process of the topology is pinned to
 
 
@@ -139,6 +143,8 @@ def bind_listeners(names: list[str]) -> dict[str, socket.socket]:
 
 
 def app_spec(topology: Topology, process: str) -> str:
+    if leaf_of(process) is not None:
+        return "microservices.leaf:create_app()"
     if process == GATEWAY:
         return "microservices.gateway:create_app()"
     if len(topology.processes) == 1:
@@ -224,7 +230,7 @@ def process_names(topology: Topology) -> list[str]:
     and later replicas as ``NAME#2``, ``NAME#3``, ...), then the gateway."""
     return [*(replica_name(proc, i) for proc in topology.processes
               for i in range(topology.scale_of(proc).replicas)),
-            *([GATEWAY] if topology.gateway else [])]
+            *topology.leaf_servers(), *([GATEWAY] if topology.gateway else [])]
 
 
 def replica_name(process: str, index: int) -> str:
@@ -242,7 +248,10 @@ def split_name(name: str) -> tuple[str, int]:
 
 def process_settings(settings: LaunchSettings, topology: Topology, process: str) -> LaunchSettings:
     """``settings`` with the workers and threads the topology gives ``process``; the
-    gateway, and a process whose table sets neither, keep the launch's."""
+    gateway, and a process whose table sets neither, keep the launch's. A leaf server has
+    one worker and the threads of ``[leaves]``."""
+    if leaf_of(process) is not None:
+        return replace(settings, workers=1, threads=topology.leaves.threads)
     if process not in topology.processes:
         return settings
     scale = topology.scale_of(process)
@@ -260,7 +269,8 @@ def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings,
                       token_secret=secrets.token_urlsafe(32),
                       urls={name: u for name, u in url.items() if REPLICA_MARK not in name},
                       replica_urls=replicas,
-                      scrypt_n=settings.scrypt_n, search=settings.search, hop=settings.hop)
+                      scrypt_n=settings.scrypt_n, search=settings.search, hop=settings.hop,
+                      leaf_delays=dict(settings.leaf_delays))
 
 
 @contextmanager

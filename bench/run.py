@@ -103,9 +103,24 @@ class RunConfig:
                     for name in experiments}
         return cls(chosen, tuple(topologies), launch, cpus, tuple(experiments), settings, **kw)
 
+    def variants(self) -> dict[str, dict[str, tuple[Topology, LaunchSettings]]]:
+        """experiment -> placement -> the (topology, launch) it measures there, where that
+        differs from the run's (``Experiment.placement``)."""
+        launch = replace(self.launch, cpus=self.cpus.system)
+        out: dict[str, dict[str, tuple[Topology, LaunchSettings]]] = {}
+        for name in self.experiments:
+            for topology in self.topologies:
+                chosen = get(name).placement(self.settings[name], topology, launch)
+                if chosen != (topology, launch):
+                    out.setdefault(name, {})[topology.name] = chosen
+        return out
+
     def describe(self) -> dict[str, Any]:
         """The full configuration as plain data, for the manifest."""
+        variants = {exp: {p: {"topology": asdict(t), "launch": asdict(l)} for p, (t, l) in by.items()}
+                    for exp, by in self.variants().items()}
         return {"profile": asdict(self.profile), "topologies": [asdict(t) for t in self.topologies],
+                "variants": variants,
                 "launch": asdict(self.launch), "cpus": asdict(self.cpus), "seed": self.seed,
                 "arrival": self.arrival, "generator_processes": self.generator_processes,
                 "comparisons": [list(pair) for pair in self.comparisons],
@@ -156,10 +171,27 @@ class Harness:
                                  {}, stack, self.progress, config.seed, config.arrival)
             for exp in experiments:
                 exp.start(session, config.settings[exp.name])
+            variants = config.variants()
+            started: list[tuple[tuple[Topology, LaunchSettings], Any]] = []
+
+            def shop_for(chosen: tuple[Topology, LaunchSettings], why: str) -> Any:
+                """The shop started for (topology, launch), started now if it is not yet."""
+                for key, shop in started:
+                    if key == chosen:
+                        return shop
+                self.progress.on_phase(f"starting {chosen[0].name}{why}")
+                shop = stack.enter_context(launch(*chosen))
+                started.append((chosen, shop))
+                return shop
+
             for topology in config.topologies:
-                self.progress.on_phase(f"starting {topology.name}")
-                session.shops[topology.name] = stack.enter_context(launch(topology, settings))
                 for exp in experiments:
+                    variant = variants.get(exp.name, {}).get(topology.name)
+                    if variant is None:
+                        session.shops[topology.name] = shop_for((topology, settings), "")
+                    else:  # the run's own shape is started only if some experiment measures it
+                        session.variants[(exp.name, topology.name)] = shop_for(
+                            variant, f" as {exp.name} measures it")
                     exp.prepare(session, config.settings[exp.name], topology.name)
             for i, step in enumerate(steps):
                 if i == 0 or steps[i - 1].trial != step.trial:
@@ -175,7 +207,7 @@ class Harness:
         settings = config.settings[exp.name]
         key = step_key(exp, planned.placement, planned.rung, planned.trial)
         load = exp.load(session, settings, planned.rung, planned.placement)
-        shop = session.shops[planned.placement]
+        shop = session.shop(exp, planned.placement)
         plan = LoadPlan(rate_per_s=planned.rung.rate, duration_s=load.duration_s,
                         warmup_s=load.warmup_s, output_dir=str(self.store.raw_dir(key.slug)),
                         arrival=load.arrival, seed=planned.seed, options=load.options)

@@ -100,7 +100,8 @@ def notification_lag(shop: RunningShop, start_s: float, end_s: float, settle_s: 
 HARNESS_ROUTES = frozenset({"/metrics", "/healthz", "/readyz", PAYMENT_LAG_PATH})
 COUNTED = {"seambench_http_request_duration_seconds_count": ("request", "route"),
            "seambench_hop_duration_seconds_count": ("hop", "dependency"),
-           "seambench_hop_errors_total": ("hop_error", "dependency")}
+           "seambench_hop_errors_total": ("hop_error", "dependency"),
+           "seambench_scatter_leaf_calls_total": ("leaf_call", "call")}
 
 
 def counts_from_metrics(text: str) -> dict[tuple[str, str], int]:

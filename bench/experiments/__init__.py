@@ -11,7 +11,8 @@ __all__ = ["Analysis", "Experiment", "Progress", "Rung", "RunSession", "StepLoad
            "DEFAULT", "get", "register", "registered"]
 
 DEFAULT = ("hops", "journey")  # what `seambench run` runs, in this order within a trial
-_BUILTIN = {"hops": "bench.experiments.hops", "journey": "bench.experiments.journey"}
+_BUILTIN = {"hops": "bench.experiments.hops", "journey": "bench.experiments.journey",
+            "fanout": "bench.experiments.fanout"}
 _registry: dict[str, Experiment] = {}
 
 

@@ -6,6 +6,8 @@ questions the core asks it:
 
 * ``settings(profile)``  its knobs for a profile (a frozen dataclass, recorded in the manifest);
 * ``rungs(settings)``    its ladder: one label and rate per rung;
+* ``placement(...)``     the topology and launch it measures for each of the run's
+                         placements: the same by default; fan-out adds leaf servers;
 * ``load(...)``          the load of one step: scenario, warm-up, duration, arrival, options;
 * hooks around steps     ``start`` (once), ``prepare`` (per placement), ``before_trial``,
                          ``after_step`` (e.g. read the shop's notification lag);
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from bench.loadgen import LoadResult
     from bench.reader import RunData
     from bench.store import RunStore
+    from shop.placement import Topology
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,22 @@ class RunSession:
     launch: "LaunchSettings"
     system_cpus: tuple[int, ...] | None
     generator_cpus: tuple[int, ...] | None
-    shops: dict[str, "RunningShop"]
+    shops: dict[str, "RunningShop"]  # the run's placements, as given
     stack: ExitStack
     progress: Progress
     seed: int
     arrival: str
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (experiment, placement) -> the shop it measures, where its ``placement`` differs
+    variants: dict[tuple[str, str], "RunningShop"] = field(default_factory=dict)
 
     def state_of(self, experiment: "Experiment") -> dict[str, Any]:
         return self.state.setdefault(experiment.name, {})
+
+    def shop(self, experiment: "Experiment | str", placement: str) -> "RunningShop":
+        """The running shop ``experiment`` measures as ``placement``."""
+        name = experiment if isinstance(experiment, str) else experiment.name
+        return self.variants.get((name, placement)) or self.shops[placement]
 
 
 @dataclass
@@ -108,6 +118,13 @@ class Experiment(ABC):
     @abstractmethod
     def load(self, session: RunSession, settings: Any, rung: Rung, placement: str) -> StepLoad:
         ...
+
+    def placement(self, settings: Any, topology: "Topology",
+                  launch: "LaunchSettings") -> tuple["Topology", "LaunchSettings"]:
+        """The topology and launch settings this experiment measures as the run's placement
+        ``topology`` (the same, unless it needs another shape of it: the harness then starts
+        that one too, under the same placement name, and records it in the manifest)."""
+        return topology, launch
 
     def start(self, session: RunSession, settings: Any) -> None:
         """Once, before any placement is measured (e.g. start helper servers on

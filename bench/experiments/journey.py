@@ -61,13 +61,13 @@ class Journey(Experiment):
         return [Rung(f"r{rate:g}", float(rate)) for rate in settings.rates]
 
     def prepare(self, session: RunSession, settings: JourneySettings, placement: str) -> None:
-        users = funded_users(session.shops[placement].base_url, settings.users)
+        users = funded_users(session.shop(self, placement).base_url, settings.users)
         session.state_of(self).setdefault("users", {})[placement] = users
 
     def before_trial(self, session: RunSession, settings: JourneySettings, trial: int) -> None:
         # fresh tokens each trial: a long run must not outlive them (1 h)
         state = session.state_of(self)
-        state["tokens"] = {p: log_in(session.shops[p].base_url, users)
+        state["tokens"] = {p: log_in(session.shop(self, p).base_url, users)
                            for p, users in state["users"].items()}
 
     def load(self, session: RunSession, settings: JourneySettings, rung: Rung,
@@ -79,7 +79,7 @@ class Journey(Experiment):
     def after_step(self, session: RunSession, settings: JourneySettings, step: StepResult,
                    result: Any) -> None:
         from bench.shopquery import notification_lag  # asks the shop, over HTTP
-        lag = notification_lag(session.shops[step.key.placement], result.measure_start_s,
+        lag = notification_lag(session.shop(self, step.key.placement), result.measure_start_s,
                                result.measure_end_s, settings.lag_settle_s)
         step.extra.update(payments=lag.payments, notifications=lag.histogram.get_total_count())
         session.store.add_harness_histograms(step.raw_dir, {"notification_lag": [lag.histogram]},

@@ -1,0 +1,225 @@
+"""The fan-out experiment's analysis: measured percentiles per kind, F(t)^n beside them,
+1-(1-p)^n beside the slow fractions, hedging's effect, and why a prediction missed.
+
+Every figure is read from the same block-bootstrap resamples (bench/stats.py), so the
+measured-to-predicted ratio of a resample compares the same seconds of the same trials.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.stats import beta
+
+from bench.model import QUANTILES, Estimate, Headline, Quantile, Ratio, estimates_to_json
+from bench.reader import RunData
+from bench.stats import Blocks, bootstrap_percentile, interval, percentile_estimate, percentile_of_counts, resample_weights
+from shop.search.leaves import LeafDelay
+from bench.experiments.base import Analysis
+from bench.experiments.fanout import (CONFIDENCE_SLOW, HEDGED, PLAIN, SLOW_REPLICA, TAIL, FanoutSettings,
+                                      Kind, kind_name, kinds)
+
+if TYPE_CHECKING:
+    from bench.experiments.fanout import Fanout
+
+PREDICTED = ("p50", "p99", "p99.9")
+BUSY_WARNING = 0.6  # a system CPU busier than this queues leaf calls: F(t)^n cannot hold
+
+
+def settings_from(doc: Mapping[str, Any]) -> FanoutSettings:
+    """The settings as the manifest recorded them (JSON) back as a FanoutSettings."""
+    data = dict(doc)
+    data["ns"] = tuple(data["ns"])
+    for key in ("tail", "slow_replica"):
+        data[key] = LeafDelay(**data[key])
+    return FanoutSettings(**data)
+
+
+def predicted_quantile(q: float, n: int) -> float:
+    """The percentile of one leaf's distribution that is the q-th percentile of the slowest
+    of n independent leaves: F(t)^n = q/100, so F(t) = (q/100)^(1/n)."""
+    return 100.0 * (q / 100.0) ** (1.0 / n)
+
+
+def slow_probability(kind: Kind, settings: FanoutSettings) -> float | None:
+    """The probability that one leaf call of ``kind`` draws the slow delay (None: no tail)."""
+    if kind.variant == TAIL:
+        return settings.tail.slow_p
+    if kind.variant == SLOW_REPLICA:
+        delay = settings.slow_replica
+        share = (len(set(delay.slow_replicas) & set(range(settings.replicas))) / settings.replicas
+                 if delay.slow_replicas else 1.0)
+        return delay.slow_p * share  # the primary replica is drawn uniformly
+    return None
+
+
+def binomial_interval(k: int, total: int, confidence: float = CONFIDENCE_SLOW) -> tuple[float, float]:
+    """Clopper-Pearson interval of a proportion k/total."""
+    tail = (1 - confidence) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(tail, k, total - k + 1))
+    high = 1.0 if k == total else float(beta.ppf(1 - tail, k + 1, total - k))
+    return low, high
+
+
+def analyse_fanout(experiment: "Fanout", run: RunData, resamples: int, seed: int) -> Analysis:
+    rng = np.random.default_rng(seed)
+    settings = settings_from(run.settings(experiment.name))
+    every = kinds(settings)
+    per: dict[str, Any] = {}
+    warnings: list[str] = []
+    for placement in run.placements:
+        steps = run.steps_of(experiment.name, placement)
+        if not steps:
+            continue
+        valid = [s for s in steps if s.valid]
+        entry: dict[str, Any] = {
+            "trials": len(steps), "valid_trials": len(valid),
+            "invalid": [f"trial {s.key.trial + 1}: {'; '.join(s.invalid_reasons)}"
+                        for s in steps if not s.valid],
+            "hedge_ms": steps[0].extra.get("hedge_ms"),
+            "leaves": {k.removeprefix("leaf_"): v for k, v in steps[0].extra.items()
+                       if k.startswith("leaf_")}}
+        per[placement] = entry
+        if not valid:
+            continue
+        blocks = run.blocks(valid, [k.name for k in every])
+        if not blocks:
+            continue
+        weights = resample_weights(next(iter(blocks.values())).strata, resamples, rng)
+        cpus = len(run.config.get("cpus", {}).get("system") or [1]) or 1
+        busy = [s.system_cpu_s / s.duration_s / cpus for s in valid if s.duration_s]
+        entry["system_cpu_busy"] = round(float(np.mean(busy)), 3) if busy else None
+        entry["kinds"] = {k.name: kind_entry(k, blocks, weights, settings) for k in every
+                          if k.name in blocks}
+        explain(entry, settings)
+        entry["hedging"] = hedging(run, valid, blocks, weights, settings)
+    result = {"title": experiment.title, "settings": run.settings(experiment.name),
+              "placements": per}
+    nothing = bool(per) and not any(e.get("valid_trials") for e in per.values())
+    return Analysis(result, headlines(result, settings), warnings, rests_on_nothing=nothing)
+
+
+def kind_entry(kind: Kind, blocks: Mapping[str, Blocks], weights: np.ndarray,
+               settings: FanoutSettings) -> dict[str, Any]:
+    mine = blocks[kind.name]
+    out: dict[str, Any] = {"n": kind.n, "variant": kind.variant, **estimates_to_json(
+        {q.key: percentile_estimate(mine, q, weights) for q in QUANTILES})}
+    base = blocks.get(kind.base())
+    if kind.variant != HEDGED and base is not None and base.total:
+        out["predicted"] = {}
+        for q in QUANTILES:
+            if q.key not in PREDICTED:
+                continue
+            q_one = predicted_quantile(q.q, kind.n)
+            point = float(percentile_of_counts(base.counts.sum(axis=0), base.values, q_one)[0])
+            boot_predicted = bootstrap_percentile(base, q_one, weights)
+            boot_measured = bootstrap_percentile(mine, q.q, weights)
+            ratio = interval(boot_measured / boot_predicted)
+            measured = Estimate.from_json(out.get(q.key))
+            supported = (measured.supported and base.total >= Quantile(q.key, q_one).min_samples)
+            out["predicted"][q.key] = {
+                "value": point, "ci95": interval(boot_predicted),
+                "measured_over_predicted": None if ratio is None else list(ratio),
+                "supported": supported,
+                "agrees": None if ratio is None or not supported else ratio[0] <= 1.0 <= ratio[1]}
+    p = slow_probability(kind, settings)
+    if p is not None:
+        delay = settings.tail if kind.variant == TAIL else settings.slow_replica
+        threshold_us = delay.slow_ms * 1000
+        total = mine.total
+        slow = int(mine.counts.sum(axis=0)[mine.values >= threshold_us].sum())
+        low, high = binomial_interval(slow, total) if total else (0.0, 1.0)
+        expected = 1 - (1 - p) ** kind.n
+        out["slow_fraction"] = {"threshold_ms": delay.slow_ms, "measured": slow / total if total else None,
+                                "ci99": [low, high], "expected": expected, "samples": total,
+                                "agrees": low <= expected <= high}
+    return out
+
+
+def explain(entry: dict[str, Any], settings: FanoutSettings) -> None:
+    """Say, for each kind whose measurement and prediction disagree, what the measurement
+    shows about why: F(t)^n assumes n independent leaves sharing nothing."""
+    per = entry["kinds"]
+    busy = entry.get("system_cpu_busy")
+    for name, k in per.items():
+        reasons = []
+        missed = [q for q, p in k.get("predicted", {}).items() if p.get("agrees") is False]
+        slow = k.get("slow_fraction", {})
+        if slow and not slow.get("agrees"):
+            missed.append("slow fraction")
+        if not missed:
+            continue
+        plain = per.get(kind_name(k["n"], PLAIN), {}).get("predicted", {}).get("p50", {})
+        ratio = plain.get("measured_over_predicted")
+        if k["n"] > 1 and ratio and ratio[0] > 1:
+            reasons.append(f"without any injected delay n={k['n']} already takes "
+                           f"{ratio[0]:.2f}-{ratio[1]:.2f}x the F(t)^n prediction at p50: the n "
+                           f"leaf calls are not independent (they share the system's CPU, the "
+                           f"scatter pool and, split, the gateway), so waiting for them queues")
+        if busy is not None and busy > BUSY_WARNING:
+            reasons.append(f"the system's CPU was {busy:.0%} busy over the step")
+        measured = k.get("p50", {}).get("value")
+        if slow and slow.get("measured") is not None and slow["measured"] > slow["expected"] and \
+                measured and measured > 0.5 * slow["threshold_ms"] * 1000:
+            reasons.append("requests with no slow leaf were themselves slower than the threshold")
+        k["disagrees_on"] = missed
+        k["why"] = reasons or ["no cause found in what was measured (the interval may simply "
+                               "have missed: at 95% one figure in twenty does)"]
+
+
+def hedging(run: RunData, valid: list, blocks: Mapping[str, Blocks], weights: np.ndarray,
+            settings: FanoutSettings) -> dict[str, Any] | None:
+    """p99 and p99.9 without and with hedging at ``hedge_n``, their ratio per resample, and
+    the extra leaf calls hedging sent (from the scatterer's own counts)."""
+    plain_name = kind_name(settings.hedge_n, SLOW_REPLICA)
+    hedged_name = kind_name(settings.hedge_n, HEDGED)
+    if plain_name not in blocks or hedged_name not in blocks:
+        return None
+    out: dict[str, Any] = {"n": settings.hedge_n}
+    for q in (QUANTILES[2], QUANTILES[3]):
+        a = bootstrap_percentile(blocks[plain_name], q.q, weights)
+        b = bootstrap_percentile(blocks[hedged_name], q.q, weights)
+        unhedged = percentile_estimate(blocks[plain_name], q, weights)
+        hedged = percentile_estimate(blocks[hedged_name], q, weights)
+        ratio = interval(a / b)
+        out[q.key] = {"unhedged": unhedged.to_json(), "hedged": hedged.to_json(),
+                      "reduction": Ratio(unhedged.value / hedged.value if hedged.value else None,
+                                         *(ratio or (None, None)),
+                                         supported=unhedged.supported and hedged.supported).to_json()}
+    calls: dict[str, int] = {}
+    for counted in run.calls(valid).values():
+        for (kind, name), n in counted.items():
+            if kind == "leaf_call":
+                calls[name] = calls.get(name, 0) + n
+    if calls.get("hedged"):
+        out["extra_requests"] = calls.get("backup", 0) / calls["hedged"]
+        out["leaf_calls"] = calls
+    return out
+
+
+def headlines(result: Mapping[str, Any], settings: FanoutSettings) -> list[Headline]:
+    rows: list[Headline] = []
+    top = max(settings.ns)
+    for placement, e in result["placements"].items():
+        if not e.get("valid_trials"):
+            rows.append(Headline(f"fan-out, {placement}", "text", text="no valid trial",
+                                 verdict="nothing valid"))
+            continue
+        k = e.get("kinds", {}).get(kind_name(top, TAIL))
+        if k:
+            pred = k.get("predicted", {}).get("p99", {})
+            verdict = {True: "agrees with F(t)^n", False: "disagrees with F(t)^n",
+                       None: "no supported prediction"}[pred.get("agrees")]
+            if pred.get("value"):
+                verdict += f" ({pred['value'] / 1000:.1f} ms predicted)"
+            rows.append(Headline(f"p99 at n={top} with the leaf tail, {placement}", "latency",
+                                 Estimate.from_json(k.get("p99")), verdict=verdict))
+        h = e.get("hedging") or {}
+        red = h.get("p99.9", {}).get("reduction")
+        if red:
+            extra = h.get("extra_requests")
+            rows.append(Headline(f"p99.9 unhedged / hedged at n={h['n']}, one slow replica, "
+                                 f"{placement}", "ratio", ratio=Ratio.from_json(red),
+                                 verdict="" if extra is None else f"{extra:.1%} extra leaf calls"))
+    return rows
