@@ -6,17 +6,17 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from bench.calibrate import CalibrationError, calibrate as run_calibration
 from bench.console import RunConsole
 from bench import run as lifecycle
-from bench.experiments import registered
+from bench.experiments import get as get_experiment, registered
 from bench.launcher import LaunchError, LaunchSettings, launch
 from bench.loadgen import LoadError, run_load, summary_key, target_summary
 from bench.model import QUANTILES
@@ -135,7 +135,10 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
               help="a paired ratio of two placements besides each over the first (repeatable), "
                    "e.g. microservices-pg/microservices: what the database seam adds alone")
 @click.option("--experiment", "experiments", multiple=True, default=None,
-              help="experiments to run, in order (repeatable; default: hops, journey)")
+              help="experiments to run, in order (repeatable; default: hops, journey, fanout)")
+@click.option("--set", "assignments", multiple=True, metavar="EXPERIMENT.FIELD=VALUE",
+              help="override one setting of an experiment (repeatable), e.g. fanout.ns=1,4,16 "
+                   "or fanout.rate=20; VALUE is JSON or a comma-separated list")
 @click.option("--trials", type=click.IntRange(1, 100), default=None,
               help="repeated trials per step (default: the profile's)")
 @click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True,
@@ -148,7 +151,7 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
               default=Path("results"), show_default=True, help="runs are written under this")
 @with_common_options
 def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
-        experiments: tuple[str, ...], trials: int | None,
+        experiments: tuple[str, ...], assignments: tuple[str, ...], trials: int | None,
         seed: int, arrival: str, p99_objective_ms: float, results: Path, workers: int,
         threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
     """Measure the placements side by side and write results/<run-id>/ with its report.
@@ -165,11 +168,17 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
     if unknown:
         raise click.BadParameter(f"unknown experiment {unknown[0]!r}; known: "
                                  f"{', '.join(registered())}", param_hint="--experiment")
-    overrides = {"journey": {"objective_p99_ms": p99_objective_ms}} if "journey" in chosen else {}
-    config = lifecycle.RunConfig.build(
-        profile, placements, _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms),
-        lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
-        comparisons=_comparisons(comparisons, [t.name for t in placements]))
+    overrides: dict[str, dict[str, Any]] = (
+        {"journey": {"objective_p99_ms": p99_objective_ms}} if "journey" in chosen else {})
+    for name, fields in _assignments(assignments, chosen).items():
+        overrides.setdefault(name, {}).update(fields)
+    try:
+        config = lifecycle.RunConfig.build(
+            profile, placements, _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms),
+            lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
+            comparisons=_comparisons(comparisons, [t.name for t in placements]))
+    except (TypeError, ValueError) as exc:  # a --set the experiment's settings refuse
+        raise click.BadParameter(str(exc).splitlines()[0], param_hint="--set") from None
     run_id = new_run_id()
     console = RunConsole(results / run_id, len(lifecycle.plan_steps(config)))
     with console:
@@ -185,6 +194,37 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
     else:
         console.headline(outcome.summary)
     sys.exit(outcome.exit_code)
+
+
+def _assignments(asked: tuple[str, ...], experiments: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--set EXPERIMENT.FIELD=VALUE`` options as experiment -> field -> value. VALUE is read
+    as JSON (1, 0.5, true, [1, 4], {"slow_p": 0.01}), else as a comma-separated list of
+    JSON values when it has a comma, else as text. Raises click.BadParameter."""
+    out: dict[str, dict[str, Any]] = {}
+    for text in asked:
+        target, eq, raw = text.partition("=")
+        name, dot, key = target.partition(".")
+        if not eq or not dot or not key:
+            raise click.BadParameter(f"{text!r} is not EXPERIMENT.FIELD=VALUE", param_hint="--set")
+        if name not in experiments:
+            raise click.BadParameter(f"{text!r}: {name!r} is not an experiment of this run "
+                                     f"({', '.join(experiments)})", param_hint="--set")
+        known = {f.name for f in fields(type(get_experiment(name).settings("quick")))}
+        if key not in known:
+            raise click.BadParameter(f"{text!r}: {name} has no setting {key!r}; known: "
+                                     f"{', '.join(sorted(known))}", param_hint="--set")
+        out.setdefault(name, {})[key] = _value(raw)
+    return out
+
+
+def _value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    if "," in raw:
+        return [_value(part.strip()) for part in raw.split(",")]
+    return raw
 
 
 def _comparisons(asked: tuple[str, ...], names: list[str]) -> tuple[tuple[str, str], ...]:

@@ -10,7 +10,7 @@ from bench.experiments.base import Analysis, Experiment, Progress, Rung, RunSess
 __all__ = ["Analysis", "Experiment", "Progress", "Rung", "RunSession", "StepLoad",
            "DEFAULT", "get", "register", "registered"]
 
-DEFAULT = ("hops", "journey")  # what `seambench run` runs, in this order within a trial
+DEFAULT = ("hops", "journey", "fanout")  # what `seambench run` runs, in this order within a trial
 _BUILTIN = {"hops": "bench.experiments.hops", "journey": "bench.experiments.journey",
             "fanout": "bench.experiments.fanout"}
 _registry: dict[str, Experiment] = {}

@@ -59,12 +59,36 @@ class FanoutSettings:
     hedge_ms: float | None = None  # None: the measured p95 of one leaf (n = 1, one slow replica)
     calibration_requests: int = 200  # n = 1 requests that measure that p95, per placement
     query: str = "lamp"
+    variants: tuple[str, ...] = ("plain", "tail", "hedging")  # which kinds of request to send
+    single_leaf_weight: int = 3  # n = 1 kinds are sent this many times a round: F needs samples
+
+    def __post_init__(self) -> None:
+        """Accept JSON-shaped values (lists, dicts: from the manifest or ``--set``); refuse
+        what cannot be measured, with a message naming the setting."""
+        fix = object.__setattr__
+        fix(self, "ns", tuple(int(n) for n in self.ns))
+        fix(self, "variants", tuple(self.variants))
+        for key in ("tail", "slow_replica"):
+            if isinstance(getattr(self, key), Mapping):
+                fix(self, key, LeafDelay(**getattr(self, key)))
+        unknown = set(self.variants) - {PLAIN, TAIL, "hedging"}
+        if unknown or not self.variants:
+            raise ValueError(f"fanout.variants: choose from plain, tail, hedging (not {sorted(unknown)})")
+        if not self.ns or min(self.ns) < 1 or 1 not in self.ns:
+            raise ValueError("fanout.ns: fan-outs of at least 1, including 1 (F is the measured n=1)")
+        if max(self.ns) > self.shards or self.hedge_n > self.shards:
+            raise ValueError(f"fanout: every n (ns, hedge_n) must be at most shards ({self.shards})")
+        if "hedging" in self.variants and self.replicas < 2:
+            raise ValueError("fanout: hedging needs replicas >= 2")
 
 
+# Rates are low because a split fan-out is dear: one leaf hop costs the system ~2 CPU-ms
+# (both ends) on this project's 2-core machine, so n = 16 is ~40 CPU-ms per request.
 PROFILES = {
-    "quick": FanoutSettings(ns=(1, 4, 16), rate=40, warmup_s=1, duration_s=8, shards=16),
-    "full": FanoutSettings(ns=(1, 2, 4, 8, 16, 32), rate=40, warmup_s=2, duration_s=40,
-                           shards=32, calibration_requests=500),
+    "quick": FanoutSettings(ns=(1, 2, 4, 8), rate=30, warmup_s=1, duration_s=8, shards=8,
+                            hedge_n=8),
+    "full": FanoutSettings(ns=(1, 2, 4, 8, 16, 32), rate=12, warmup_s=2, duration_s=90,
+                           shards=32, hedge_n=16, calibration_requests=500),
     "smoke": FanoutSettings(ns=(1, 4), rate=30, warmup_s=0.5, duration_s=2, shards=4, hedge_n=4,
                             calibration_requests=60),
 }
@@ -79,6 +103,7 @@ class Kind:
     variant: str  # PLAIN, TAIL, SLOW_REPLICA or HEDGED
     delay: str | None = None
     hedged: bool = False
+    weight: int = 1  # times sent per round
 
     def base(self) -> str:
         """The n = 1 kind whose measured distribution predicts this one."""
@@ -91,12 +116,19 @@ def kind_name(n: int, variant: str) -> str:
 
 
 def kinds(settings: FanoutSettings) -> list[Kind]:
-    out = [Kind(kind_name(n, v), n, v, TAIL if v == TAIL else None)
-           for v in (PLAIN, TAIL) for n in settings.ns]
-    for n in dict.fromkeys((1, settings.hedge_n)):
-        out.append(Kind(kind_name(n, SLOW_REPLICA), n, SLOW_REPLICA, SLOW_REPLICA))
-    out.append(Kind(kind_name(settings.hedge_n, HEDGED), settings.hedge_n, HEDGED, SLOW_REPLICA,
-                    hedged=True))
+    """Every kind the step sends: each n plain and with the tail; hedging's three (n = 1 and
+    hedge_n with one slow replica, and hedge_n hedged); as ``variants`` selects."""
+    def weight(n: int) -> int:
+        return settings.single_leaf_weight if n == 1 else 1
+
+    out = [Kind(kind_name(n, v), n, v, TAIL if v == TAIL else None, weight=weight(n))
+           for v in (PLAIN, TAIL) if v in settings.variants for n in settings.ns]
+    if "hedging" in settings.variants:
+        for n in dict.fromkeys((1, settings.hedge_n)):
+            out.append(Kind(kind_name(n, SLOW_REPLICA), n, SLOW_REPLICA, SLOW_REPLICA,
+                            weight=weight(n)))
+        out.append(Kind(kind_name(settings.hedge_n, HEDGED), settings.hedge_n, HEDGED,
+                        SLOW_REPLICA, hedged=True))
     return out
 
 
@@ -105,10 +137,8 @@ class Fanout(Experiment):
     title = "Fan-out: p99 against n, against F(t)^n, and hedged"
 
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> FanoutSettings:
-        chosen = replace(PROFILES[profile], **dict(overrides or {}))
-        if max(chosen.ns) > chosen.shards or chosen.hedge_n > chosen.shards:
-            raise ValueError(f"fanout: every n must be at most shards ({chosen.shards})")
-        return chosen
+        """Raises ValueError naming a setting that cannot be measured."""
+        return replace(PROFILES[profile], **dict(overrides or {}))
 
     def rungs(self, settings: FanoutSettings) -> list[Rung]:
         return [Rung("fanout", float(settings.rate))]
@@ -148,8 +178,8 @@ class Fanout(Experiment):
         hedge = state["hedge_ms"][placement]
         return StepLoad("fanout", settings.warmup_s, settings.duration_s, session.arrival, {
             "token": state["tokens"][placement][0], "query": settings.query,
-            "kinds": {k.name: {"n": k.n, "delay": k.delay, "hedge_ms": hedge if k.hedged else None}
-                      for k in kinds(settings)}})
+            "kinds": {k.name: {"n": k.n, "delay": k.delay, "weight": k.weight,
+                               "hedge_ms": hedge if k.hedged else None} for k in kinds(settings)}})
 
     def after_step(self, session: RunSession, settings: FanoutSettings, step: StepResult,
                    result: Any) -> None:

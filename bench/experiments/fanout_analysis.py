@@ -15,7 +15,6 @@ from scipy.stats import beta
 from bench.model import QUANTILES, Estimate, Headline, Quantile, Ratio, estimates_to_json
 from bench.reader import RunData
 from bench.stats import Blocks, bootstrap_percentile, interval, percentile_estimate, percentile_of_counts, resample_weights
-from shop.search.leaves import LeafDelay
 from bench.experiments.base import Analysis
 from bench.experiments.fanout import (CONFIDENCE_SLOW, HEDGED, PLAIN, SLOW_REPLICA, TAIL, FanoutSettings,
                                       Kind, kind_name, kinds)
@@ -23,17 +22,13 @@ from bench.experiments.fanout import (CONFIDENCE_SLOW, HEDGED, PLAIN, SLOW_REPLI
 if TYPE_CHECKING:
     from bench.experiments.fanout import Fanout
 
-PREDICTED = ("p50", "p99", "p99.9")
+PREDICTED = ("p50", "p90", "p99", "p99.9")
 BUSY_WARNING = 0.6  # a system CPU busier than this queues leaf calls: F(t)^n cannot hold
 
 
 def settings_from(doc: Mapping[str, Any]) -> FanoutSettings:
     """The settings as the manifest recorded them (JSON) back as a FanoutSettings."""
-    data = dict(doc)
-    data["ns"] = tuple(data["ns"])
-    for key in ("tail", "slow_replica"):
-        data[key] = LeafDelay(**data[key])
-    return FanoutSettings(**data)
+    return FanoutSettings(**doc)
 
 
 def predicted_quantile(q: float, n: int) -> float:

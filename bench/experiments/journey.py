@@ -42,7 +42,7 @@ class JourneySettings:
 
 
 PROFILES = {
-    "quick": JourneySettings(rates=(50, 120, 200, 300), warmup_s=1.5, duration_s=4),
+    "quick": JourneySettings(rates=(50, 120, 200), warmup_s=1.5, duration_s=4),
     "full": JourneySettings(rates=(50, 100, 200, 300, 400, 500, 600, 800), warmup_s=5,
                             duration_s=20),
     "smoke": JourneySettings(rates=(30,), warmup_s=0.5, duration_s=1.5, users=2),

@@ -1,7 +1,7 @@
 """Fan-out: ``GET /search/scatter?n=`` at several n, with and without an injected leaf tail.
 
-Each arrival is one of the kinds in option ``kinds`` (name -> {n, delay, hedge_ms}), taken
-in rounds: every round sends each kind once, in a seeded random order, so every kind sees
+Each arrival is one of the kinds in option ``kinds`` (name -> {n, delay, hedge_ms, weight}),
+taken in rounds: every round sends each kind ``weight`` times, in a seeded random order, so every kind sees
 the same load and the same neighbours. A kind with a ``delay`` names one of the
 deployment's latency injections and sends a fresh seed with each request; the seeds come
 from the plan's seed, so every placement gets the same seeds in the same order and hence
@@ -25,7 +25,8 @@ class FanoutUser(OpenLoopUser):
 
     def next_request(self) -> tuple[str, Send]:
         if not self._round:
-            self._round = self.rng.sample(list(self._kinds), len(self._kinds))
+            every = [name for name, kind in self._kinds.items() for _ in range(kind.get("weight", 1))]
+            self._round = self.rng.sample(every, len(every))
         name = self._round.pop()
         kind = self._kinds[name]
         path = f"/search/scatter?q={self._query}&n={kind['n']}&limit=10"
