@@ -88,7 +88,7 @@ def analyse_fanout(experiment: "Fanout", run: RunData, resamples: int, seed: int
         entry["kinds"] = {k.name: kind_entry(k, blocks, weights, settings) for k in every
                           if k.name in blocks}
         explain(entry, settings)
-        entry["hedging"] = hedging(run, valid, blocks, weights, settings)
+        entry["hedging"] = hedging(run, valid, blocks, weights, settings, entry["system_cpu_busy"])
     result = {"title": experiment.title, "settings": run.settings(experiment.name),
               "placements": per}
     nothing = bool(per) and not any(e.get("valid_trials") for e in per.values())
@@ -164,9 +164,11 @@ def explain(entry: dict[str, Any], settings: FanoutSettings) -> None:
 
 
 def hedging(run: RunData, valid: list, blocks: Mapping[str, Blocks], weights: np.ndarray,
-            settings: FanoutSettings) -> dict[str, Any] | None:
+            settings: FanoutSettings, busy: float | None) -> dict[str, Any] | None:
     """p99 and p99.9 without and with hedging at ``hedge_n``, their ratio per resample, and
-    the extra leaf calls hedging sent (from the scatterer's own counts)."""
+    the extra leaf calls hedging sent (from the scatterer's own counts) against what the
+    injection alone would cause: the primaries drawing the slow delay, plus the 5% of
+    calls over a p95 when the hedge delay is the measured p95."""
     plain_name = kind_name(settings.hedge_n, SLOW_REPLICA)
     hedged_name = kind_name(settings.hedge_n, HEDGED)
     if plain_name not in blocks or hedged_name not in blocks:
@@ -188,8 +190,16 @@ def hedging(run: RunData, valid: list, blocks: Mapping[str, Blocks], weights: np
             if kind == "leaf_call":
                 calls[name] = calls.get(name, 0) + n
     if calls.get("hedged"):
-        out["extra_requests"] = calls.get("backup", 0) / calls["hedged"]
+        out["extra_requests"] = extra = calls.get("backup", 0) / calls["hedged"]
         out["leaf_calls"] = calls
+        slow = slow_probability(Kind("", settings.hedge_n, SLOW_REPLICA), settings) or 0.0
+        out["expected_extra"] = expected = slow + (0.05 if settings.hedge_ms is None else 0.0)
+        if extra > 2 * expected:
+            out["why"] = (f"{extra:.0%} of leaf calls were hedged where the injection alone "
+                          f"explains about {expected:.0%}: most primaries were late because they "
+                          f"queued (for the system's CPU{f', {busy:.0%} busy' if busy else ''}, "
+                          f"and the scatter pool), not because a replica was slow, so each "
+                          f"backup added load to what was already the bottleneck")
     return out
 
 

@@ -41,7 +41,7 @@ def fanout_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) ->
             continue
         for name, k in e["kinds"].items():
             cells = [placement, name]
-            for key in ("p50", "p99", "p99.9"):
+            for key in ("p50", "p90", "p99", "p99.9"):
                 pred = k.get("predicted", {}).get(key, {})
                 cells.append(display.estimate(Estimate.from_json(k.get(key)), unit=""))
                 cells.append(_predicted_cell(pred))
@@ -55,8 +55,8 @@ def fanout_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) ->
             if k.get("why"):
                 notes.append(f"{placement}, {name}: disagrees on {', '.join(k['disagrees_on'])}: "
                              + "; ".join(k["why"]))
-    blocks.append(Table(["placement", "kind", "p50 µs", "F(t)^n p50", "p99 µs", "F(t)^n p99",
-                         "p99.9 µs", "F(t)^n p99.9"], rows, "llrrrrrr"))
+    blocks.append(Table(["placement", "kind", "p50 µs", "F(t)^n p50", "p90 µs", "F(t)^n p90",
+                         "p99 µs", "F(t)^n p99", "p99.9 µs", "F(t)^n p99.9"], rows, "llrrrrrrrr"))
     if slow_rows:
         blocks.append(Table(["placement", "kind", "slow fraction (99% CI)", "1-(1-p)^n", "requests",
                              "verdict"], slow_rows, "llrrrl"))
@@ -79,6 +79,10 @@ def fanout_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) ->
         blocks.append(Table(["placement", "percentile", "unhedged µs", "hedged µs",
                              "unhedged / hedged", "extra leaf calls", "hedge after (ms)"],
                             hedge_rows, "llrrrrr"))
+        why = [f"{p}: {e['hedging']['why']}" for p, e in per.items()
+               if (e.get("hedging") or {}).get("why")]
+        if why:
+            blocks.append(Bullets(why))
     costs = [[p, display.number(e["leaves"].get("servers")),
               display.number(e["leaves"].get("startup_cpu_s_mean"), 3),
               display.number(e["leaves"].get("pss_mib_mean"), 1),

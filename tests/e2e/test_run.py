@@ -37,11 +37,15 @@ def test_run_measures_both_placements_and_writes_the_results_directory(tmp_path)
     assert env["git_revision"] and env["cpu_model"] and env["kernel"] and env["python"]
     assert env["packages"]["locust"] and env["packages"]["hdrhistogram"]
     assert manifest["config"]["profile"]["name"] == "smoke" and manifest["config"]["seed"] == 1
-    assert list(manifest["config"]["experiments"]) == ["hops", "journey"]
+    assert list(manifest["config"]["experiments"]) == ["hops", "journey", "fanout"]
+    # fan-out measures the split placement with its leaves as servers: recorded as such
+    leaves = manifest["config"]["variants"]["fanout"]["microservices"]["topology"]["leaves"]
+    assert leaves["processes"] is True and leaves["shards"] == 4 and leaves["replicas"] == 2
+    assert manifest["config"]["variants"]["fanout"]["monolith"]["topology"]["leaves"]["processes"] is False
 
     steps = rows(run_dir / "steps.csv")
     trials = manifest["config"]["profile"]["trials"]
-    per_trial = 1 + len(manifest["config"]["experiments"]["journey"]["rates"])
+    per_trial = 1 + len(manifest["config"]["experiments"]["journey"]["rates"]) + 1
     assert len(steps) == trials * per_trial * 2
     # interleaved: each step ran in both placements back to back, order rotating per trial
     assert [s["placement"] for s in steps[:2]] == ["monolith", "microservices"]
@@ -96,6 +100,23 @@ def test_run_measures_both_placements_and_writes_the_results_directory(tmp_path)
             assert rung["inside"]["requests_per_edge_request"]["auth"] >= 0.99
             assert set(rung["inside"]["hops_per_edge_request"]) >= {"auth", "search"}
     assert not any(c["kind"] == "hop" for c in calls if c["placement"] == "monolith")
+    fanout = summary["experiments"]["fanout"]["placements"]
+    for placement, entry in fanout.items():
+        if not entry["valid_trials"]:
+            continue
+        kinds = entry["kinds"]
+        assert {k["n"] for k in kinds.values()} == {1, 4}
+        for k in kinds.values():
+            assert k["p50"]["samples"] > 0
+            if k["variant"] == "tail":  # every tail kind is set against 1-(1-p)^n
+                assert k["slow_fraction"]["expected"] == 1 - (1 - 0.02) ** k["n"]
+        assert kinds["n=4"]["predicted"]["p50"]["value"] > 0  # F(t)^n from the measured n=1
+        hedging = entry["hedging"]  # backups counted by the scatterer itself, per hedged call
+        assert hedging["leaf_calls"]["hedged"] > 0 and 0 <= hedging["extra_requests"] <= 1
+    assert fanout["microservices"]["leaves"]["servers"] == 8
+    assert fanout["microservices"]["leaves"]["pss_mib_mean"] > 5
+    assert "## Fan-out" in (run_dir / "report.md").read_text()
+    assert (run_dir / "figures" / "fanout-percentiles.png").stat().st_size > 5_000
     assert summary["headlines"] and "report.html" in done.stdout
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html

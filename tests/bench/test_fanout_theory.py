@@ -1,0 +1,129 @@
+"""Ground truth for the fan-out analysis: synthetic leaves with a known slow probability and
+delay (real sleeps, on the real Scatter and its thread pool), against F(t)^n and 1-(1-p)^n
+as bench/experiments/fanout_analysis.py computes them; and hedging against its bound."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from bench.experiments.fanout_analysis import binomial_interval, predicted_quantile
+from shop.search.api import Hit
+from shop.search.leaves import LeafDelay, Scatter, draw
+
+SLOW_P, SLOW_MS, BASE_MS = 0.05, 12.0, 0.3
+REQUESTS = 400
+LEAF_SAMPLES = 3000
+TOLERANCE = 0.02
+
+
+class SleepingLeaf:
+    """A leaf that only waits its injected delay (the LeafService rule, without a database)."""
+
+    def __init__(self, shard: int, replica: int, delay: LeafDelay) -> None:
+        self.shard, self.replica, self.delay = shard, replica, delay
+        self.calls = 0
+
+    def query(self, q, limit, delay=None, seed=None) -> list[Hit]:
+        self.calls += 1
+        time.sleep(self.delay.delay_ms(seed, self.shard, self.replica) / 1000)
+        return [Hit(f"SKU-{self.shard:06d}", q, 1, 1.0)]
+
+
+def timed(scatter: Scatter, n: int, seeds: range, **kw) -> np.ndarray:
+    """End-to-end ms of one scatter per seed, one at a time."""
+    out = []
+    for seed in seeds:
+        started = time.perf_counter()
+        scatter.scatter("q", n, 1, delay="d", seed=seed, **kw)
+        out.append((time.perf_counter() - started) * 1000)
+    return np.array(out)
+
+
+def bootstrap_ratio(measured: np.ndarray, leaf: np.ndarray, q: float, n: int,
+                    rng: np.random.Generator, extra_ms: float = 0.0,
+                    resamples: int = 400) -> tuple[float, float]:
+    """The 95% interval of measured q-th percentile / (F's q^(1/n) quantile + extra_ms)."""
+    ratios = [np.percentile(rng.choice(measured, len(measured)), q)
+              / (np.percentile(rng.choice(leaf, len(leaf)), predicted_quantile(q, n)) + extra_ms)
+              for _ in range(resamples)]
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def sleeping_scatter(delay: LeafDelay) -> Scatter:
+    return Scatter([[SleepingLeaf(shard, 0, delay)] for shard in range(16)], threads=32)
+
+
+@pytest.fixture(scope="module")
+def scatter():
+    s = sleeping_scatter(LeafDelay(base_ms=BASE_MS, slow_p=SLOW_P, slow_ms=SLOW_MS))
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def fan_cost_ms():
+    """What the scatter itself adds to wait for n leaves rather than one (the pool hands n
+    results back; ~0.1 ms at n = 4, up to ~1 ms at 16 on a busy machine): the median of n
+    leaves with no tail minus that of one. F(t)^n knows nothing of it, so it is added."""
+    s = sleeping_scatter(LeafDelay(base_ms=BASE_MS))
+    try:
+        one = np.median(timed(s, 1, range(300)))
+        return {n: float(np.median(timed(s, n, range(300))) - one) for n in (1, 4, 16)}
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def leaf_ms(scatter) -> np.ndarray:
+    """The measured single leaf: n = 1 through the same scatter."""
+    return timed(scatter, 1, range(10_000, 10_000 + LEAF_SAMPLES))
+
+
+@pytest.mark.parametrize("n", [1, 4, 16])
+def test_slow_fraction_and_p99_follow_theory(scatter, leaf_ms, fan_cost_ms, n):
+    measured = timed(scatter, n, range(n * 100_000, n * 100_000 + REQUESTS))
+    slow = int((measured >= SLOW_MS).sum())
+    low, high = binomial_interval(slow, REQUESTS, 0.99)
+    expected = 1 - (1 - SLOW_P) ** n
+    assert low <= expected <= high, (n, slow / REQUESTS, expected)
+    ratio_low, ratio_high = bootstrap_ratio(measured, leaf_ms, 99.0, n, np.random.default_rng(n),
+                                            extra_ms=fan_cost_ms[n])
+    # within the interval, give or take 2% (timer and scheduler jitter of a shared machine)
+    assert ratio_low <= 1.0 + TOLERANCE and ratio_high >= 1.0 - TOLERANCE, (n, ratio_low, ratio_high)
+
+
+def test_the_predicted_quantile_is_the_leafs_q_to_the_1_over_n():
+    assert predicted_quantile(99.0, 1) == pytest.approx(99.0)
+    assert predicted_quantile(99.0, 16) == pytest.approx(100 * 0.99 ** (1 / 16))
+    assert binomial_interval(0, 100)[0] == 0.0 and binomial_interval(100, 100)[1] == 1.0
+
+
+def test_hedging_bounds_the_tail_and_costs_what_the_slow_calls_are():
+    """Replica 0 of each shard is slow (30 ms) with probability 0.3, replica 1 never; the
+    hedge goes after 5 ms. Hedged p99 must stay under the delay plus the fast leaf's p99
+    plus a 4 ms margin (thread hand-offs on a busy CI machine); the backups must be the
+    share of primaries that were slower than the delay."""
+    slow_replica = LeafDelay(base_ms=0.5, slow_p=0.3, slow_ms=30.0, slow_replicas=(0,))
+    leaves = [[SleepingLeaf(s, r, slow_replica) for r in range(2)] for s in range(4)]
+    scatter = Scatter(leaves, threads=32)
+    hedge_ms, margin_ms, requests = 5.0, 4.0, 300
+    try:
+        fast = timed(Scatter([[leaves[0][1]]], threads=2), 1, range(200))
+        backups = 0
+        took = []
+        for seed in range(requests):
+            started = time.perf_counter()
+            backups += scatter.scatter("q", 4, 1, hedge_ms=hedge_ms, delay="d", seed=seed).backups
+            took.append((time.perf_counter() - started) * 1000)
+        unhedged = timed(scatter, 4, range(requests))
+    finally:
+        scatter.close()
+    bound = hedge_ms + np.percentile(fast, 99) + margin_ms
+    assert np.percentile(took, 99) < bound < np.percentile(unhedged, 99)
+    # a primary is slow when it is replica 0 (drawn with probability 1/2) and draws slow:
+    # those, and only those (give or take a fast call the machine delayed), are hedged
+    slow_primaries = sum(int(draw(seed, s, -1) * 2) == 0 and slow_replica.is_slow(seed, s, 0)
+                         for seed in range(requests) for s in range(4))
+    assert slow_primaries <= backups <= slow_primaries + 0.02 * requests * 4
