@@ -18,12 +18,12 @@ import pandas as pd
 from bench.plots import _pyplot, _save
 
 US_PER_MS = 1000.0
-KEYS = ("p50", "p99", "p99.9")
-STYLE = {"p50": ":", "p99": "-", "p99.9": "--"}
+KEYS = ("p50", "p90", "p99", "p99.9")
+STYLE = {"p50": ":", "p90": "-.", "p99": "-", "p99.9": "--"}
 
 
 def fanout_frame(result: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per placement and kind: n, variant, and for each of p50/p99/p99.9 the
+    """One row per placement and kind: n, variant, and for each of p50/p90/p99/p99.9 the
     measured value and 95% interval and the F(t)^n prediction, all in ms (NaN when absent
     or resting on too few samples)."""
     rows = []
@@ -49,7 +49,7 @@ def fanout_frame(result: Mapping[str, Any]) -> pd.DataFrame:
 
 def percentiles_vs_n(frame: pd.DataFrame, out_path: str | Path,
                      variants: tuple[str, ...] = ("plain", "tail")) -> Path | None:
-    """p50/p99/p99.9 (ms) against n on log axes, one panel per placement and variant:
+    """p50/p90/p99/p99.9 (ms) against n on log axes, one panel per placement and variant:
     measured with 95% error bars, F(t)^n from the measured n = 1 as a thin line."""
     frame = frame[frame["variant"].isin(variants)] if len(frame) else frame
     if frame.empty:
@@ -57,6 +57,7 @@ def percentiles_vs_n(frame: pd.DataFrame, out_path: str | Path,
     panels = [(p, v) for p in frame["placement"].unique() for v in variants
               if not frame[(frame.placement == p) & (frame.variant == v)].empty]
     plt = _pyplot()
+    from matplotlib import ticker
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False,
                              sharey=True)
     for ax, (placement, variant) in zip(axes[0], panels):
@@ -75,6 +76,9 @@ def percentiles_vs_n(frame: pd.DataFrame, out_path: str | Path,
                         label=f"{key} F(t)^n")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.set_xticks(sorted(rows["n"].unique()), [str(n) for n in sorted(rows["n"].unique())])
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("fan-out n (leaves per request)")
         ax.set_title(f"{placement}, {variant}", fontsize="medium")
         ax.grid(True, which="both", alpha=0.3)
