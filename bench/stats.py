@@ -100,14 +100,19 @@ def interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float
 
 # -- estimates --------------------------------------------------------------------------
 
-def percentile_estimate(blocks: Blocks, quantile: Quantile, weights: np.ndarray) -> Estimate:
+def percentile_estimate(blocks: Blocks, quantile: Quantile, weights: np.ndarray,
+                        resampled: np.ndarray | None = None) -> Estimate:
     """The ``quantile`` of all ``blocks`` added together, with its two-level bootstrap
-    interval; unsupported (kept, never printed) below the quantile's ``min_samples``."""
+    interval; unsupported (kept, never printed) below the quantile's ``min_samples``.
+    ``resampled``: ``weights @ blocks.counts`` when the caller already has it (reading
+    several percentiles of one series costs one matrix product, not one each)."""
     total = blocks.total
     if total == 0:
         return Estimate(None, samples=0)
     point = float(percentile_of_counts(blocks.counts.sum(axis=0), blocks.values, quantile.q)[0])
-    ci = interval(bootstrap_percentile(blocks, quantile.q, weights))
+    boot = (bootstrap_percentile(blocks, quantile.q, weights) if resampled is None
+            else percentile_of_counts(resampled, blocks.values, quantile.q))
+    ci = interval(boot)
     return Estimate(point, *(ci or (None, None)), samples=total,
                     supported=total >= quantile.min_samples)
 

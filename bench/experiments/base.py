@@ -150,5 +150,13 @@ class Experiment(ABC):
         return []
 
 
+def validity(steps: list[StepResult]) -> dict[str, Any]:
+    """How many of ``steps`` (one placement's trials of one rung) there are and are valid,
+    and why each invalid one is: the entry every analysis starts from."""
+    return {"trials": len(steps), "valid_trials": sum(s.valid for s in steps),
+            "invalid": [f"trial {s.key.trial + 1}: {'; '.join(s.invalid_reasons)}"
+                        for s in steps if not s.valid]}
+
+
 def step_key(experiment: Experiment, placement: str, rung: Rung, trial: int) -> StepKey:
     return StepKey(experiment.name, placement, rung.label, trial)

@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
-from bench.model import QUANTILES, Estimate, Headline, Quantile, StepResult, estimates_to_json
+from bench.model import StepResult
 from bench.reader import RunData
-from bench.stats import Blocks, interval, percentile_estimate, percentile_of_counts, resample_weights
 from shop.search.leaves import LeafDelay
 
 if TYPE_CHECKING:
@@ -42,6 +41,11 @@ if TYPE_CHECKING:
 TAIL, SLOW_REPLICA = "tail", "slow-replica"  # the injections' names in the deployment
 PLAIN, HEDGED = "plain", "hedged"
 CONFIDENCE_SLOW = 0.99  # the binomial interval of a slow fraction
+
+
+def as_tuple(value: Any) -> tuple:
+    """A list or tuple as a tuple; a single value (``--set fanout.ns=1``) as a 1-tuple."""
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,8 @@ class FanoutSettings:
         """Accept JSON-shaped values (lists, dicts: from the manifest or ``--set``); refuse
         what cannot be measured, with a message naming the setting."""
         fix = object.__setattr__
-        fix(self, "ns", tuple(int(n) for n in self.ns))
-        fix(self, "variants", tuple(self.variants))
+        fix(self, "ns", tuple(int(n) for n in as_tuple(self.ns)))
+        fix(self, "variants", as_tuple(self.variants))
         for key in ("tail", "slow_replica"):
             if isinstance(getattr(self, key), Mapping):
                 fix(self, key, LeafDelay(**getattr(self, key)))

@@ -62,6 +62,12 @@ def fanout_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) ->
                              "verdict"], slow_rows, "llrrrl"))
     if notes:
         blocks.append(Bullets(notes))
+    for pair, by_kind in result.get("ratios", {}).items():
+        if by_kind:
+            blocks.append(Table(["kind", f"p50 {pair}, paired by trial", "verdict"],
+                                [[name, display.ratio(Ratio.from_json(r)),
+                                  display.ratio_verdict(Ratio.from_json(r))]
+                                 for name, r in by_kind.items()], "lrl"))
     hedge_rows = []
     for placement, e in per.items():
         h = e.get("hedging")

@@ -25,7 +25,7 @@ import numpy as np
 
 from bench import display, hdr, plots
 from bench.document import Block, Figure, Heading, Paragraph, Table
-from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
+from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad, validity
 from bench.floors import floor_servers, http_round_trips, tcp_round_trips
 from bench.processes import pinned
 from bench.model import QUANTILES, Estimate, Headline, Ratio, estimates_to_json
@@ -113,9 +113,7 @@ class Hops(Experiment):
                 continue
             valid = [s for s in steps if s.valid]
             entry: dict[str, Any] = {
-                "trials": len(steps), "valid_trials": len(valid),
-                "invalid": [f"trial {s.key.trial + 1}: {'; '.join(s.invalid_reasons)}"
-                            for s in steps if not s.valid],
+                **validity(steps),
                 "http_hops_per_chain": http_hops(run.topology(placement), ks)}
             if not valid:
                 per[placement] = entry

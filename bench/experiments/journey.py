@@ -19,7 +19,7 @@ import numpy as np
 from bench import display, hdr, plots
 from bench.loadgen import MAX_ERROR_RATE
 from bench.document import Block, Figure, Heading, Paragraph, Table
-from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
+from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad, validity
 from bench.model import QUANTILE, QUANTILES, Estimate, Headline, Ratio, StepResult, estimates_to_json
 from bench.reader import RunData
 from bench.session import funded_users, log_in
@@ -133,9 +133,7 @@ class Journey(Experiment):
               resamples: int, warnings: list[str]) -> tuple[dict[str, Any], dict[str, dict[int, float]]]:
         valid = [s for s in steps if s.valid]
         entry: dict[str, Any] = {
-            "trials": len(steps), "valid_trials": len(valid),
-            "invalid": [f"trial {s.key.trial + 1}: {'; '.join(s.invalid_reasons)}"
-                        for s in steps if not s.valid],
+            **validity(steps),
             "scheduled_rate": _mean([s.scheduled / s.duration_s for s in steps if s.duration_s]),
             "achieved_rate": _mean([s.completed_in_time / s.duration_s for s in steps if s.duration_s]),
             "completed": sum(s.completed for s in valid),

@@ -17,11 +17,13 @@ the same request sequence, and a backup to another replica draws its own.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Protocol
 
 from shop.errors import InvalidValue
@@ -37,18 +39,23 @@ SCATTER_THREADS = 64  # leaf calls in flight per scattering worker process, all 
 
 @dataclass(frozen=True)
 class LeafDelay:
-    """Injected latency of one leaf call, in ms: ``base_ms`` always, plus ``slow_ms`` with
-    probability ``slow_p``; the slow part only on the replicas in ``slow_replicas`` (every
-    replica when empty), so "one slow replica" is ``slow_replicas=(0,)``."""
+    """Injected latency of one leaf call, in ms: ``base_ms`` always (or, with ``base_sigma``,
+    a lognormal with median ``base_ms`` and that standard deviation of its logarithm), plus
+    ``slow_ms`` with probability ``slow_p``; the slow part only on the replicas in
+    ``slow_replicas`` (every replica when empty), so "one slow replica" is
+    ``slow_replicas=(0,)``."""
 
     base_ms: float = 1.0
     slow_p: float = 0.0
     slow_ms: float = 0.0
     slow_replicas: tuple[int, ...] = ()
+    base_sigma: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (0 <= self.base_ms <= 1000 and 0 <= self.slow_ms <= 1000 and 0 <= self.slow_p <= 1):
-            raise ValueError("a LeafDelay needs 0 <= base_ms, slow_ms <= 1000 and 0 <= slow_p <= 1")
+        if not (0 <= self.base_ms <= 1000 and 0 <= self.slow_ms <= 1000 and 0 <= self.slow_p <= 1
+                and 0 <= self.base_sigma <= 3):
+            raise ValueError("a LeafDelay needs 0 <= base_ms, slow_ms <= 1000, 0 <= slow_p <= 1 "
+                             "and 0 <= base_sigma <= 3")
         object.__setattr__(self, "slow_replicas", tuple(self.slow_replicas))  # from JSON lists
 
     def is_slow(self, seed: int, shard: int, replica: int) -> bool:
@@ -57,13 +64,22 @@ class LeafDelay:
         return draw(seed, shard, replica) < self.slow_p
 
     def delay_ms(self, seed: int, shard: int, replica: int) -> float:
-        return self.base_ms + (self.slow_ms if self.is_slow(seed, shard, replica) else 0.0)
+        base = self.base_ms
+        if self.base_sigma:
+            u = min(max(draw(seed, shard, replica, "base"), 1e-12), 1 - 1e-12)
+            base *= math.exp(self.base_sigma * NORMAL.inv_cdf(u))
+        return base + (self.slow_ms if self.is_slow(seed, shard, replica) else 0.0)
 
 
-def draw(seed: int, shard: int, replica: int) -> float:
+NORMAL = NormalDist()
+
+
+def draw(seed: int, shard: int, replica: int, purpose: str = "") -> float:
     """A uniform number in [0, 1) that depends only on its arguments (the same in every
-    process and placement). ``replica = -1`` is the draw of which replica is the primary."""
-    digest = hashlib.blake2b(f"{seed}/{shard}/{replica}".encode(), digest_size=8).digest()
+    process and placement). ``replica = -1`` is the draw of which replica is the primary;
+    ``purpose`` keeps independent draws for the same call apart."""
+    key = f"{seed}/{shard}/{replica}/{purpose}" if purpose else f"{seed}/{shard}/{replica}"
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
 
 

@@ -73,3 +73,35 @@ def test_run_compares_a_replicated_topology_with_its_baseline():
     names = [t.name for t in ctx.params["placements"]]
     assert _comparisons(ctx.params["comparisons"], names) == (
         ("microservices-billing-x2", "microservices"),)
+
+
+def test_leaf_servers_are_named_by_shard_and_replica_and_sized_by_the_leaves_table():
+    topo = load_topology("microservices-fanout")
+    names = process_names(topo)
+    leaves = [n for n in names if n.startswith("leaf.")]
+    assert len(leaves) == 64 and leaves[:3] == ["leaf.0.0", "leaf.0.1", "leaf.1.0"]
+    assert names[-1] == "gateway"
+    settings = process_settings(LaunchSettings(), topo, "leaf.5.1")
+    assert (settings.workers, settings.threads) == (1, topo.leaves.threads)
+    assert not [n for n in process_names(load_topology("microservices")) if n.startswith("leaf.")]
+
+
+def test_fanout_measures_each_placement_in_its_own_shape():
+    """The fan-out experiment asks for the split placement with leaf servers and for the
+    monolith with function-call leaves, both with its injections; the run records them."""
+    from bench import run as lifecycle
+    from bench.experiments.fanout import SLOW_REPLICA, TAIL
+
+    config = lifecycle.RunConfig.build(
+        "smoke", [load_topology("monolith"), load_topology("microservices")], LaunchSettings(),
+        lifecycle.CpuPlan(None, None, "test"), ("hops", "fanout"))
+    variants = config.variants()
+    assert set(variants) == {"fanout"}  # hops measures the placements as given
+    mono, mono_launch = variants["fanout"]["monolith"]
+    micro, micro_launch = variants["fanout"]["microservices"]
+    assert not mono.leaves.processes and micro.leaves.processes
+    assert micro.leaves.shards == mono.leaves.shards == 4 and micro.leaves.replicas == 2
+    assert set(micro_launch.leaf_delays) == set(mono_launch.leaf_delays) == {TAIL, SLOW_REPLICA}
+    recorded = json.loads(json.dumps(config.describe()))["variants"]["fanout"]
+    assert recorded["microservices"]["topology"]["leaves"]["processes"] is True
+    assert Topology.from_dict(recorded["microservices"]["topology"]) == micro

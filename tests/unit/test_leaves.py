@@ -80,6 +80,17 @@ def test_delays_are_a_function_of_seed_shard_and_replica():
     assert one_slow.delay_ms(1, 0, 0) == 5 and one_slow.delay_ms(1, 0, 1) == 0
 
 
+def test_a_lognormal_base_has_the_median_and_spread_asked_for():
+    spread = LeafDelay(base_ms=2.0, base_sigma=0.5)
+    logs = [math.log(spread.delay_ms(seed, 1, 0)) for seed in range(20_000)]
+    logs.sort()
+    assert math.exp(logs[len(logs) // 2]) == pytest.approx(2.0, rel=0.03)
+    mean = sum(logs) / len(logs)
+    assert math.sqrt(sum((x - mean) ** 2 for x in logs) / len(logs)) == pytest.approx(0.5, rel=0.03)
+    with pytest.raises(ValueError):
+        LeafDelay(base_sigma=-1)
+
+
 def test_an_unknown_delay_is_refused(leaves):
     with pytest.raises(InvalidValue, match="no injected delay 'tail'"):
         leaves[0][0].query("lamp", 5, "tail", 1)

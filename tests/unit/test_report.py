@@ -170,3 +170,29 @@ def test_a_ratio_of_placements_not_in_the_run_is_refused(tmp_path):
                                       "--results", str(tmp_path)])
     assert result.exit_code == 2 and "--ratio" in result.output and "monolith, microservices" in result.output
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("assignment,needle", [
+    ("fanout.ns", "not EXPERIMENT.FIELD=VALUE"),
+    ("journey.rates=50", "'journey' is not an experiment of this run"),
+    ("fanout.nope=1", "fanout has no setting 'nope'"),
+    ("fanout.ns=1,4,99", "must be at most shards (4)"),
+    ("fanout.ns=4,8", "including 1"),
+    ("fanout.variants=plain,spicy", "choose from plain, tail, hedging"),
+])
+def test_a_bad_setting_is_a_one_line_error_and_nothing_runs(tmp_path, assignment, needle):
+    result = CliRunner().invoke(cli, ["run", "--profile", "smoke", "--experiment", "fanout",
+                                      "--set", assignment, "--results", str(tmp_path)])
+    assert result.exit_code == 2 and needle in result.output and "--set" in result.output, result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_settings_from_the_command_line_reach_the_experiment():
+    from bench.cli import _assignments
+    from bench.experiments.fanout import EXPERIMENT as fanout
+    one = fanout.settings("smoke", {"ns": 1, "variants": "hedging"})  # a single value is a 1-tuple
+    assert one.ns == (1,) and one.variants == ("hedging",)
+    assert _assignments(("fanout.ns=1,4,16", "fanout.rate=20", "fanout.query=oak lamp",
+                         'fanout.tail={"base_ms": 0.5, "slow_p": 0.01, "slow_ms": 20}'),
+                        ("fanout",)) == {"fanout": {"ns": [1, 4, 16], "rate": 20, "query": "oak lamp",
+                                                    "tail": {"base_ms": 0.5, "slow_p": 0.01, "slow_ms": 20}}}
