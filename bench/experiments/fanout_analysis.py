@@ -198,10 +198,15 @@ def explain(entry: dict[str, Any], settings: FanoutSettings) -> None:
             reasons.append(f"with nothing injected, {plain_slow:.1%} of n={k['n']} requests already "
                            f"took over {slow['threshold_ms']:g} ms: they queued (a fan-out's n leaf "
                            f"calls arrive at once, so one request's burst delays the others)")
-        if busy is not None and (busy > BUSY_WARNING or reasons):
+        # What can only make a measurement slower is said only where it was slower.
+        above = [q for q in missed if q in k.get("predicted", {})
+                 and (k["predicted"][q].get("measured_over_predicted") or [1, 1])[0] > 1]
+        if slow and not slow.get("agrees") and (slow.get("measured") or 0) > slow["expected"]:
+            above.append("slow fraction")
+        if above and busy is not None:
             reasons.append(f"the system's CPU was {busy:.0%} busy over the step on average")
         lateness = entry.get("lateness_p99_us")
-        if lateness and measured_p50(k) and lateness > 0.1 * measured_p50(k):
+        if above and lateness and measured_p50(k) and lateness > 0.1 * measured_p50(k):
             reasons.append(f"the generator sent late (lateness p99 {lateness / 1000:.1f} ms)")
         k["disagrees_on"] = missed
         k["why"] = reasons or ["no cause found in what was measured (the interval may simply "
