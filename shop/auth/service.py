@@ -24,6 +24,7 @@ SCHEMA = [
 ]
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
+BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 PASSWORD_LENGTH = (8, 128)
 
 
@@ -82,7 +83,7 @@ class TokenSigner:
         try:
             good = hmac.compare_digest(_unb64(mac), self._mac(body))
             claims = json.loads(_unb64(body)) if good else None
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise InvalidToken("malformed token") from None
         if not isinstance(claims, dict):
             raise InvalidToken("bad signature")
@@ -93,6 +94,9 @@ class TokenSigner:
             raise InvalidToken("expired or missing expiry")
         if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("usr"), str):
             raise InvalidToken("missing subject")
+        if not (_encodable(claims["sub"]) and _encodable(claims["usr"])):
+            # JSON may escape a lone surrogate; no user has one, and it cannot be answered
+            raise InvalidToken("subject is not valid Unicode")
         return Principal(user_id=claims["sub"], username=claims["usr"])
 
     def _mac(self, body: str) -> bytes:
@@ -145,4 +149,21 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict unpadded base64url: only its alphabet, and only the one spelling ``_b64``
+    writes. Python's decoder skips stray characters and ignores the unused low bits of the
+    last one, so ``token + "...."`` or a flipped low bit would otherwise decode to the same
+    MAC. Raises ValueError."""
+    if not BASE64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical base64url spelling")
+    return data
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -113,6 +113,15 @@ def test_token_required(api, method, path, body):
     assert_error(api.call(method, path, body, {"Authorization": "Basic abc"}), 401)
 
 
+@pytest.mark.parametrize("suffix", ["....", "!!!!", "=="])
+def test_a_token_with_anything_appended_is_refused(user, suffix):
+    """A lenient base64 decoder would read the same MAC through the junk: in every placement
+    the token has one spelling."""
+    assert user.call("GET", "/billing/balance")[0] == 200
+    forged = {"Authorization": f"Bearer {user.token}{suffix}"}
+    assert_error(user.call("GET", "/billing/balance", headers=forged), 401)
+
+
 @pytest.mark.parametrize("raw,status", [
     (b"{not json", 400), (b"[1, 2]", 400), (b"", 400), (b'{"username": "abc"}', 400),
     (b'{"username": 5, "password": "secret-pass"}', 400),

@@ -83,3 +83,40 @@ def test_password_hash_is_salted_and_records_its_cost():
     assert not hasher.verify("pw1234567", first)
     with pytest.raises(ValueError):
         PasswordHasher(3)
+
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def test_a_token_has_one_spelling(auth):
+    """Python's base64 decoder skips stray characters and ignores the unused low bits of the
+    last character: each of these decodes to the genuine MAC, and each must be refused."""
+    auth.register("alice", "correct horse")
+    token = auth.login("alice", "correct horse").token
+    body, mac = token.split(".")
+    assert len(mac) % 4 == 3  # 32 bytes: the last character carries 2 unused low bits
+    last = B64URL.index(mac[-1])
+    same_bytes = [mac[:-1] + B64URL[last ^ bit] for bit in (1, 2, 3)]
+    for forged in [token + "....", token + "!!!!", token + "=", token + "==", token + " ",
+                   body + ".\n" + mac, *(f"{body}.{m}" for m in same_bytes)]:
+        with pytest.raises(InvalidToken):
+            auth.verify(forged)
+    assert auth.verify(token).username == "alice"
+
+
+@pytest.mark.parametrize("principal", [Principal("\ud800", "alice"), Principal("u", "al\udfffice")])
+def test_a_signed_subject_that_is_not_unicode_is_refused(auth, principal):
+    """JSON can carry a lone surrogate as an escape; answering with it would be a 500."""
+    token = TokenSigner(b"k" * 32, "seambench").sign(principal, 2_000_000)
+    with pytest.raises(InvalidToken, match="not valid Unicode"):
+        auth.verify(token)
+
+
+def test_a_deeply_nested_signed_payload_is_a_malformed_token(auth):
+    import base64
+    import hashlib
+    import hmac
+    body = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).rstrip(b"=").decode()
+    mac = base64.urlsafe_b64encode(hmac.new(b"k" * 32, body.encode(), hashlib.sha256).digest())
+    with pytest.raises(InvalidToken, match="malformed"):
+        auth.verify(f"{body}.{mac.rstrip(b'=').decode()}")
