@@ -31,8 +31,9 @@ ROUTED_SEGMENTS = ("search", "billing", "notify")  # first path segment -> ownin
 FORWARDED_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Accept")
 IDEMPOTENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
 # Endpoints that store a result by Idempotency-Key and replay it: only there does the header
-# make a resend safe. A header alone proves nothing (top-up ignores it).
-KEYED_ENDPOINTS = {"/billing/checkout"}
+# make a resend safe. A header alone proves nothing: an endpoint joins this set only when it
+# honours the key end to end (tests/e2e/test_topup_kill.py kills billing under it).
+KEYED_ENDPOINTS = {"/billing/checkout", "/billing/topup"}
 
 
 def owner_of(path: str) -> str | None:

@@ -51,8 +51,14 @@ class OrderNotFound(NotFound):
 
 
 class Billing(Protocol):
-    def topup(self, user_id: str, amount_cents: int) -> int:
-        """Add to the wallet; the new balance in cents. Raises InvalidValue."""
+    def topup(self, user_id: str, amount_cents: int, idempotency_key: str | None = None) -> int:
+        """Add to the wallet; the new balance in cents. Raises InvalidValue.
+
+        With an ``idempotency_key`` the top-up happens once per key: the same key and amount
+        again answer the first balance without crediting again; another amount raises
+        IdempotencyKeyReused. Without one, a top-up whose answer was lost (a timeout, a 503
+        from a seam) may or may not have been credited: its outcome is unknown, not failed,
+        and only a key makes it safe to send again."""
 
     def balance(self, user_id: str) -> int:
         """The wallet balance in cents (0 for a user who never topped up)."""

@@ -11,9 +11,11 @@ class BillingClient:
     def __init__(self, hop: HopClient) -> None:
         self._hop = hop
 
-    def topup(self, user_id: str, amount_cents: int) -> int:
-        body = {"user_id": user_id, "amount_cents": amount_cents}
-        return self._hop.call("/internal/billing/topup", body, idempotent=False)["balance_cents"]
+    def topup(self, user_id: str, amount_cents: int, idempotency_key: str | None = None) -> int:
+        # With a key, billing credits once per key, so the hop may resend; without, it may not.
+        body = {"user_id": user_id, "amount_cents": amount_cents, "idempotency_key": idempotency_key}
+        return self._hop.call("/internal/billing/topup", body,
+                              idempotent=idempotency_key is not None)["balance_cents"]
 
     def balance(self, user_id: str) -> int:
         body = {"user_id": user_id}

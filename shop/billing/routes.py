@@ -35,7 +35,8 @@ def blueprint(billing: Billing, auth: Auth) -> Blueprint:
     def topup() -> Response:
         user_id = caller(auth).user_id
         amount = field(json_body(), "amount_cents", int)
-        return json_response({"balance_cents": billing.topup(user_id, amount)})
+        key = request.headers.get(IDEMPOTENCY_HEADER)  # optional: without it, sent once only
+        return json_response({"balance_cents": billing.topup(user_id, amount, key)})
 
     @bp.get("/billing/balance")
     def balance() -> Response:
@@ -58,7 +59,9 @@ def blueprint(billing: Billing, auth: Auth) -> Blueprint:
     def topup_internal() -> Response:
         require_service_credential()
         body = json_body()
-        balance = billing.topup(field(body, "user_id", str), field(body, "amount_cents", int))
+        key = body.get("idempotency_key")
+        balance = billing.topup(field(body, "user_id", str), field(body, "amount_cents", int),
+                                None if key is None else field(body, "idempotency_key", str))
         return json_response({"balance_cents": balance})
 
     @bp.post("/internal/billing/balance")

@@ -19,7 +19,7 @@ from shop.billing.api import (IdempotencyKeyReused, InsufficientFunds, LineItem,
 from shop.errors import InvalidValue
 from shop.events import PaymentCaptured, Publisher, check_window
 from shop.search.api import Search
-from shop.storage import Connection, Database
+from shop.storage import Connection, Database, DuplicateKey
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS billing_wallets (
@@ -46,6 +46,7 @@ MAX_BALANCE_CENTS = 10**12
 MAX_ITEMS, MAX_QTY = 50, 100
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 ORDER_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex
+TOPUP_KEY_PREFIX = "topup:"  # top-up keys live beside checkout keys, never colliding with one
 
 
 def validate_items(items: list[LineItem]) -> None:
@@ -77,21 +78,54 @@ class BillingService:
         self._publisher = publisher
         self._clock = clock
 
-    def topup(self, user_id: str, amount_cents: int) -> int:
+    def topup(self, user_id: str, amount_cents: int, idempotency_key: str | None = None) -> int:
         if not 1 <= amount_cents <= MAX_TOPUP_CENTS:
             raise InvalidValue(f"amount_cents must be between 1 and {MAX_TOPUP_CENTS}")
-        with self._db.transaction() as conn:
-            # One atomic increment: two concurrent first top-ups must add up, not overwrite.
-            balance = conn.execute(
-                """INSERT INTO billing_wallets (user_id, balance_cents, topped_up_cents)
-                   VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET
-                   balance_cents = billing_wallets.balance_cents + excluded.balance_cents,
-                   topped_up_cents = billing_wallets.topped_up_cents + excluded.topped_up_cents
-                   RETURNING balance_cents""",
-                (user_id, amount_cents, amount_cents)).fetchone()["balance_cents"]
-            if balance > MAX_BALANCE_CENTS:  # raising rolls the increment back
-                raise InvalidValue("the wallet would exceed its maximum balance")
+        if idempotency_key is None:
+            with self._db.transaction() as conn:
+                return self._credit(conn, user_id, amount_cents)
+        validate_idempotency_key(idempotency_key)
+        key, digest = TOPUP_KEY_PREFIX + idempotency_key, f"topup:{amount_cents}"
+        replay = self._topup_replay(user_id, key, digest)
+        if replay is not None:
+            return replay
+        try:
+            with self._db.transaction() as conn:
+                # Claim the key before crediting: a concurrent request with the same key
+                # fails on the key's primary key (waiting for this one to finish first).
+                conn.execute("INSERT INTO billing_idempotency VALUES (?, ?, ?, ?)",
+                             (user_id, key, digest, "{}"))
+                balance = self._credit(conn, user_id, amount_cents)
+                conn.execute("UPDATE billing_idempotency SET receipt = ? WHERE user_id = ? "
+                             "AND key = ?", (json.dumps({"balance_cents": balance}), user_id, key))
+            return balance
+        except DuplicateKey:  # that concurrent request committed first: answer what it did
+            replay = self._topup_replay(user_id, key, digest)
+            if replay is None:
+                raise
+            return replay
+
+    def _credit(self, conn: Connection, user_id: str, amount_cents: int) -> int:
+        # One atomic increment: two concurrent first top-ups must add up, not overwrite.
+        balance = conn.execute(
+            """INSERT INTO billing_wallets (user_id, balance_cents, topped_up_cents)
+               VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET
+               balance_cents = billing_wallets.balance_cents + excluded.balance_cents,
+               topped_up_cents = billing_wallets.topped_up_cents + excluded.topped_up_cents
+               RETURNING balance_cents""",
+            (user_id, amount_cents, amount_cents)).fetchone()["balance_cents"]
+        if balance > MAX_BALANCE_CENTS:  # raising rolls the increment back
+            raise InvalidValue("the wallet would exceed its maximum balance")
         return balance
+
+    def _topup_replay(self, user_id: str, key: str, digest: str) -> int | None:
+        row = self._db.query_one("SELECT request_hash, receipt FROM billing_idempotency "
+                                 "WHERE user_id = ? AND key = ?", (user_id, key))
+        if row is None:
+            return None
+        if row["request_hash"] != digest:
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different amount")
+        return int(json.loads(row["receipt"])["balance_cents"])
 
     def balance(self, user_id: str) -> int:
         row = self._db.query_one("SELECT balance_cents FROM billing_wallets WHERE user_id = ?",

@@ -113,6 +113,15 @@ def test_token_required(api, method, path, body):
     assert_error(api.call(method, path, body, {"Authorization": "Basic abc"}), 401)
 
 
+def test_a_keyed_topup_is_credited_once_per_key(user):
+    key = {"Idempotency-Key": "topup-1"}
+    assert user.call("POST", "/billing/topup", {"amount_cents": 700}, key) == (200, {"balance_cents": 700})
+    assert user.call("POST", "/billing/topup", {"amount_cents": 700}, key) == (200, {"balance_cents": 700})
+    assert_error(user.call("POST", "/billing/topup", {"amount_cents": 5}, key), 422)
+    assert user.call("POST", "/billing/topup", {"amount_cents": 300}) == (200, {"balance_cents": 1_000})
+    assert user.call("GET", "/billing/balance") == (200, {"balance_cents": 1_000})
+
+
 @pytest.mark.parametrize("suffix", ["....", "!!!!", "=="])
 def test_a_token_with_anything_appended_is_refused(user, suffix):
     """A lenient base64 decoder would read the same MAC through the junk: in every placement

@@ -102,6 +102,9 @@ def test_racing_top_ups_and_checkouts_lose_nothing_and_charge_a_key_once(pg):
     results = race(8, lambda i: billing.topup("u1", 1_000))
     assert all(isinstance(r, int) for r in results), results
     assert billing.balance("u1") == 8_000
+    # One top-up key raced 8 ways: the losers wait on the key's row, then answer the winner's.
+    keyed = race(8, lambda i: billing.topup("u3", 1_000, "top-1"))
+    assert keyed == [1_000] * 8 and billing.balance("u3") == 1_000, keyed
     # One key raced 8 ways: one charge, eight identical receipts.
     receipts = race(8, lambda i: billing.checkout("u1", [LineItem("sku-1", 2)], "key-1"))
     assert len({r.order_id for r in receipts}) == 1, receipts

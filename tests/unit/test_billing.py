@@ -32,6 +32,35 @@ def test_topup_and_balance(billing):
     assert billing.balance("u1") == 750 and billing.balance("u2") == 0
 
 
+def test_a_keyed_topup_credits_once_per_key(billing):
+    assert billing.topup("u1", 500, "t-1") == 500
+    assert billing.topup("u1", 500, "t-1") == 500  # the first answer, not a second credit
+    assert billing.topup("u1", 200, "t-2") == 700
+    assert billing.topup("u2", 500, "t-1") == 500  # keys are per user
+    with pytest.raises(IdempotencyKeyReused):
+        billing.topup("u1", 999, "t-1")  # the same key for another amount
+    assert billing.balance("u1") == 700
+    billing.checkout("u1", [LineItem("SKU-A", 1)], "t-3")
+    assert billing.topup("u1", 100, "t-3") == 550  # a checkout's key is not a top-up's
+    with pytest.raises(InvalidValue):
+        billing.topup("u1", 100, "")
+
+
+def test_a_key_raced_eight_ways_credits_once(billing):
+    results, barrier = [], threading.Barrier(8)
+
+    def topup() -> None:
+        barrier.wait()
+        results.append(billing.topup("u1", 1_000, "raced"))
+
+    threads = [threading.Thread(target=topup) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == [1_000] * 8 and billing.balance("u1") == 1_000
+
+
 @pytest.mark.parametrize("amount", [0, -1, MAX_TOPUP_CENTS + 1])
 def test_absurd_topups_are_refused(billing, amount):
     with pytest.raises(InvalidValue):
