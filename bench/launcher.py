@@ -154,10 +154,11 @@ def app_spec(topology: Topology, process: str) -> str:
 
 def gunicorn_command(app: str, listener: socket.socket, settings: LaunchSettings,
                      name: str) -> list[str]:
-    """The one way every server of a run is started: gthread workers, keep-alive, ``fd://``,
+    """The one way every server of a run is started: gthread workers that answer gunicorn's own
+    errors as JSON (shop/worker.py), keep-alive, ``fd://``,
     the hooks of bench/gunicorn_hooks.py."""
     return [sys.executable, "-m", "gunicorn", "--config", "python:bench.gunicorn_hooks",
-            "--worker-class", "gthread",
+            "--worker-class", "shop.worker.JsonErrorWorker",
             "--workers", str(settings.workers), "--threads", str(settings.threads),
             "--bind", f"fd://{listener.fileno()}", "--keep-alive", str(settings.keep_alive_s),
             "--graceful-timeout", str(int(settings.stop_timeout_s)), "--timeout", "60",

@@ -1,0 +1,50 @@
+"""Errors gunicorn answers itself (before Flask sees the request) keep the JSON contract."""
+from __future__ import annotations
+
+import json
+import socket
+from contextlib import ExitStack
+
+import pytest
+
+from shop.address import address_of
+from tests.placements import start
+
+
+def raw(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` bytes as they are; the status, headers and body of the answer."""
+    with socket.create_connection(address_of(base_url), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+BAD = [
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431,
+     "headers_too_large"),
+    (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400, "bad_request"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400, "bad_request"),
+]
+
+
+@pytest.mark.parametrize("placement", ["monolith", "microservices"])
+def test_gunicorns_own_errors_are_json(placement):
+    with ExitStack() as stack:
+        _, shop = start(placement, stack)
+        urls = {shop.base_url, *(p.url for p in shop.processes.values())}  # every server
+        for url in sorted(urls):
+            for request, status, code in BAD:
+                got, headers, body = raw(url, request)
+                assert got == status, (url, request[:40], got, body[:200])
+                assert headers["content-type"] == "application/json"
+                assert headers["connection"] == "close"
+                doc = json.loads(body)
+                assert doc["error"] == code and isinstance(doc["detail"], str), doc
+            assert raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200
