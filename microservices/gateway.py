@@ -19,6 +19,7 @@ from shop.chain.api import CHAIN_ORDER
 from shop.errors import NotFound
 from shop.balance import hop_for
 from shop.placement import Deployment, remote_leaves
+from shop.readiness import Dependencies
 from shop.search.leaves import Scatter
 from shop.search.routes import scatter_blueprint
 from shop.server import deployment_from_env
@@ -72,7 +73,9 @@ def create_app(deployment: Deployment | None = None) -> Flask:
     hops = {proc: hop_for(deployment.urls_of(proc), deployment.service_credential, deployment.hop,
                           proc, observer=telemetry.hop_observer(proc))
             for proc in topo.processes}
-    app = create_base_app("gateway", deployment.service_credential, telemetry)
+    # Ready when every component process answers (a leaf server's loss shows in the scatter).
+    dependencies = Dependencies({proc: deployment.urls_of(proc) for proc in topo.processes})
+    app = create_base_app("gateway", deployment.service_credential, telemetry, dependencies.down)
     if topo.shard_calls == "http":  # the scatter runs here, each leaf call a hop
         for server in topo.leaf_servers():
             hops[server] = hop_for(deployment.urls_of(server), deployment.service_credential,

@@ -201,9 +201,10 @@ def time_requests(app: Flask, telemetry: Telemetry) -> None:
 
 
 def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
-                    ready: Callable[[], bool] = lambda: True) -> Flask:
-    """A Flask app with JSON errors for everything, /healthz, /readyz and /metrics (what
-    ``telemetry`` holds, in Prometheus' text format); every request is timed into it."""
+                    down: Callable[[], list[str]] = list) -> Flask:
+    """A Flask app with JSON errors for everything, /healthz (alive), /readyz (alive and every
+    dependency ``down`` does not name answering: 503 naming them otherwise) and /metrics
+    (what ``telemetry`` holds, in Prometheus' text format); every request is timed into it."""
     app = Flask(name)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.url_map.merge_slashes = False  # else "//" gets an HTML redirect, not a JSON 404
@@ -231,9 +232,10 @@ def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
 
     @app.get("/readyz")
     def readyz() -> Response:
-        if ready():
+        missing = down()
+        if not missing:
             return json_response({"status": "ready", "process": name})
-        return error_response("not_ready", "dependencies not ready", 503)
+        return error_response("not_ready", f"not answering: {', '.join(missing)}", 503)
 
     @app.get("/metrics")
     def metrics_text() -> Response:
