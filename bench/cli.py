@@ -21,6 +21,7 @@ from bench.launcher import LaunchError, LaunchSettings, launch
 from bench.loadgen import LoadError, run_load, summary_key, target_summary
 from bench.model import QUANTILES
 from bench.loadplan import LoadPlan
+from bench.processes import stop_requested
 from bench.compare import compare, load_summary, render_markdown, render_text
 from bench.report import REPORT_HTML, build_report
 from bench.store import MANIFEST, new_run_id, read_json, write_text_atomic
@@ -41,6 +42,7 @@ def _topology(ctx: click.Context, param: click.Parameter,
 
 
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
+    stop_requested.set()  # in case the exception lands in a finalizer and is swallowed
     raise KeyboardInterrupt
 
 

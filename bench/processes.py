@@ -84,6 +84,12 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         pass
 
 
+# Set by a stop signal's handler (``bench.cli``). The handler also raises KeyboardInterrupt,
+# but Python swallows an exception raised while a finalizer (a __del__) happens to be running
+# ("Exception ignored in ..."), so long loops check this too: a stop is never lost.
+stop_requested = threading.Event()
+
+
 @contextmanager
 def signals_held() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them (unless the

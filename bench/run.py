@@ -27,7 +27,7 @@ from bench.launcher import LaunchError, LaunchSettings, launch
 from bench.loadgen import LoadError, LoadResult, run_load
 from bench.loadplan import LoadPlan
 from bench.model import EXIT_FAILED, EXIT_INTERRUPTED, StepKey, StepResult
-from bench.processes import pinned, signals_held
+from bench.processes import pinned, signals_held, stop_requested
 from bench.sampler import window_usage
 from bench.shopquery import ShopQueryError, count_rows, shop_counts
 from bench.store import CALLS, RESOURCES, RunStore
@@ -194,6 +194,8 @@ class Harness:
                             variant, f" as {exp.name} measures it")
                     exp.prepare(session, config.settings[exp.name], topology.name)
             for i, step in enumerate(steps):
+                if stop_requested.is_set():  # a stop whose KeyboardInterrupt was swallowed
+                    raise KeyboardInterrupt
                 if i == 0 or steps[i - 1].trial != step.trial:
                     self.progress.on_phase(f"trial {step.trial + 1}")
                     for exp in experiments:

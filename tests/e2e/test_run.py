@@ -123,8 +123,11 @@ def test_run_measures_both_placements_and_writes_the_results_directory(tmp_path)
 
 
 def test_interrupted_run_keeps_partial_results_marked_incomplete(tmp_path):
+    # Output to a file, not a pipe nobody reads until the end: the console's progress would
+    # fill a pipe's 64 KiB and block the run (it did under CI=true, once start-up grew).
+    output = open(tmp_path.parent / f"{tmp_path.name}-output.txt", "w")
     run = subprocess.Popen([*SEAMBENCH, "run", *SMALL, "--trials", "50", "--results", str(tmp_path)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=output, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
         children: set[int] = set()
@@ -143,6 +146,7 @@ def test_interrupted_run_keeps_partial_results_marked_incomplete(tmp_path):
     finally:
         if run.poll() is None:
             run.kill()
+        output.close()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["complete"] is False and manifest["incomplete_reason"] == "interrupted"
     assert len(rows(run_dir / "steps.csv")) >= 2  # what was measured is kept
