@@ -13,7 +13,6 @@ A process the topology replicates runs as several such servers, ``billing``, ``b
 """
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import secrets
@@ -29,12 +28,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.processes import signals_held, spawn_group, stop_groups
-from shop.address import address_of
 from shop.errors import DomainError
 from shop.placement import (COMPONENTS, GATEWAY, Deployment, Topology, discard_storage, leaf_of,
                             prepare_storage)
 from shop.search.leaves import LeafDelay
 from shop.hops import HopSettings
+from shop.readiness import answers
 from shop.search.service import SearchSettings
 from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
 from shop.telemetry import MULTIPROC_ENV
@@ -194,14 +193,7 @@ def start_process(deployment: Deployment, name: str, settings: LaunchSettings, l
 
 
 def is_ready(url: str, timeout_s: float = 1.0) -> bool:
-    conn = http.client.HTTPConnection(*address_of(url), timeout=timeout_s)
-    try:
-        conn.request("GET", "/readyz")
-        return conn.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+    return answers(url, timeout_s, "/readyz")
 
 
 def wait_ready(shop: RunningShop, timeout_s: float) -> None:

@@ -18,11 +18,11 @@ PROBE_TIMEOUT_S = 0.5  # a paused dependency makes /readyz wait this long, not a
 CACHE_S = 1.0
 
 
-def answers(url: str, timeout_s: float) -> bool:
-    """Whether ``url`` answers GET /healthz with 200 within ``timeout_s``."""
+def answers(url: str, timeout_s: float, path: str = "/healthz") -> bool:
+    """Whether ``url`` answers GET ``path`` with 200 within ``timeout_s``."""
     conn = http.client.HTTPConnection(*address_of(url), timeout=timeout_s)
     try:
-        conn.request("GET", "/healthz")
+        conn.request("GET", path)
         return conn.getresponse().status == 200
     except (OSError, http.client.HTTPException):
         return False
