@@ -35,7 +35,7 @@ from shop.search.leaves import LeafDelay
 from shop.hops import HopSettings
 from shop.readiness import answers
 from shop.search.service import SearchSettings
-from shop.server import DEPLOYMENT_ENV, PROCESS_ENV
+from shop.server import DEPLOYMENT_ENV, PROCESS_ENV, THREADS_ENV
 from shop.telemetry import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def start_process(deployment: Deployment, name: str, settings: LaunchSettings, l
     log_path = log_dir / f"{name}.log"
     cmd = gunicorn_command(app_spec(deployment.topology, process), listener, settings, name)
     env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: process,
-           "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV}
+           THREADS_ENV: str(settings.threads), "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV}
     try:  # the log is this run's only: a failure shows its own tail
         env[MULTIPROC_ENV] = str(fresh_metrics_dir(Path(deployment.data_dir), name))
         popen = spawn_group(cmd, log_path, env, settings.cpus, (listener.fileno(),))

@@ -17,12 +17,14 @@ from werkzeug.exceptions import MethodNotAllowed
 from shop.auth.client import AuthClient
 from shop.chain.api import CHAIN_ORDER
 from shop.errors import NotFound
-from shop.balance import hop_for
-from shop.placement import Deployment, remote_leaves
+from shop.balance import ReplicaSet, hop_events, hop_for
+from shop.hops import HopClient
+from shop.placement import GATEWAY, Deployment, remote_leaves
+from shop.topology import LEAF_EDGE
 from shop.readiness import Dependencies
 from shop.search.leaves import Scatter
 from shop.search.routes import scatter_blueprint
-from shop.server import deployment_from_env
+from shop.server import deployment_from_env, threads_from_env
 from shop.telemetry import telemetry_from_env
 from shop.web import create_base_app
 
@@ -69,18 +71,33 @@ def create_app(deployment: Deployment | None = None) -> Flask:
         deployment, _ = deployment_from_env()
     topo = deployment.topology
     telemetry = telemetry_from_env()
+    threads = threads_from_env()
     # One hop per process; a replicated one's balances over its replicas (shop/balance.py).
-    hops = {proc: hop_for(deployment.urls_of(proc), deployment.service_credential, deployment.hop,
-                          proc, observer=telemetry.hop_observer(proc))
+    hops = {proc: hop_for(deployment.urls_of(proc), deployment.service_credential,
+                          deployment.hop_settings(GATEWAY, proc), proc,
+                          observer=telemetry.hop_observer(proc), threads=threads)
             for proc in topo.processes}
+    for proc, hop in hops.items():
+        hop_events(hop, telemetry.resilience_observer(proc))
     # Ready when every component process answers (a leaf server's loss shows in the scatter).
     dependencies = Dependencies({proc: deployment.urls_of(proc) for proc in topo.processes})
     app = create_base_app("gateway", deployment.service_credential, telemetry, dependencies.down)
     if topo.shard_calls == "http":  # the scatter runs here, each leaf call a hop
-        for server in topo.leaf_servers():
-            hops[server] = hop_for(deployment.urls_of(server), deployment.service_credential,
-                                   deployment.hop, server, observer=telemetry.hop_observer("leaf"))
-        scatter = Scatter(remote_leaves(deployment, hops.__getitem__),
+        # Leaf calls have hops of their own (the "leaf" edge: no bulkhead, no breaker, no
+        # retry; the scatter's pool bounds them and hedging is its answer to a slow leaf),
+        # so a scatter never competes with the public API's calls to search for a place.
+        leaf_settings = deployment.hop_settings(GATEWAY, LEAF_EDGE)
+        observed_as = "leaf" if topo.leaves.processes else topo.process_of("search")
+        leaf_hops: dict[str, HopClient | ReplicaSet] = {}
+
+        def leaf_hop(server: str) -> HopClient | ReplicaSet:
+            if server not in leaf_hops:
+                leaf_hops[server] = hop_for(deployment.urls_of(server),
+                                            deployment.service_credential, leaf_settings, server,
+                                            observer=telemetry.hop_observer(observed_as))
+            return leaf_hops[server]
+
+        scatter = Scatter(remote_leaves(deployment, leaf_hop),
                           observer=telemetry.scatter_observer())
         app.register_blueprint(scatter_blueprint(scatter, AuthClient(hops[topo.process_of("auth")])))
 
@@ -99,6 +116,10 @@ def create_app(deployment: Deployment | None = None) -> Flask:
         upstream = hops[topo.process_of(component)].send(
             request.method, target, request.get_data(), headers,
             idempotent=is_idempotent(request.method, request.path, request.headers))
-        return Response(upstream.data, status=upstream.status, content_type=upstream.content_type)
+        response = Response(upstream.data, status=upstream.status,
+                            content_type=upstream.content_type)
+        if upstream.retry_after is not None:
+            response.headers["Retry-After"] = upstream.retry_after
+        return response
 
     return app

@@ -31,24 +31,31 @@ from shop.errors import Unavailable
 from shop.hops import HopClient, HopResponse, HopSettings
 
 if TYPE_CHECKING:
-    from shop.hops import HopObserver
+    from shop.hops import HopObserver, ResilienceObserver
 
 COOLDOWN_S = 1.0  # how long a replica that refused a connection is passed over
 T = TypeVar("T")
 
 
 def hop_for(urls: Sequence[str], credential: str, settings: HopSettings, name: str,
-            observer: HopObserver | None = None) -> HopClient | ReplicaSet:
+            observer: HopObserver | None = None, threads: int = 8) -> HopClient | ReplicaSet:
     """The hop to a process at ``urls`` (one base URL per replica): a ``HopClient`` for
     one, a ``ReplicaSet`` for several. ``observer`` (a ``HopObserver``) is told of every
-    request sent to any replica, under the one ``name``."""
-    hops = [HopClient(url, credential, settings, name=name) for url in urls]
+    request sent to any replica, under the one ``name``; ``threads``: the caller's threads
+    per worker (each replica's bulkhead is a share of them)."""
+    hops = [HopClient(url, credential, settings, name=name, threads=threads) for url in urls]
     if not hops:
         raise ValueError(f"no URL for {name!r}")
     hop: HopClient | ReplicaSet = hops[0] if len(hops) == 1 else ReplicaSet(hops, name)
     if observer is not None:
         hop.observer = observer
     return hop
+
+
+def hop_events(hop: HopClient | ReplicaSet, observer: ResilienceObserver) -> None:
+    """Tell ``observer`` of the resilience events of ``hop`` (of each replica's, for a set)."""
+    for client in getattr(hop, "replicas", (hop,)):
+        client.on_event = observer
 
 
 def refused(exc: Unavailable) -> bool:
@@ -58,7 +65,7 @@ def refused(exc: Unavailable) -> bool:
     means either the first connect was refused (nothing was sent) or, after a keep-alive
     connection dropped under an idempotent call, its one retry's connect was (the call is
     safe to repeat): either way the call may go to another replica."""
-    return isinstance(exc.__cause__, ConnectionRefusedError)
+    return exc.never_sent or isinstance(exc.__cause__, ConnectionRefusedError)
 
 
 class ReplicaSet:

@@ -76,10 +76,23 @@ class Conflict(DomainError):
 
 
 class Unavailable(DomainError):
-    """A component could not be reached (connection refused, reset, timed out)."""
+    """A component could not be reached (connection refused, reset, timed out), or a hop
+    refused to call it (circuit open, bulkhead full).
+
+    ``retry_after_s``: when a retry may succeed (the 503's ``Retry-After``); ``retryable``:
+    the call failed before the component could act on it, so an idempotent one may be
+    sent again; ``never_sent``: the request never reached it (another replica may take it).
+    A 503 for a call that is not idempotent and was sent is "unknown", not "failed"."""
 
     code = "unavailable"
     status = 503
+
+    def __init__(self, detail: str = "", *, retry_after_s: float | None = None,
+                 retryable: bool = False, never_sent: bool = False) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+        self.retryable = retryable
+        self.never_sent = never_sent
 
 
 class RemoteError(DomainError):

@@ -25,7 +25,7 @@ from shop.chain.api import Link
 from shop.chain.client import ChainClient
 from shop.chain.service import LocalLink, next_component
 from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay
-from shop.hops import HopClient, HopSettings
+from shop.hops import HopClient, HopSettings, edge_settings
 from shop.notify.api import Notify
 from shop.notify.client import NotifyClient
 from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
@@ -75,6 +75,11 @@ class Deployment:
 
     def database_url(self, component: str) -> str:
         return self.topology.database_url(component, self.data_dir)
+
+    def hop_settings(self, caller: str, callee: str) -> HopSettings:
+        """How the hops from process ``caller`` to ``callee`` (a process, or "leaf") behave:
+        ``hop`` with the topology's [edge] tables over the built-in defaults."""
+        return edge_settings(self.hop, self.topology.edges, caller, callee)
 
     def leaf_database_url(self, shard: int) -> str:
         """Shard ``shard``'s own database (SQLite, like search's: an FTS5 index)."""
@@ -200,8 +205,9 @@ class ShopProcess:
         self.databases.close()
 
 
-def build_process(deployment: Deployment, process: str) -> ShopProcess:
-    """Wire one process: local implementations for what it hosts, stubs for the rest."""
+def build_process(deployment: Deployment, process: str, threads: int = 8) -> ShopProcess:
+    """Wire one process: local implementations for what it hosts, stubs for the rest.
+    ``threads``: its threads per worker, which the hops' bulkheads take shares of."""
     topo = deployment.topology
     if process not in topo.processes:
         raise TopologyError(f"topology {topo.name!r} has no process {process!r}")
@@ -219,7 +225,8 @@ def build_process(deployment: Deployment, process: str) -> ShopProcess:
             if owner not in deployment.urls:
                 raise TopologyError(f"process {process!r} needs the URL of {owner!r}")
             hops[owner] = hop_for(deployment.urls_of(owner), deployment.service_credential,
-                                  deployment.hop, owner)
+                                  deployment.hop_settings(process, owner), owner,
+                                  threads=threads)
         return hops[owner]
 
     auth: Auth = (AuthService(db("auth"), AuthSettings(deployment.token_secret.encode(),

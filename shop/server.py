@@ -16,6 +16,7 @@ from shop.chain import routes as chain_routes
 from shop import observe
 from shop.notify import routes as notify_routes
 from shop.notify.service import NotifyService
+from shop.balance import hop_events
 from shop.placement import Deployment, ShopProcess, build_process
 from shop.readiness import Dependencies
 from shop.search import routes as search_routes
@@ -24,6 +25,8 @@ from shop.web import create_base_app
 
 DEPLOYMENT_ENV = "SEAMBENCH_DEPLOYMENT"
 PROCESS_ENV = "SEAMBENCH_PROCESS"
+THREADS_ENV = "SEAMBENCH_THREADS"  # the server's gthread threads per worker
+DEFAULT_THREADS = 8
 
 
 def deployment_from_env() -> tuple[Deployment, str]:
@@ -34,8 +37,17 @@ def deployment_from_env() -> tuple[Deployment, str]:
         raise RuntimeError(f"{exc.args[0]} is not set: start processes with `seambench up`") from None
 
 
+def threads_from_env() -> int:
+    """The threads per worker the launcher started this server with (bulkheads are shares
+    of them); ``DEFAULT_THREADS`` when not said."""
+    try:
+        return max(1, int(os.environ.get(THREADS_ENV, DEFAULT_THREADS)))
+    except ValueError:
+        return DEFAULT_THREADS
+
+
 def create_process_app(deployment: Deployment, process: str) -> Flask:
-    shop = build_process(deployment, process)
+    shop = build_process(deployment, process, threads_from_env())
     telemetry = telemetry_from_env(live=shop.metrics)
     attach_telemetry(shop, telemetry)
     # Ready when every process it calls answers (as ``shop.hops`` says: a hop per process).
@@ -54,6 +66,7 @@ def attach_telemetry(shop: ShopProcess, telemetry: Telemetry) -> None:
     made, before any traffic: the components stay free of prometheus_client."""
     for hop in shop.hops:
         hop.observer = telemetry.hop_observer(hop.name)
+        hop_events(hop, telemetry.resilience_observer(hop.name))
     if isinstance(shop.notify, NotifyService):
         shop.notify.on_stored = telemetry.notification_stored
     if shop.scatter is not None:

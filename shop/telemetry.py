@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from shop.hops import HopObserver
+from shop.hops import HopObserver, ResilienceObserver
 
 if TYPE_CHECKING:
     from shop.search.leaves import ScatterObserver
@@ -83,6 +83,10 @@ class Telemetry:
         self._hop_errors = Counter(
             f"{PREFIX}hop_errors", "Hops with no answer (no_answer) or a 5xx (server_error)",
             ("dependency", "error"), registry=own)
+        self._resilience = Counter(
+            f"{PREFIX}hop_resilience", "Resilience events of the hops to a dependency: retry, "
+            "budget_spent, refused_circuit, refused_bulkhead, breaker_open/half_open/closed",
+            ("dependency", "event"), registry=own)
         self._notifications = Counter(
             f"{PREFIX}notifications", "Notifications stored (duplicates not counted)",
             registry=own)
@@ -124,6 +128,13 @@ class Telemetry:
                 no_answer.inc()
             elif status >= 500:
                 server_error.inc()
+
+        return observe
+
+    def resilience_observer(self, dependency: str) -> ResilienceObserver:
+        """Counts the resilience events of the hops to ``dependency``."""
+        def observe(event: str) -> None:
+            self._resilience.labels(dependency, event).inc()
 
         return observe
 

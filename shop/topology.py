@@ -14,6 +14,7 @@ from typing import Any
 
 from shop.chain.service import chain_path
 from shop.errors import InvalidValue
+from shop.hops import EDGE_FIELDS
 from shop.search.leaves import MAX_REPLICAS, MAX_SHARDS
 from shop.storage import check_url
 
@@ -59,6 +60,7 @@ class LeafPlan:
     threads: int = 4
 
 
+LEAF_EDGE = "leaf"  # the callee name of the scatter's leaf calls in [edge] tables
 LEAF_PREFIX = "leaf."  # a leaf server's name: no process name has a dot
 
 
@@ -88,6 +90,8 @@ class Topology:
     events: str = HTTP_EVENTS  # how billing's events reach notify apart: "http" or an amqp:// URL
     scale: dict[str, ProcessScale] = field(default_factory=dict)  # only processes that set one
     leaves: LeafPlan = LeafPlan()
+    # "CALLER->CALLEE" (either may be "*") -> HopSettings fields it sets (shop/hops.py)
+    edges: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def process_of(self, component: str) -> str:
         return next(p for p, hosted in self.processes.items() if component in hosted)
@@ -145,10 +149,10 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
         return TopologyError(f"{source}: {why}")
 
     unknown = set(data) - {"name", "gateway", "process", "database", "shard_calls", "events",
-                           "leaves"}
+                           "leaves", "edge"}
     if unknown:
         raise fail(f"unknown key(s) {sorted(unknown)}; "
-                   f"expected name, gateway, shard_calls, events, leaves, process, database")
+                   f"expected name, gateway, shard_calls, events, leaves, edge, process, database")
     name = data.get("name", Path(source).stem)
     procs = data.get("process")
     if not isinstance(procs, dict) or not procs:
@@ -220,7 +224,37 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
     if leaves.processes and shard_calls != "http":
         raise fail("[leaves] processes = true needs shard_calls = \"http\" (the gateway scatters "
                    "to the leaf servers)")
-    return Topology(str(name), processes, databases, gateway, shard_calls, events, scale, leaves)
+    edges = parse_edges(data.get("edge", {}), [*processes, GATEWAY, LEAF_EDGE], fail)
+    return Topology(str(name), processes, databases, gateway, shard_calls, events, scale, leaves,
+                    edges)
+
+
+def parse_edges(table: Any, names: list[str], fail: Callable[[str], TopologyError]
+                ) -> dict[str, dict[str, float]]:
+    """The [edge."CALLER->CALLEE"] tables: how the hops from CALLER to CALLEE behave
+    (any ``HopSettings`` field but the fault hook; "*" for any process, "leaf" for the
+    scatter's leaf calls). Values are non-negative numbers, counts whole."""
+    if not isinstance(table, dict):
+        raise fail("[edge] must hold tables named \"CALLER->CALLEE\"")
+    edges: dict[str, dict[str, float]] = {}
+    for key, settings in table.items():
+        caller, arrow, callee = key.partition("->")
+        if not arrow or not {caller, callee} <= {*names, "*"}:
+            raise fail(f"[edge.{key!r}]: name it \"CALLER->CALLEE\" with each one of "
+                       f"{', '.join(names)} or \"*\"")
+        if not isinstance(settings, dict):
+            raise fail(f"[edge.{key!r}] must be a table")
+        for field_name, value in settings.items():
+            kind = EDGE_FIELDS.get(field_name)
+            if kind is None:
+                raise fail(f"[edge.{key!r}]: unknown key {field_name!r}; expected "
+                           f"{', '.join(EDGE_FIELDS)}")
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or value < 0 or value != value or (kind is int and value != int(value))):
+                raise fail(f"[edge.{key!r}] {field_name} must be a non-negative "
+                           f"{'whole number' if kind is int else 'number'}, not {value!r}")
+        edges[key] = {k: EDGE_FIELDS[k](v) for k, v in settings.items()}
+    return edges
 
 
 LEAF_LIMITS = {"shards": MAX_SHARDS, "replicas": MAX_REPLICAS, "threads": 64}

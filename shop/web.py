@@ -214,7 +214,11 @@ def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError) -> Response:
-        return json_response(exc.to_json(), exc.status)
+        response = json_response(exc.to_json(), exc.status)
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:  # whole seconds (RFC 9110), never 0: "not before"
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

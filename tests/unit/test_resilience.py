@@ -1,0 +1,170 @@
+"""Breaker, bulkhead, retry budget and the per-edge settings: each rule on a fake clock or a
+real loopback socket, so every assertion can fail."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from shop.errors import Unavailable
+from shop.hops import EDGE_DEFAULTS, HopClient, HopSettings, edge_settings
+from shop.resilience import CLOSED, HALF_OPEN, OPEN, Bulkhead, CircuitBreaker, RetryBudget
+from shop.topology import TopologyError, parse_topology
+from tests.unit.test_hops import response, serve
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_consecutive_failures_and_probes_once():
+    clock, moves = Clock(), []
+    breaker = CircuitBreaker(3, 2.0, lambda a, b: moves.append((a, b)), clock)
+    for ok in (False, False, True, False, False):  # a success resets the count
+        assert breaker.admit() is None
+        breaker.record(ok)
+    assert breaker.state == CLOSED
+    assert breaker.admit() is None
+    breaker.record(False)
+    assert breaker.state == OPEN and moves == [(CLOSED, OPEN)]
+    clock.now += 1.5
+    refusal = breaker.admit()
+    assert refusal is not None and refusal.retry_after_s == pytest.approx(0.5)
+    clock.now += 0.5
+    assert breaker.admit() is None  # the one trial call
+    assert breaker.state == HALF_OPEN
+    assert breaker.admit() is not None  # everyone else still refused while it is out
+    breaker.record(False)  # the trial failed: open for another reset_s
+    assert breaker.state == OPEN
+    clock.now += 2.0
+    assert breaker.admit() is None
+    breaker.record(True)
+    assert breaker.state == CLOSED
+    assert moves == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, OPEN), (OPEN, HALF_OPEN),
+                     (HALF_OPEN, CLOSED)]
+
+
+def test_a_cancelled_trial_lets_another_through():
+    clock = Clock()
+    breaker = CircuitBreaker(1, 1.0, clock=clock)
+    breaker.admit()
+    breaker.record(False)
+    clock.now += 1.0
+    assert breaker.admit() is None
+    breaker.cancel()
+    assert breaker.admit() is None
+
+
+def test_bulkhead_bounds_calls_in_flight_and_waits_a_little():
+    bulkhead = Bulkhead(2, 0.05)
+    assert bulkhead.enter() is None and bulkhead.enter() is None
+    started = time.monotonic()
+    refusal = bulkhead.enter()
+    assert refusal is not None and "2 calls in flight" in refusal.reason
+    assert 0.04 <= time.monotonic() - started < 1.0
+    threading.Timer(0.01, bulkhead.leave).start()
+    assert bulkhead.enter() is None  # a place freed while it waited
+
+
+def test_retry_budget_is_a_share_of_calls_plus_a_floor():
+    clock = Clock()
+    budget = RetryBudget(0.2, min_per_s=1.0, ttl_s=10.0, clock=clock)
+    assert budget.withdraw() and not budget.withdraw()  # the floor's first second
+    for _ in range(10):
+        budget.deposit()
+    assert budget.withdraw() and budget.withdraw() and not budget.withdraw()  # 10 calls: 2
+    clock.now += 3.0
+    assert sum(budget.withdraw() for _ in range(10)) == 3  # the floor refills 1 a second
+
+
+def refusing_url() -> str:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()  # nothing listens: every connect is refused
+    return url
+
+
+def test_idempotent_calls_are_retried_with_backoff_and_the_breaker_opens():
+    events: list[str] = []
+    hop = HopClient(refusing_url(), "cred", HopSettings(retries=2, backoff_ms=1, breaker_failures=4,
+                                                        breaker_reset_s=30))
+    hop.on_event = events.append
+    with pytest.raises(Unavailable, match="cannot connect") as caught:
+        hop.call("/x", {}, idempotent=True)
+    assert caught.value.retry_after_s == 1.0
+    assert events == ["retry", "retry"]  # three attempts
+    with pytest.raises(Unavailable):
+        hop.call("/x", {}, idempotent=False)  # not idempotent: one attempt, the 4th failure
+    assert events[-1] == "breaker_open"
+    started = time.perf_counter()
+    with pytest.raises(Unavailable, match="circuit open, not called") as refused:
+        hop.call("/x", {}, idempotent=True)
+    assert time.perf_counter() - started < 0.05  # fails fast, no retry of a refusal
+    assert refused.value.never_sent and 29 < refused.value.retry_after_s <= 30
+    assert events[-1] == "refused_circuit"
+
+
+def test_a_timeout_is_never_retried_and_names_the_dependency():
+    def silent(conn, seen):
+        seen.append(conn.recv(65536))
+        time.sleep(1.0)
+
+    with serve(silent) as (url, seen):
+        hop = HopClient(url, "cred", HopSettings(read_timeout_s=0.2, retries=3), name="notify")
+        with pytest.raises(Unavailable, match="notify is unavailable: no answer"):
+            hop.call("/x", {}, idempotent=True)
+        assert len(seen) == 1
+
+
+def test_retry_after_of_an_answer_is_passed_on():
+    def busy(conn, seen):
+        conn.recv(65536)
+        payload = response(503, {"error": "unavailable", "detail": "x"})
+        conn.sendall(payload.replace(b"\r\n\r\n", b"\r\nRetry-After: 7\r\n\r\n", 1))
+
+    with serve(busy) as (url, _):
+        answer = HopClient(url, "cred").send("GET", "/x", None, {}, idempotent=True)
+        assert (answer.status, answer.retry_after) == (503, "7")
+
+
+def test_edge_settings_most_specific_wins_field_by_field():
+    base = HopSettings()
+    edges = {"*->notify": {"read_timeout_s": 3.0, "retries": 1},
+             "gateway->notify": {"retries": 0}}
+    to_notify = edge_settings(base, edges, "gateway", "notify")
+    assert (to_notify.read_timeout_s, to_notify.retries) == (3.0, 0)
+    assert edge_settings(base, edges, "gateway", "billing").read_timeout_s == \
+        EDGE_DEFAULTS["gateway->*"]["read_timeout_s"]
+    assert edge_settings(base, edges, "billing", "auth") == base
+    assert edge_settings(base, {}, "gateway", "leaf").breaker_failures == 0
+
+
+@pytest.mark.parametrize("edge, why", [
+    ({"gateway->nowhere": {"retries": 1}}, "CALLER->CALLEE"),
+    ({"gateway-notify": {"retries": 1}}, "CALLER->CALLEE"),
+    ({"*->notify": {"retries": 1.5}}, "whole number"),
+    ({"*->notify": {"read_timeout_s": -1}}, "non-negative"),
+    ({"*->notify": {"added_latency_ms": 5}}, "unknown key"),
+    ({"*->notify": 3}, "must be a table"),
+])
+def test_bad_edge_tables_are_named(edge, why):
+    doc = {"process": {"a": {"components": ["auth", "billing"]},
+                       "notify": {"components": ["search", "notify"]}},
+           "gateway": True, "edge": edge}
+    with pytest.raises(TopologyError, match=why):
+        parse_topology(doc, "t.toml")
+
+
+def test_a_good_edge_table_is_kept():
+    doc = {"process": {"a": {"components": ["auth", "billing"]},
+                       "notify": {"components": ["search", "notify"]}},
+           "gateway": True, "edge": {"a->notify": {"read_timeout_s": 1, "retries": 0}}}
+    assert parse_topology(doc, "t.toml").edges == {"a->notify": {"read_timeout_s": 1.0,
+                                                                 "retries": 0}}
