@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -106,14 +107,19 @@ def main() -> None:
 @with_common_options
 def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
        catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
-    """Start a topology, print its public base URL, and stop it all on Ctrl-C or SIGTERM."""
+    """Start a topology, print its public base URL, and stop it all on Ctrl-C or SIGTERM.
+
+    A server that dies is restarted on its port, with backoff, and said on stderr; one that
+    does not come back after repeated restarts stops everything (exit 1)."""
     _stop_on_signals()
-    settings = _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms)
+    logging.basicConfig(level=logging.WARNING, format="seambench up: %(message)s")
+    settings = replace(_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms),
+                       supervise=True)
     try:
         with launch(topology, settings, data_dir) as shop:
             click.echo(shop.base_url)
-            click.echo(f"{topology.name}: {len(shop.processes)} process(es) up; Ctrl-C stops them",
-                       err=True)
+            click.echo(f"{topology.name}: {len(shop.processes)} process(es) up, supervised; "
+                       f"Ctrl-C stops them", err=True)
             while not shop.dead():
                 time.sleep(0.2)
             for proc in shop.dead():

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.processes import signals_held, spawn_group, stop_groups
+from bench.supervision import Supervisor
+from shop.address import address_of
 from shop.errors import DomainError
 from shop.placement import (COMPONENTS, GATEWAY, Deployment, Topology, discard_storage, leaf_of,
                             prepare_storage)
@@ -67,6 +69,7 @@ class LaunchSettings:
     # Latency injections a /search/scatter request may name (shop/search/leaves.py)
     leaf_delays: dict[str, LeafDelay] = field(default_factory=dict)
     cpus: tuple[int, ...] | None = None  # CPU set every process of the topology is pinned to
+    supervise: bool = False  # restart a server that dies (bench/supervision.py), else report it
 
 
 @dataclass
@@ -98,13 +101,19 @@ class RunningShop:
 
     deployment: Deployment
     processes: dict[str, ServerProcess] = field(default_factory=dict)
+    supervisor: Supervisor | None = None  # when the launch supervises
 
     @property
     def base_url(self) -> str:
         return self.deployment.urls[self.deployment.topology.edge()]
 
     def dead(self) -> list[ServerProcess]:
-        return [p for p in self.processes.values() if p.popen.poll() is not None]
+        """Servers that have exited and will not be restarted: any, unsupervised; those the
+        supervisor gave up on, supervised."""
+        gone = [p for p in self.processes.values() if p.popen.poll() is not None]
+        if self.supervisor is None:
+            return gone
+        return [p for p in gone if p.name in self.supervisor.given_up]
 
     def replicas(self, process: str) -> list[ServerProcess]:
         """The servers (process groups) running ``process``, first replica first."""
@@ -174,9 +183,10 @@ def fresh_metrics_dir(data_dir: Path, name: str) -> Path:
 
 
 def start_process(deployment: Deployment, name: str, settings: LaunchSettings, log_dir: Path,
-                  listener: socket.socket) -> ServerProcess:
+                  listener: socket.socket, again: bool = False) -> ServerProcess:
     """Start server ``name`` (a process, one of its replicas, or the gateway) on ``listener``
-    (which the child takes over; we close our copy)."""
+    (which the child takes over; we close our copy). ``again``: a restart, which adds to the
+    server's log and keeps its metrics files (a dead worker's counts still count)."""
     process, index = split_name(name)
     url = deployment.urls_of(process)[index]
     settings = process_settings(settings, deployment.topology, process)
@@ -185,8 +195,10 @@ def start_process(deployment: Deployment, name: str, settings: LaunchSettings, l
     env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: process,
            THREADS_ENV: str(settings.threads), "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV}
     try:  # the log is this run's only: a failure shows its own tail
-        env[MULTIPROC_ENV] = str(fresh_metrics_dir(Path(deployment.data_dir), name))
-        popen = spawn_group(cmd, log_path, env, settings.cpus, (listener.fileno(),))
+        metrics = Path(deployment.data_dir) / "metrics" / name
+        env[MULTIPROC_ENV] = str(metrics if again else fresh_metrics_dir(Path(deployment.data_dir),
+                                                                         name))
+        popen = spawn_group(cmd, log_path, env, settings.cpus, (listener.fileno(),), append=again)
     finally:
         listener.close()
     return ServerProcess(name, url, log_path, popen)
@@ -214,8 +226,41 @@ def wait_ready(shop: RunningShop, timeout_s: float) -> None:
 
 
 def stop(shop: RunningShop, timeout_s: float = 10.0) -> None:
-    """SIGTERM every process group, wait, then SIGKILL what is left of each group."""
+    """SIGTERM every process group, wait, then SIGKILL what is left of each group (the
+    supervisor stopped first, so nothing is restarted meanwhile)."""
+    if shop.supervisor is not None:
+        shop.supervisor.stop()
     stop_groups([proc.popen for proc in shop.processes.values()], timeout_s)
+
+
+def restart_process(shop: RunningShop, name: str, settings: LaunchSettings, log_dir: Path) -> None:
+    """Start server ``name`` again on its own port (callers keep their URLs), after its
+    process group is gone: whatever its leader left behind is killed first."""
+    old = shop.processes[name]
+    stop_groups([old.popen], timeout_s=0)
+    port = address_of(old.url)[1]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # The dead server's accepted connections may linger in TIME_WAIT on this port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((HOST, port))
+    except OSError:
+        sock.close()
+        raise
+    shop.processes[name] = start_process(shop.deployment, name, settings, log_dir, sock,
+                                         again=True)
+
+
+def supervise(shop: RunningShop, settings: LaunchSettings, log_dir: Path) -> Supervisor:
+    """Start restarting the shop's servers as they die."""
+    supervisor = Supervisor(
+        list(shop.processes), exited=lambda name: shop.processes[name].popen.poll(),
+        restart=lambda name: restart_process(shop, name, settings, log_dir),
+        # alive, not /readyz: a server is back even while a dependency of its own is down
+        ready=lambda name: answers(shop.processes[name].url, 0.5, "/healthz"))
+    shop.supervisor = supervisor
+    supervisor.start()
+    return supervisor
 
 
 def process_names(topology: Topology) -> list[str]:
@@ -286,6 +331,8 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
             shop.processes[name] = start_process(deployment, name, settings, log_dir,
                                                  listeners.pop(name))
         wait_ready(shop, settings.ready_timeout_s)
+        if settings.supervise:
+            supervise(shop, settings, log_dir)
         yield shop
     finally:
         with signals_held():  # a second Ctrl-C must not cut the clean-up short

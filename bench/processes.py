@@ -42,10 +42,11 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
-                cpus: tuple[int, ...] | None = None, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+                cpus: tuple[int, ...] | None = None, pass_fds: tuple[int, ...] = (),
+                append: bool = False) -> subprocess.Popen:
     """Start ``cmd`` as the leader of a new process group (so ``stop_groups`` reaches all it
-    forks), output to ``log_path``, dying with us, and pinned to ``cpus`` if given (children
-    inherit the affinity)."""
+    forks), output to ``log_path`` (added to, with ``append``), dying with us, and pinned to
+    ``cpus`` if given (children inherit the affinity)."""
     libc = _libc()
 
     def in_child() -> None:
@@ -53,7 +54,7 @@ def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
         if cpus:
             os.sched_setaffinity(0, cpus)
 
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab" if append else "wb") as log:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True, pass_fds=pass_fds,
                                 preexec_fn=in_child)

@@ -81,10 +81,11 @@ class HopSettings:
     breaker_failures: int = 5  # consecutive calls with no answer that open the breaker; 0: none
     breaker_reset_s: float = 2.0  # how long it stays open before a trial call
     # A dependency may hold this share of the caller's threads per worker (0: no bound); a
-    # call finding them all taken waits up to bulkhead_wait_ms for one, then is refused:
-    # a healthy dependency frees a place within ms, a stalled one never does.
+    # call finding them all taken waits up to bulkhead_wait_ms for one, unless the oldest
+    # call in flight has taken bulkhead_stall_ms: then it is refused at once (resilience.py).
     bulkhead_share: float = 0.75
     bulkhead_wait_ms: float = 250.0
+    bulkhead_stall_ms: float = 250.0
 
 
 # What a topology's [edge] table may set, with the type of each (the fault hook is the harness's).
@@ -198,7 +199,8 @@ class HopClient:
                                        lambda _, to: self._event(f"breaker_{to}"))
                         if settings.breaker_failures else None)
         self.bulkhead = (Bulkhead(max(1, math.ceil(settings.bulkhead_share * threads)),
-                                  settings.bulkhead_wait_ms / 1000)
+                                  settings.bulkhead_wait_ms / 1000,
+                                  settings.bulkhead_stall_ms / 1000)
                          if settings.bulkhead_share > 0 else None)
         self.budget = RetryBudget(settings.retry_share) if settings.retries else None
 

@@ -102,24 +102,40 @@ class CircuitBreaker:
 
 
 class Bulkhead:
-    """At most ``limit`` calls in flight to one dependency from this process; a call that
-    finds it full waits up to ``wait_s`` for a place, then is refused. So one slow
-    dependency holds at most ``limit`` of a worker's threads."""
+    """At most ``limit`` calls in flight to one dependency from this process, so one slow
+    dependency holds at most ``limit`` of a worker's threads.
 
-    def __init__(self, limit: int, wait_s: float) -> None:
+    A call that finds it full waits for a place up to ``wait_s``, but only while the
+    dependency is healthy: places then free up within ms, and a burst is served rather than
+    refused. Once its oldest call in flight has taken ``stall_s``, the dependency is stalled
+    and a call finding the bulkhead full is refused at once: waiting would only hold another
+    thread. (Measured: a fixed 20 ms wait made 8 clients racing through an 8-thread gateway
+    get 503s from a healthy billing; a 250 ms wait with notify paused kept the gateway's
+    other threads busy waiting, and search's p99 went to 259 ms.)"""
+
+    def __init__(self, limit: int, wait_s: float, stall_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if limit < 1:
             raise ValueError("a bulkhead needs a limit of at least 1")
         self.limit = limit
-        self._wait_s = wait_s
+        self._wait_s, self._stall_s = wait_s, stall_s
+        self._clock = clock
         self._slots = threading.BoundedSemaphore(limit)
+        self._started: dict[int, float] = {}  # thread -> when its call began (one at a time)
 
     def enter(self) -> Refusal | None:
         """None with a place taken (``leave`` gives it back), or why not."""
-        if self._slots.acquire(blocking=self._wait_s > 0, timeout=self._wait_s or None):
-            return None
-        return Refusal(f"bulkhead full ({self.limit} calls in flight)", 1.0)
+        if not self._slots.acquire(blocking=False):
+            oldest = min(self._started.values(), default=None)
+            stalled = oldest is not None and self._clock() - oldest >= self._stall_s
+            if stalled or self._wait_s <= 0 or not self._slots.acquire(timeout=self._wait_s):
+                return Refusal(f"bulkhead full ({self.limit} calls in flight"
+                               f"{', stalled' if stalled else ''})", 1.0)
+        self._started[threading.get_ident()] = self._clock()
+        return None
 
     def leave(self) -> None:
+        self._started.pop(threading.get_ident(), None)
         self._slots.release()
 
 

@@ -61,15 +61,36 @@ def test_a_cancelled_trial_lets_another_through():
     assert breaker.admit() is None
 
 
-def test_bulkhead_bounds_calls_in_flight_and_waits_a_little():
-    bulkhead = Bulkhead(2, 0.05)
-    assert bulkhead.enter() is None and bulkhead.enter() is None
+def enter_in_thread(bulkhead: Bulkhead) -> None:
+    """A call in flight from another thread (a place is per calling thread)."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (bulkhead.enter(), done.set())).start()
+    assert done.wait(2)
+
+
+def test_bulkhead_waits_for_a_place_while_the_dependency_is_healthy():
+    clock = Clock()
+    bulkhead = Bulkhead(2, 0.05, stall_s=1.0, clock=clock)
+    enter_in_thread(bulkhead)
+    enter_in_thread(bulkhead)
     started = time.monotonic()
     refusal = bulkhead.enter()
-    assert refusal is not None and "2 calls in flight" in refusal.reason
-    assert 0.04 <= time.monotonic() - started < 1.0
+    assert refusal is not None and refusal.reason == "bulkhead full (2 calls in flight)"
+    assert 0.04 <= time.monotonic() - started < 1.0  # it waited
     threading.Timer(0.01, bulkhead.leave).start()
     assert bulkhead.enter() is None  # a place freed while it waited
+
+
+def test_a_stalled_dependency_is_refused_at_once():
+    clock = Clock()
+    bulkhead = Bulkhead(2, 5.0, stall_s=1.0, clock=clock)
+    enter_in_thread(bulkhead)
+    enter_in_thread(bulkhead)
+    clock.now += 1.0  # the oldest call has taken 1 s
+    started = time.monotonic()
+    refusal = bulkhead.enter()
+    assert refusal is not None and "stalled" in refusal.reason
+    assert time.monotonic() - started < 0.5  # not the 5 s wait
 
 
 def test_retry_budget_is_a_share_of_calls_plus_a_floor():
