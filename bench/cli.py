@@ -178,11 +178,20 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
                                  f"{', '.join(registered())}", param_hint="--experiment")
     overrides: dict[str, dict[str, Any]] = (
         {"journey": {"objective_p99_ms": p99_objective_ms}} if "journey" in chosen else {})
+    _measure(profile, placements, comparisons, chosen, assignments, overrides, trials, seed,
+             arrival, results, _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms))
+
+
+def _measure(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
+             chosen: tuple[str, ...], assignments: tuple[str, ...],
+             overrides: dict[str, dict[str, Any]], trials: int | None, seed: int, arrival: str,
+             results: Path, launch_settings: LaunchSettings) -> None:
+    """The run of ``run`` and ``chaos``: build the config, execute it, say how it went, exit."""
     for name, fields in _assignments(assignments, chosen).items():
         overrides.setdefault(name, {}).update(fields)
     try:
         config = lifecycle.RunConfig.build(
-            profile, placements, _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms),
+            profile, placements, launch_settings,
             lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
             comparisons=_comparisons(comparisons, [t.name for t in placements]))
     except (TypeError, ValueError) as exc:  # a --set the experiment's settings refuse
@@ -191,17 +200,55 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
     console = RunConsole(results / run_id, len(lifecycle.plan_steps(config)))
     with console:
         outcome = lifecycle.execute(config, results, console.progress(), run_id)
+    command = "chaos" if chosen == ("chaos",) else "run"
     if outcome.reason == "interrupted":
-        click.echo("seambench run: interrupted; keeping what was measured (incomplete)", err=True)
+        click.echo(f"seambench {command}: interrupted; keeping what was measured (incomplete)",
+                   err=True)
     elif not outcome.complete:
-        click.echo(f"seambench run: {outcome.reason} (logs under {outcome.run_dir / 'logs'})",
+        click.echo(f"seambench {command}: {outcome.reason} (logs under {outcome.run_dir / 'logs'})",
                    err=True)
     if outcome.summary is None:
-        click.echo(f"seambench run: the report failed ({outcome.report_error}); rebuild it with: "
-                   f"seambench report {outcome.run_dir}", err=True)
+        click.echo(f"seambench {command}: the report failed ({outcome.report_error}); rebuild it "
+                   f"with: seambench report {outcome.run_dir}", err=True)
     else:
         console.headline(outcome.summary)
     sys.exit(outcome.exit_code)
+
+
+@cli.command()
+@click.option("--profile", type=click.Choice(sorted(lifecycle.PROFILES)), default="quick",
+              show_default=True, help="quick (two plans, ~4 min), full (every fault against "
+              "every dependency), smoke (seconds, for tests)")
+@click.option("--topology", "placements", multiple=True, default=["monolith", "microservices"],
+              show_default=True, callback=_topology, help="placements to fault (repeatable)")
+@click.option("--plan", "plans", multiple=True, metavar="NAME|FILE.toml",
+              help="a built-in fault plan (e.g. crash-billing, pause-notify) or a plan file "
+                   "(repeatable; default: the profile's)")
+@click.option("--set", "assignments", multiple=True, metavar="chaos.FIELD=VALUE",
+              help="override a chaos setting, e.g. chaos.rate=40 (repeatable)")
+@click.option("--trials", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True)
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results"), show_default=True, help="runs are written under this")
+@with_common_options
+def chaos(profile: str, placements: list[Topology], plans: tuple[str, ...],
+          assignments: tuple[str, ...], trials: int, seed: int, results: Path, workers: int,
+          threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
+    """Inject faults under load into each placement, supervised, and run the consistency
+    oracle after every step: availability, p99 during and after, recovery, breaker
+    transitions, notification lag, and whether any money or notification was lost or
+    duplicated. Writes results/<run-id>/ with its report and a timeline per plan. Exit codes
+    as ``run``'s."""
+    from bench.faults import PlanError, load_plan
+    _stop_on_signals()
+    for plan in plans:
+        try:
+            load_plan(plan)
+        except PlanError as exc:
+            raise click.BadParameter(str(exc), param_hint="--plan") from None
+    overrides: dict[str, dict[str, Any]] = {"chaos": {"plans": tuple(plans)}} if plans else {}
+    _measure(profile, placements, (), ("chaos",), assignments, overrides, trials, seed,
+             "poisson", results, _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms))
 
 
 def _assignments(asked: tuple[str, ...], experiments: tuple[str, ...]) -> dict[str, dict[str, Any]]:

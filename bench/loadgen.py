@@ -29,7 +29,7 @@ from bench.processes import child_env, signals_held, spawn_group, stop_groups
 from bench.sampler import ResourceSampler, Sample, window_usage
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
-SCENARIOS = ("journey", "hopchain", "fanout", "target")
+SCENARIOS = ("journey", "hopchain", "fanout", "target", "chaos")
 MAX_RATE_MISS = 0.02
 MAX_ERROR_RATE = 0.01  # (errors + censored) / scheduled, over the measured window
 MAX_GENERATOR_CPU = 0.85

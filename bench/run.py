@@ -216,8 +216,9 @@ class Harness:
         watch = {"system": [p.pid for p in shop.processes.values()]
                  + self._database_pids(shop, config.cpus.system)}
         before = self._counts(shop)
-        result = run_load(load.scenario, shop.base_url, plan, config.generator_processes,
-                          config.cpus.generator, watch)
+        with exp.during(session, settings, key):
+            result = run_load(load.scenario, shop.base_url, plan, config.generator_processes,
+                              config.cpus.generator, watch)
         after = self._counts(shop) if before is not None else None
         dead = shop.dead()
         if dead:

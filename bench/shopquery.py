@@ -101,7 +101,9 @@ HARNESS_ROUTES = frozenset({"/metrics", "/healthz", "/readyz", PAYMENT_LAG_PATH}
 COUNTED = {"seambench_http_request_duration_seconds_count": ("request", "route"),
            "seambench_hop_duration_seconds_count": ("hop", "dependency"),
            "seambench_hop_errors_total": ("hop_error", "dependency"),
-           "seambench_scatter_leaf_calls_total": ("leaf_call", "call")}
+           "seambench_scatter_leaf_calls_total": ("leaf_call", "call"),
+           # a hop's resilience events, named "dependency:event" (e.g. "billing:breaker_open")
+           "seambench_hop_resilience_total": ("resilience", ("dependency", "event"))}
 
 
 def counts_from_metrics(text: str) -> dict[tuple[str, str], int]:
@@ -111,9 +113,11 @@ def counts_from_metrics(text: str) -> dict[tuple[str, str], int]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             kind, label = COUNTED.get(sample.name, (None, None))
-            if kind is None or sample.labels.get(label) in HARNESS_ROUTES:
+            labels = label if isinstance(label, tuple) else (label,)
+            name = ":".join(sample.labels.get(part, "?") for part in labels)
+            if kind is None or name in HARNESS_ROUTES:
                 continue
-            key = (kind, sample.labels.get(label, "?"))
+            key = (kind, name)
             counts[key] = counts.get(key, 0) + int(sample.value)
     return counts
 
@@ -137,3 +141,17 @@ def count_rows(before: dict[str, dict[tuple[str, str], int]],
             if delta > 0:
                 rows.append({"server": server, "kind": kind, "name": name, "count": delta})
     return rows
+
+
+def outbox_backlog(shop: RunningShop, timeout_s: float = 5.0) -> int:
+    """Events billing's outbox still holds undelivered, summed over the servers hosting
+    billing (0 where events are delivered in billing's own transaction: no outbox).
+    Raises ShopQueryError when a server does not answer."""
+    billing = shop.deployment.topology.process_of("billing")
+    total = 0
+    for server in shop.replicas(billing):
+        text = _get(server.url, "/metrics", {}, timeout_s).decode(errors="replace")
+        for family in text_string_to_metric_families(text):
+            if family.name == "seambench_outbox_backlog":
+                total += sum(int(sample.value) for sample in family.samples)
+    return total

@@ -12,7 +12,7 @@ __all__ = ["Analysis", "Experiment", "Progress", "Rung", "RunSession", "StepLoad
 
 DEFAULT = ("hops", "journey", "fanout")  # what `seambench run` runs, in this order within a trial
 _BUILTIN = {"hops": "bench.experiments.hops", "journey": "bench.experiments.journey",
-            "fanout": "bench.experiments.fanout"}
+            "fanout": "bench.experiments.fanout", "chaos": "bench.experiments.chaos"}
 _registry: dict[str, Experiment] = {}
 
 

@@ -10,7 +10,8 @@ questions the core asks it:
                          placements: the same by default; fan-out adds leaf servers;
 * ``load(...)``          the load of one step: scenario, warm-up, duration, arrival, options;
 * hooks around steps     ``start`` (once), ``prepare`` (per placement), ``before_trial``,
-                         ``after_step`` (e.g. read the shop's notification lag);
+                         ``during`` (around the load: inject faults), ``after_step``
+                         (e.g. read the shop's notification lag);
 * ``analyse(run)``       from the run's files to its result (JSON-ready), headline rows and
                          warnings; and ``report(...)``, its sections of the report.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -135,6 +136,12 @@ class Experiment(ABC):
 
     def before_trial(self, session: RunSession, settings: Any, trial: int) -> None:
         """At the start of each trial, before its first step."""
+
+    def during(self, session: RunSession, settings: Any, key: StepKey
+               ) -> AbstractContextManager[None]:
+        """Entered just before the step's load starts and left when it has ended, whatever
+        ends it (e.g. inject faults, and undo them)."""
+        return nullcontext()
 
     def after_step(self, session: RunSession, settings: Any, step: StepResult,
                    result: "LoadResult") -> None:

@@ -1,0 +1,130 @@
+"""Chaos figures from a step's operation log and fault windows (pure functions, no I/O).
+
+An operation is *answered* when the shop gave a definite answer (a 2xx or a 4xx); a 5xx or
+no answer is an error (for a write, an unknown outcome). Times are epoch seconds;
+latencies µs from the intended send time; percentiles come from the pooled raw values of
+every trial (never averaged), and are None below ``MIN_FOR_P99`` operations.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+MIN_FOR_P99 = 100  # fewer operations than this cannot support a p99
+RECOVERED_AFTER_S = 1.0  # recovered: every operation of this long a span answered
+
+
+def answered(op: dict[str, Any]) -> bool:
+    return op["outcome"] in ("ok", "failed")
+
+
+def window_span(window: dict[str, Any]) -> tuple[float, float]:
+    """When a fault's effect lasts: from its start until it was undone, or, for a crash,
+    until the restarted server answered (whichever is later)."""
+    end = window.get("end") or window["start"]
+    return window["start"], max(end, window.get("back") or end)
+
+
+def inside(op: dict[str, Any], spans: Sequence[tuple[float, float]]) -> bool:
+    return any(start <= op["t"] < end for start, end in spans)
+
+
+def availability(ops: Sequence[dict[str, Any]]) -> float | None:
+    """The share of operations answered, None for none."""
+    return sum(map(answered, ops)) / len(ops) if ops else None
+
+
+def p99_ms(ops: Sequence[dict[str, Any]]) -> float | None:
+    if len(ops) < MIN_FOR_P99:
+        return None
+    return float(np.percentile([op["latency_us"] for op in ops], 99)) / 1000
+
+
+def recovery_s(ops: Sequence[dict[str, Any]], window: dict[str, Any],
+               horizon_s: float = 60.0) -> float | None:
+    """Seconds from when the fault was undone until the first moment after which every
+    operation for ``RECOVERED_AFTER_S`` was answered (0: no error after the undo). None when
+    the log ends first or within ``horizon_s`` it never recovered."""
+    undone = window.get("end")
+    if undone is None:
+        return None
+    after = [op for op in ops if undone <= op["t"] < undone + horizon_s]
+    if not after or after[-1]["t"] - undone < RECOVERED_AFTER_S:
+        return None
+    last_error = max((op["t"] for op in after if not answered(op)), default=None)
+    if last_error is None:
+        return 0.0
+    rest = [op for op in after if op["t"] > last_error]
+    if not rest or rest[-1]["t"] - last_error < RECOVERED_AFTER_S:
+        return None
+    return rest[0]["t"] - undone
+
+
+def timeline(ops: Sequence[dict[str, Any]], t0: float, bucket_s: float = 1.0
+             ) -> list[dict[str, Any]]:
+    """Per ``bucket_s`` from ``t0``: answered and error counts per second and the p99 (ms)
+    of the bucket's operations (None below 20 of them: a per-second p99 of fewer is noise)."""
+    if not ops:
+        return []
+    buckets: dict[int, list[dict[str, Any]]] = {}
+    for op in ops:
+        buckets.setdefault(int((op["t"] - t0) // bucket_s), []).append(op)
+    rows = []
+    for i in range(0, max(buckets) + 1):
+        chunk = buckets.get(i, [])
+        latencies = [op["latency_us"] for op in chunk]
+        rows.append({"t": i * bucket_s,
+                     "answered_per_s": sum(map(answered, chunk)) / bucket_s,
+                     "errors_per_s": sum(not answered(op) for op in chunk) / bucket_s,
+                     "p99_ms": (float(np.percentile(latencies, 99)) / 1000
+                                if len(latencies) >= 20 else None)})
+    return rows
+
+
+def summarise(steps: Sequence[tuple[list[dict[str, Any]], dict[str, Any]]]) -> dict[str, Any]:
+    """One placement's figures for one plan over its trials: ``steps`` are (ops, extra) with
+    ``extra`` the step's ``faults`` (windows), ``oracle`` (verdict) and ``restarts``."""
+    during: list[dict[str, Any]] = []
+    outside: list[dict[str, Any]] = []
+    recoveries: list[float] = []
+    never = 0
+    oracle: dict[str, Any] = {}
+    restarts = windows = 0
+    for ops, extra in steps:
+        spans = [window_span(w) for w in extra.get("faults", [])]
+        windows += len(spans)
+        for op in ops:
+            (during if inside(op, spans) else outside).append(op)
+        for window in extra.get("faults", []):
+            took = recovery_s(ops, window)
+            if took is None:
+                never += 1
+            else:
+                recoveries.append(took)
+        restarts += int(extra.get("restarts", 0))
+        for key, value in (extra.get("oracle") or {}).items():
+            if isinstance(value, bool):
+                oracle[key] = oracle.get(key, True) and value
+            elif isinstance(value, (int, float)):
+                oracle[key] = oracle.get(key, 0) + value
+            elif isinstance(value, list):
+                oracle[key] = oracle.get(key, []) + value
+    everything = during + outside
+    return {
+        "ops": len(everything), "ops_during": len(during), "windows": windows,
+        "availability": {"overall": availability(everything), "during": availability(during),
+                         "outside": availability(outside)},
+        "p99_ms": {"during": p99_ms(during), "outside": p99_ms(outside)},
+        "recovery_s": {"median": float(np.median(recoveries)) if recoveries else None,
+                       "max": max(recoveries) if recoveries else None,
+                       "measured": len(recoveries), "not_recovered_in_step": never},
+        "restarts": restarts,
+        "oracle": oracle,
+    }
+
+
+def fmt_share(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.1%}"
