@@ -1,0 +1,60 @@
+"""`seambench chaos` end to end, short and bounded: every fault kind against every
+dependency on the split shop, two on the monolith, and the oracle's verdict asserted for each
+(nothing lost, nothing duplicated, nothing left pending). The faults are real: SIGKILLed and
+SIGSTOPped process groups of the placement the run started."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from bench.faults import PLANS
+from tests.e2e.test_launcher import SEAMBENCH
+
+SMALL = ["--profile", "smoke", "--kdf-log2", "4", "--catalog-size", "2000"]
+
+
+def chaos(tmp_path, topology: str, plans: list[str]) -> dict:
+    done = subprocess.run([*SEAMBENCH, "chaos", *SMALL, "--topology", topology,
+                           *(a for p in plans for a in ("--plan", p)),
+                           "--results", str(tmp_path)], capture_output=True, text=True,
+                          timeout=420)
+    [run_dir] = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert done.returncode == summary["exit_code"] == 0, done.stderr[-3000:]
+    report = (run_dir / "report.md").read_text()
+    assert "## Chaos: faults under load" in report and "### The oracle" in report
+    for plan in plans:
+        assert (run_dir / "figures" / f"chaos-{plan}.png").stat().st_size > 10_000
+    return summary["experiments"]["chaos"]["placements"][topology]
+
+
+def assert_nothing_lost(entry: dict, plan: str) -> None:
+    oracle = entry["oracle"]
+    assert oracle["ok"], (plan, oracle["problems"])
+    assert oracle["writes"] > 20 and oracle["unresolved"] == 0, (plan, oracle)
+    for count in ("money_lost_cents", "money_created_cents", "double_charged_keys",
+                  "notifications_missing", "notifications_duplicated", "outbox_backlog"):
+        assert oracle[count] == 0, (plan, count, oracle)
+    assert entry["windows"] == 1 and entry["ops_during"] > 0, (plan, entry)
+
+
+def test_every_fault_against_every_dependency_of_the_split_shop(tmp_path):
+    placement = chaos(tmp_path, "microservices", list(PLANS))
+    for plan in PLANS:
+        entry = placement[plan]
+        assert_nothing_lost(entry, plan)
+        assert entry["restarts"] == (1 if plan.startswith("crash") else 0), (plan, entry)
+    # what the defaults promise, seen from outside
+    assert placement["crash-auth"]["availability"]["during"] < 0.5  # everything needs auth
+    assert placement["crash-notify"]["availability"]["during"] > 0.5  # only inbox reads fail
+    assert placement["crash-billing"]["oracle"]["unknown_before"] > 0  # writes were cut off
+
+
+@pytest.mark.parametrize("plans", [["crash-billing", "pause-notify"]])
+def test_faults_on_the_monolith_hit_the_whole_shop_and_lose_nothing(tmp_path, plans):
+    placement = chaos(tmp_path, "monolith", plans)
+    for plan in plans:
+        assert_nothing_lost(placement[plan], plan)
+    assert placement["crash-billing"]["availability"]["during"] < 0.5

@@ -1,0 +1,144 @@
+"""Fault plans (parsing, built-ins, errors named) and the chaos figures from a synthetic
+operation log whose answers are known."""
+from __future__ import annotations
+
+import pytest
+
+from bench.experiments.chaos import PROFILES, scaled
+from bench.experiments.chaos_analysis import availability, recovery_s, summarise, timeline
+from bench.faults import PLANS, Fault, FaultPlan, PlanError, load_plan, parse_plan
+from bench.oracle import judge
+from bench.scenarios.chaos import outcome
+
+
+def test_every_fault_kind_against_every_dependency_is_built_in():
+    assert {(p.faults[0].kind, p.faults[0].target) for p in PLANS.values()} == {
+        (k, t) for k in ("crash", "pause") for t in ("auth", "billing", "search", "notify")}
+    plan = PLANS["crash-billing"]
+    assert plan.faults[0].times() == [6.0, 14.0, 22.0, 30.0, 38.0] and plan.last_end_s() == 40.0
+
+
+def test_a_plan_file_is_read(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[[fault]]\nkind = "pause"\ntarget = "notify"\nat_s = 3\nfor_s = 1.5\n'
+                    'repeat = 2\nevery_s = 4\n')
+    plan = load_plan(str(path))
+    assert plan == FaultPlan("mine", (Fault("pause", "notify", 3.0, 1.5, 2, 4.0),))
+    assert FaultPlan.from_json(plan.to_json()) == plan
+
+
+@pytest.mark.parametrize("doc, why", [
+    ({}, "at least one"),
+    ({"fault": [{"kind": "melt", "target": "billing", "at_s": 1, "for_s": 1}]}, "kind must be"),
+    ({"fault": [{"kind": "crash", "target": "gateway", "at_s": 1, "for_s": 1}]}, "target must"),
+    ({"fault": [{"kind": "crash", "target": "billing", "for_s": 1}]}, "at_s must"),
+    ({"fault": [{"kind": "crash", "target": "billing", "at_s": 1, "for_s": 0}]}, "for_s must"),
+    ({"fault": [{"kind": "crash", "target": "billing", "at_s": 1, "for_s": 2, "repeat": 3,
+                 "every_s": 1}]}, "overlap"),
+    ({"fault": [{"kind": "crash", "target": "billing", "at_s": 1, "for_s": 1, "when": 2}]},
+     "unknown key"),
+    ({"faults": []}, "unknown key"),
+])
+def test_bad_plans_are_named(doc, why):
+    with pytest.raises(PlanError, match=why):
+        parse_plan(doc, "p.toml")
+
+
+def test_unknown_plan_names_the_built_ins():
+    with pytest.raises(PlanError, match="crash-billing"):
+        load_plan("crash-everything")
+
+
+def test_scaling_a_plan_for_a_short_run():
+    plan = scaled(PLANS["crash-notify"], PROFILES["smoke"])
+    fault = plan.faults[0]
+    assert fault.repeat == 1 and fault.for_s == pytest.approx(0.7) and fault.at_s == pytest.approx(2.1)
+
+
+def op(t, out="ok", latency_us=1000, kind="search"):
+    return {"t": t, "outcome": out, "latency_us": latency_us, "op": kind, "user": 0,
+            "status": 200 if out == "ok" else 503}
+
+
+def test_recovery_is_measured_from_the_undo_to_a_second_of_answers():
+    window = {"start": 10.0, "end": 12.0, "back": 12.5}
+    ops = [op(9.0), op(10.5, "error"), op(12.2, "error"), op(12.7, "error"),
+           *[op(12.8 + i * 0.1) for i in range(20)]]
+    assert recovery_s(ops, window) == pytest.approx(0.8)  # 12.8 - 12.0
+    assert recovery_s([op(12.1 + i * 0.1) for i in range(20)], window) == 0.0
+    assert recovery_s([op(12.1, "error"), op(12.5)], window) is None  # log ends first
+
+
+def test_availability_during_and_outside_the_windows():
+    ops = [op(1.0), op(10.5, "unknown", kind="topup"), op(10.6, "failed"), op(11.0, "error"),
+           op(13.0)]
+    summary = summarise([(ops, {"faults": [{"start": 10.0, "end": 11.5, "back": None}],
+                                "restarts": 1, "oracle": {"ok": True, "writes": 1}})])
+    assert summary["availability"]["during"] == pytest.approx(1 / 3)  # the 4xx is an answer
+    assert summary["availability"]["outside"] == 1.0
+    assert summary["ops_during"] == 3 and summary["restarts"] == 1
+    assert summary["oracle"] == {"ok": True, "writes": 1}
+    assert availability([]) is None
+
+
+def test_timeline_counts_per_second():
+    rows = timeline([op(100.2), op(100.9, "error"), op(102.5)], t0=100.0)
+    assert [(r["t"], r["answered_per_s"], r["errors_per_s"]) for r in rows] == [
+        (0.0, 1.0, 1.0), (1.0, 0.0, 0.0), (2.0, 1.0, 0.0)]
+
+
+def test_outcomes_of_the_operation_log():
+    assert [outcome("checkout", s) for s in (201, 402, 503, 0)] == ["ok", "failed", "unknown",
+                                                                     "unknown"]
+    assert outcome("search", 503) == "error"
+
+
+class FakeShop:
+    """One user's wallet and inbox that honour keys, as the oracle expects a shop to."""
+
+    def __init__(self, balance=0, lose_notification=False, credit_twice=False):
+        self.balance, self.orders, self.inbox, self.keys = balance, {}, [], {}
+        self.lose_notification, self.credit_twice = lose_notification, credit_twice
+
+    def __call__(self, method, path, body, headers):
+        if path == "/billing/balance":
+            return 200, {"balance_cents": self.balance}
+        if path == "/notify/inbox":
+            return 200, {"notifications": [{"order_id": o} for o in self.inbox]}
+        key = headers["Idempotency-Key"]
+        if key in self.keys:
+            return self.keys[key]
+        if path == "/billing/topup":
+            self.balance += body["amount_cents"] * (2 if self.credit_twice else 1)
+            answer = (200, {"balance_cents": self.balance})
+        else:
+            self.balance -= 100
+            order = f"o{len(self.orders)}"
+            self.orders[order] = 100
+            if not self.lose_notification:
+                self.inbox.append(order)
+            answer = (201, {"order_id": order, "total_cents": 100})
+        self.keys[key] = answer
+        return answer
+
+
+def test_the_oracle_resolves_unknowns_and_finds_what_was_lost_or_made():
+    def history(shop):
+        # a top-up that happened but was not answered, and a checkout that never happened
+        shop("POST", "/billing/topup", {"amount_cents": 500}, {"Idempotency-Key": "k1"})
+        return [{"op": "topup", "user": 0, "key": "k1", "amount": 500, "status": 0,
+                 "outcome": "unknown", "t": 1},
+                {"op": "checkout", "user": 0, "key": "k2", "items": [], "status": 503,
+                 "outcome": "unknown", "t": 2}]
+
+    good = FakeShop()
+    verdict = judge(history(good), [good], [0], [set()], lambda: 0)
+    assert verdict.ok and verdict.unknown_before == 2 and verdict.resolved_done == 2
+    lost = FakeShop(lose_notification=True)
+    verdict = judge(history(lost), [lost], [0], [set()], lambda: 0)
+    assert not verdict.ok and verdict.notifications_missing == 1
+    doubled = FakeShop(credit_twice=True)
+    verdict = judge(history(doubled), [doubled], [0], [set()], lambda: 0)
+    assert verdict.money_created_cents == 500 and not verdict.ok
+    stuck = FakeShop()
+    assert not judge(history(stuck), [stuck], [0], [set()], lambda: 3).ok  # outbox not drained
