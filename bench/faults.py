@@ -7,7 +7,12 @@ monolith: the blast radius is part of the comparison):
 - ``crash``: SIGKILL the server's process group; the supervisor (bench/supervision.py) is
   held off for ``for_s`` seconds, then restarts it on its port;
 - ``pause``: SIGSTOP the process group for ``for_s`` seconds, then SIGCONT (a stalled
-  dependency: connections are accepted by the kernel, nothing answers).
+  dependency: connections are accepted by the kernel, nothing answers);
+- on the way into the server, through its fault proxy (bench/faultproxy.py): ``latency``
+  (``latency_ms`` ± ``jitter_ms`` per request), ``errors`` (a ``share`` of requests answered
+  503 by the proxy), ``reset`` (connections reset), ``blackhole`` (nothing forwarded or
+  answered). These make sense only where the component is called over a hop: in a
+  placement where it is not (the monolith), the window is recorded as not applied.
 
 A plan is a list of faults, each at ``at_s`` seconds after the step's schedule started,
 optionally repeated ``repeat`` times every ``every_s`` seconds. Built-in plans are in
@@ -32,7 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KINDS = ("crash", "pause")
+PROCESS_KINDS = ("crash", "pause")
+NETWORK_KINDS = ("latency", "errors", "reset", "blackhole")
+KINDS = PROCESS_KINDS + NETWORK_KINDS
 TARGETS = ("auth", "billing", "search", "notify")
 
 
@@ -48,6 +55,9 @@ class Fault:
     for_s: float  # downtime (crash) or how long it lasts (pause)
     repeat: int = 1
     every_s: float = 0.0
+    latency_ms: float = 0.0  # latency: added to each request, ± jitter_ms (uniform)
+    jitter_ms: float = 0.0
+    share: float = 0.0  # errors: the share of requests answered 503 by the proxy
 
     def times(self) -> list[float]:
         """When each instance starts, seconds after the schedule started."""
@@ -70,12 +80,17 @@ class FaultPlan:
         return cls(data["name"], tuple(Fault(**f) for f in data["faults"]))
 
 
+NETWORK_PARAMS = {"latency": {"latency_ms": 200.0, "jitter_ms": 50.0}, "errors": {"share": 0.5}}
+
+
 def _every(kind: str, target: str, times: int = 5, for_s: float = 2.0,
            every_s: float = 8.0, at_s: float = 6.0) -> FaultPlan:
-    return FaultPlan(f"{kind}-{target}", (Fault(kind, target, at_s, for_s, times, every_s),))
+    return FaultPlan(f"{kind}-{target}", (Fault(kind, target, at_s, for_s, times, every_s,
+                                                **NETWORK_PARAMS.get(kind, {})),))
 
 
-# Each fault kind against each dependency: five instances, 2 s each, 8 s apart.
+# Each fault kind against each dependency: five instances, 2 s each, 8 s apart; latency
+# 200 ± 50 ms, errors on half the requests.
 PLANS: dict[str, FaultPlan] = {plan.name: plan for plan in
                                (_every(kind, target) for kind in KINDS for target in TARGETS)}
 
@@ -96,7 +111,8 @@ def parse_plan(data: dict[str, Any], source: str) -> FaultPlan:
     for i, table in enumerate(tables, 1):
         if not isinstance(table, dict):
             raise fail(f"fault {i} must be a table")
-        extra = set(table) - {"kind", "target", "at_s", "for_s", "repeat", "every_s"}
+        extra = set(table) - {"kind", "target", "at_s", "for_s", "repeat", "every_s",
+                              "latency_ms", "jitter_ms", "share"}
         if extra:
             raise fail(f"fault {i}: unknown key(s) {sorted(extra)}")
         if table.get("kind") not in KINDS:
@@ -105,8 +121,10 @@ def parse_plan(data: dict[str, Any], source: str) -> FaultPlan:
             raise fail(f"fault {i}: target must be one of {', '.join(TARGETS)}, "
                        f"not {table.get('target')!r}")
         numbers = {}
-        for key, low, high in (("at_s", 0, 3600), ("for_s", 0.05, 600), ("every_s", 0, 3600)):
-            value = table.get(key, 0.0 if key == "every_s" else None)
+        for key, low, high in (("at_s", 0, 3600), ("for_s", 0.05, 600), ("every_s", 0, 3600),
+                               ("latency_ms", 0, 60_000), ("jitter_ms", 0, 60_000),
+                               ("share", 0, 1)):
+            value = table.get(key, None if key in ("at_s", "for_s") else 0.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise fail(f"fault {i}: {key} must be a number from {low} to {high}, not {value!r}")
             numbers[key] = float(value)
@@ -115,8 +133,11 @@ def parse_plan(data: dict[str, Any], source: str) -> FaultPlan:
             raise fail(f"fault {i}: repeat must be a whole number from 1 to 100, not {repeat!r}")
         if repeat > 1 and numbers["every_s"] <= numbers["for_s"]:
             raise fail(f"fault {i}: every_s must exceed for_s, so instances do not overlap")
+        if numbers["jitter_ms"] > numbers["latency_ms"]:
+            raise fail(f"fault {i}: jitter_ms must not exceed latency_ms")
         faults.append(Fault(table["kind"], table["target"], numbers["at_s"], numbers["for_s"],
-                            repeat, numbers["every_s"]))
+                            repeat, numbers["every_s"], numbers["latency_ms"],
+                            numbers["jitter_ms"], numbers["share"]))
     name = data.get("name", Path(source).stem)
     if not isinstance(name, str) or not name or "/" in name:
         raise fail("name must be a non-empty string without '/'")
@@ -150,6 +171,7 @@ class FaultWindow:
     start: float
     end: float | None = None
     back: float | None = None  # crash: the restarted server's first /healthz answer
+    applied: bool = True  # False: the fault makes no sense here (no hop into the component)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,10 +219,19 @@ class FaultInjector:
     def _apply(self, fault: Fault) -> FaultWindow:
         server = self.server_of(fault.target)
         proc = self.shop.processes[server]
-        window = FaultWindow(fault.kind, fault.target, server, time.time())
+        proxy = self.shop.proxies.get(server)
+        network = fault.kind in NETWORK_KINDS
+        window = FaultWindow(fault.kind, fault.target, server, time.time(),
+                             applied=proxy is not None or not network)
         with self._lock:
             self.windows.append(window)
-        if fault.kind == "crash":
+        if not window.applied:
+            log.warning("fault: %s %s does not apply: no hop into %s here", fault.kind,
+                        fault.target, server)
+        elif network:
+            proxy.set(fault.kind, latency_ms=fault.latency_ms, jitter_ms=fault.jitter_ms,
+                      share=fault.share)
+        elif fault.kind == "crash":
             self.shop.supervisor.hold(server, window.start + fault.for_s)
             _signal(proc.pid, signal.SIGKILL)
         else:
@@ -213,7 +244,11 @@ class FaultInjector:
             if window.end is not None:
                 return
             window.end = time.time()
-        if window.kind == "crash":
+        if not window.applied:
+            return
+        if window.kind in NETWORK_KINDS:
+            self.shop.proxies[window.server].set("pass")
+        elif window.kind == "crash":
             self.shop.supervisor.release(window.server)
         else:
             _signal(self.shop.processes[window.server].pid, signal.SIGCONT)
@@ -228,7 +263,7 @@ class FaultInjector:
             self._undo(window)
         deadline = time.monotonic() + timeout_s
         for window in self.windows:
-            if window.kind != "crash":
+            if window.kind != "crash" or not window.applied:
                 continue
             while window.back is None and time.monotonic() < deadline:
                 back = [r.ready_at for r in self.shop.supervisor.restarts_of(window.server)

@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bench.processes import signals_held, spawn_group, stop_groups
+from bench.faultproxy import write_state
+from bench.processes import child_env, signals_held, spawn_group, stop_groups
 from bench.supervision import Supervisor
 from shop.address import address_of
 from shop.errors import DomainError
@@ -43,6 +44,7 @@ from shop.telemetry import MULTIPROC_ENV
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+PROXY_PREFIX = "proxy:"  # the listener of the fault proxy in front of a process
 REPLICA_MARK = "#"  # "billing#2": no process name has one, so a server name is never ambiguous
 # glibc raises its mmap threshold after a large block is freed, so scrypt's 16 MiB work
 # buffers end up kept in each thread's heap: a worker's RSS then grew 81 -> 189 MiB over a
@@ -70,6 +72,8 @@ class LaunchSettings:
     leaf_delays: dict[str, LeafDelay] = field(default_factory=dict)
     cpus: tuple[int, ...] | None = None  # CPU set every process of the topology is pinned to
     supervise: bool = False  # restart a server that dies (bench/supervision.py), else report it
+    # Processes whose callers reach them through a fault proxy (bench/faultproxy.py)
+    proxied: tuple[str, ...] = ()
 
 
 @dataclass
@@ -96,12 +100,26 @@ class ServerProcess:
 
 
 @dataclass
+class FaultProxy:
+    """The fault proxy in front of one process: its process group and its state file."""
+
+    process: str
+    url: str  # what the process's callers are given
+    state_path: Path
+    popen: subprocess.Popen
+
+    def set(self, mode: str, **params: float) -> None:
+        write_state(self.state_path, mode, **params)
+
+
+@dataclass
 class RunningShop:
     """A started topology. ``base_url`` is the one public address (gateway or monolith)."""
 
     deployment: Deployment
     processes: dict[str, ServerProcess] = field(default_factory=dict)
     supervisor: Supervisor | None = None  # when the launch supervises
+    proxies: dict[str, FaultProxy] = field(default_factory=dict)  # by the process they front
 
     @property
     def base_url(self) -> str:
@@ -187,8 +205,8 @@ def start_process(deployment: Deployment, name: str, settings: LaunchSettings, l
     """Start server ``name`` (a process, one of its replicas, or the gateway) on ``listener``
     (which the child takes over; we close our copy). ``again``: a restart, which adds to the
     server's log and keeps its metrics files (a dead worker's counts still count)."""
-    process, index = split_name(name)
-    url = deployment.urls_of(process)[index]
+    process, _ = split_name(name)
+    url = f"http://{HOST}:{listener.getsockname()[1]}"  # its own, even behind a fault proxy
     settings = process_settings(settings, deployment.topology, process)
     log_path = log_dir / f"{name}.log"
     cmd = gunicorn_command(app_spec(deployment.topology, process), listener, settings, name)
@@ -230,7 +248,25 @@ def stop(shop: RunningShop, timeout_s: float = 10.0) -> None:
     supervisor stopped first, so nothing is restarted meanwhile)."""
     if shop.supervisor is not None:
         shop.supervisor.stop()
-    stop_groups([proc.popen for proc in shop.processes.values()], timeout_s)
+    stop_groups([proc.popen for proc in shop.processes.values()]
+                + [proxy.popen for proxy in shop.proxies.values()], timeout_s)
+
+
+def start_proxy(shop: RunningShop, process: str, listener: socket.socket, log_dir: Path,
+                cpus: tuple[int, ...] | None) -> FaultProxy:
+    """A fault proxy on ``listener`` forwarding to ``process``'s server, passing at first."""
+    state = Path(shop.deployment.data_dir) / f"{PROXY_PREFIX}{process}.json"
+    write_state(state, "pass")
+    target = shop.processes[process].url.removeprefix("http://")
+    cmd = [sys.executable, "-m", "bench.faultproxy", "--listen-fd", str(listener.fileno()),
+           "--target", target, "--state", str(state)]
+    try:
+        popen = spawn_group(cmd, log_dir / f"{PROXY_PREFIX}{process}.log", child_env(), cpus,
+                            (listener.fileno(),))
+    finally:
+        listener.close()
+    url = shop.deployment.urls[process]
+    return FaultProxy(process, url, state, popen)
 
 
 def restart_process(shop: RunningShop, name: str, settings: LaunchSettings, log_dir: Path) -> None:
@@ -261,6 +297,16 @@ def supervise(shop: RunningShop, settings: LaunchSettings, log_dir: Path) -> Sup
     shop.supervisor = supervisor
     supervisor.start()
     return supervisor
+
+
+def proxied_processes(topology: Topology, settings: LaunchSettings) -> list[str]:
+    """The processes to put behind a fault proxy: those asked for that the topology has and
+    that are called over hops (not the public edge). Raises LaunchError for a replicated one."""
+    chosen = [p for p in settings.proxied if p in topology.processes and p != topology.edge()]
+    for proc in chosen:
+        if topology.scale_of(proc).replicas > 1:
+            raise LaunchError(f"process {proc!r} is replicated: a fault proxy fronts one server")
+    return chosen
 
 
 def process_names(topology: Topology) -> list[str]:
@@ -299,7 +345,11 @@ def process_settings(settings: LaunchSettings, topology: Topology, process: str)
 
 def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings,
                    listeners: dict[str, socket.socket]) -> Deployment:
+    """The deployment of servers on ``listeners``; a process behind a fault proxy (a
+    ``proxy:NAME`` listener) is given to its callers at the proxy's address."""
     url = {name: f"http://{HOST}:{sock.getsockname()[1]}" for name, sock in listeners.items()}
+    for name in [n for n in url if n.startswith(PROXY_PREFIX)]:
+        url[name.removeprefix(PROXY_PREFIX)] = url.pop(name)
     replicas = {proc: [url[replica_name(proc, i)] for i in range(topology.scale_of(proc).replicas)]
                 for proc in topology.processes if topology.scale_of(proc).replicas > 1}
     return Deployment(topology=topology, data_dir=str(data_dir),
@@ -322,7 +372,8 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
     data_path = Path(tempfile.mkdtemp(prefix="seambench-")) if owned_dir else Path(data_dir)
     log_dir = data_path / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    listeners = bind_listeners(process_names(topology))
+    proxied = proxied_processes(topology, settings)
+    listeners = bind_listeners(process_names(topology) + [PROXY_PREFIX + p for p in proxied])
     deployment = new_deployment(topology, data_path, settings, listeners)
     shop = RunningShop(deployment)
     try:
@@ -330,6 +381,9 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
         for name in process_names(topology):
             shop.processes[name] = start_process(deployment, name, settings, log_dir,
                                                  listeners.pop(name))
+        for proc in proxied:
+            shop.proxies[proc] = start_proxy(shop, proc, listeners.pop(PROXY_PREFIX + proc),
+                                             log_dir, settings.cpus)
         wait_ready(shop, settings.ready_timeout_s)
         if settings.supervise:
             supervise(shop, settings, log_dir)

@@ -25,6 +25,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+WRITES = ("topup", "checkout")
+
+
+def outcome(op: str, status: int) -> str:
+    """How an operation of the log ended, from its HTTP status (0: no answer): "ok" (2xx),
+    "failed" (4xx: the shop did nothing), "unknown" (a write with a 5xx or no answer: it may
+    have happened) or "error" (a read with a 5xx or no answer)."""
+    if 200 <= status < 300:
+        return "ok"
+    if 400 <= status < 500:
+        return "failed"
+    return "unknown" if op in WRITES else "error"
+
+
 Call = Callable[[str, str, dict | None, dict[str, str]], tuple[int, dict]]
 """(method, path, body, headers) -> (status, JSON body): the public API, as one user."""
 
@@ -100,7 +114,7 @@ def judge(ops: list[dict[str, Any]], users: list[Call], balances_before: list[in
     orders_by_key: dict[tuple[int, str], set[str]] = defaultdict(set)
     expected_orders: list[set[str]] = [set() for _ in users]
     for op in ops:
-        if op["op"] not in ("topup", "checkout"):
+        if op["op"] not in WRITES:
             continue
         verdict.writes += 1
         who, status, answer = op["user"], op["status"], op

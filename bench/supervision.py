@@ -103,12 +103,17 @@ class Supervisor:
         record = Restart(name, self._clock(), code)
         with self._lock:
             self.restarts.append(record)
-            last = [r for r in self.restarts[:-1] if r.server == name and r.restarted_at]
-            if last and record.died_at - (last[-1].restarted_at or 0) > self.settings.stable_s:
-                self._delay[name] = self.settings.first_delay_s
-            delay = self._delay[name]
-            self._delay[name] = min(delay * 2, self.settings.max_delay_s)
             held_until = self._held.get(name, 0.0)
+            if held_until > record.died_at:
+                # a death held for (an injected crash): back when the hold ends, and it does
+                # not count towards the backoff of a server that keeps dying by itself
+                delay = 0.0
+            else:
+                last = [r for r in self.restarts[:-1] if r.server == name and r.restarted_at]
+                if last and record.died_at - (last[-1].restarted_at or 0) > self.settings.stable_s:
+                    self._delay[name] = self.settings.first_delay_s
+                delay = self._delay[name]
+                self._delay[name] = min(delay * 2, self.settings.max_delay_s)
         log.warning("supervisor: %s exited with code %s; restarting in %.2f s", name, code,
                     max(delay, held_until - self._clock()))
         while not self._stop.is_set():  # the backoff, and any hold (which may change meanwhile)

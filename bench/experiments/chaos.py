@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
-from bench.faults import FaultInjector, FaultPlan, load_plan
+from bench.faults import NETWORK_KINDS, FaultInjector, FaultPlan, load_plan
 from bench.model import StepKey, StepResult
 from bench.store import write_json_atomic
 
@@ -91,7 +91,12 @@ class Chaos(Experiment):
 
     def placement(self, settings: ChaosSettings, topology: "Topology",
                   launch: "LaunchSettings") -> tuple["Topology", "LaunchSettings"]:
-        return topology, replace(launch, supervise=True)
+        """Supervised, with a fault proxy in front of each process a network fault targets
+        (where it is called over a hop; the launcher leaves the public edge alone)."""
+        targets = {f.target for name in settings.plans for f in load_plan(name).faults
+                   if f.kind in NETWORK_KINDS}
+        proxied = tuple(sorted({topology.process_of(t) for t in targets}))
+        return topology, replace(launch, supervise=True, proxied=proxied)
 
     def prepare(self, session: RunSession, settings: ChaosSettings, placement: str) -> None:
         from bench.session import funded_users  # asks the shop over HTTP

@@ -44,14 +44,15 @@ def p99_ms(ops: Sequence[dict[str, Any]]) -> float | None:
 
 
 def recovery_s(ops: Sequence[dict[str, Any]], window: dict[str, Any],
-               horizon_s: float = 60.0) -> float | None:
+               until: float = float("inf")) -> float | None:
     """Seconds from when the fault was undone until the first moment after which every
     operation for ``RECOVERED_AFTER_S`` was answered (0: no error after the undo). None when
-    the log ends first or within ``horizon_s`` it never recovered."""
+    it had not recovered by ``until`` (the next fault's start) or the log's end."""
     undone = window.get("end")
     if undone is None:
         return None
-    after = [op for op in ops if undone <= op["t"] < undone + horizon_s]
+    # only operations over before the next fault began: one in flight then is its victim
+    after = [op for op in ops if undone <= op["t"] and op["t"] + op["latency_us"] / 1e6 < until]
     if not after or after[-1]["t"] - undone < RECOVERED_AFTER_S:
         return None
     last_error = max((op["t"] for op in after if not answered(op)), default=None)
@@ -93,13 +94,18 @@ def summarise(steps: Sequence[tuple[list[dict[str, Any]], dict[str, Any]]]) -> d
     never = 0
     oracle: dict[str, Any] = {}
     restarts = windows = 0
+    not_applied = 0
     for ops, extra in steps:
-        spans = [window_span(w) for w in extra.get("faults", [])]
+        applied = [w for w in extra.get("faults", []) if w.get("applied", True)]
+        not_applied += len(extra.get("faults", [])) - len(applied)
+        spans = [window_span(w) for w in applied]
         windows += len(spans)
         for op in ops:
             (during if inside(op, spans) else outside).append(op)
-        for window in extra.get("faults", []):
-            took = recovery_s(ops, window)
+        starts = sorted(w["start"] for w in applied)
+        for window in applied:
+            later = [t for t in starts if t > window["start"]]
+            took = recovery_s(ops, window, until=later[0] if later else float("inf"))
             if took is None:
                 never += 1
             else:
@@ -115,6 +121,7 @@ def summarise(steps: Sequence[tuple[list[dict[str, Any]], dict[str, Any]]]) -> d
     everything = during + outside
     return {
         "ops": len(everything), "ops_during": len(during), "windows": windows,
+        "not_applied": not_applied,
         "availability": {"overall": availability(everything), "during": availability(during),
                          "outside": availability(outside)},
         "p99_ms": {"during": p99_ms(during), "outside": p99_ms(outside)},

@@ -80,6 +80,10 @@ def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> 
     for placement, plans in result.get("placements", {}).items():
         for label, e in plans.items():
             a, p, r, o = e["availability"], e["p99_ms"], e["recovery_s"], e["oracle"]
+            if e["windows"] == 0 and e.get("not_applied"):
+                rows.append([placement, label, "not applicable: no hop into its target here",
+                             *["-"] * 9])
+                continue
             rows.append([placement, label, str(e["windows"]), fmt_share(a["during"]),
                          fmt_share(a["outside"]), _ms(p["during"]), _ms(p["outside"]),
                          _s(r["median"]), _s(r["max"]) + (f" ({r['not_recovered_in_step']} not)"
@@ -142,6 +146,8 @@ def timeline_figure(run: RunData, label: str, out_path: Path) -> Path | None:
                          for row in rows], where="post", color="tab:purple", linewidth=1)
         bottom.set_yscale("log")
         for window in details(run, step).get("faults", []):
+            if not window.get("applied", True):
+                continue
             start, end = window_span(window)
             for ax in (top, bottom):
                 ax.axvspan(start - t0, end - t0, color="tab:orange", alpha=0.25, linewidth=0)

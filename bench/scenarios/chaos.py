@@ -23,20 +23,12 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.oracle import outcome
 from bench.scenarios.openloop import INTENDED, OpenLoopUser, Send
 
 DEFAULT_WEIGHTS = {"topup": 25, "checkout": 35, "search": 25, "inbox": 15}
 QUERIES = ("lamp", "kettle", "oak chair", "camping tent", "steel knife")
 TOPUP_CENTS = 200_000
-WRITES = ("topup", "checkout")
-
-
-def outcome(op: str, status: int) -> str:
-    if 200 <= status < 300:
-        return "ok"
-    if 400 <= status < 500:
-        return "failed"
-    return "unknown" if op in WRITES else "error"
 
 
 class ChaosUser(OpenLoopUser):

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
-
-from bench.faults import PLANS
+from bench.faults import PROCESS_KINDS, TARGETS
 from tests.e2e.test_launcher import SEAMBENCH
 
 SMALL = ["--profile", "smoke", "--kdf-log2", "4", "--catalog-size", "2000"]
@@ -40,9 +38,15 @@ def assert_nothing_lost(entry: dict, plan: str) -> None:
     assert entry["windows"] == 1 and entry["ops_during"] > 0, (plan, entry)
 
 
+# Every process fault against every dependency; each network fault (through the fault
+# proxy) against one dependency, so each kind and each proxied edge is exercised once.
+SPLIT_PLANS = [f"{kind}-{target}" for kind in PROCESS_KINDS for target in TARGETS] + [
+    "latency-search", "errors-billing", "reset-notify", "blackhole-auth"]
+
+
 def test_every_fault_against_every_dependency_of_the_split_shop(tmp_path):
-    placement = chaos(tmp_path, "microservices", list(PLANS))
-    for plan in PLANS:
+    placement = chaos(tmp_path, "microservices", SPLIT_PLANS)
+    for plan in SPLIT_PLANS:
         entry = placement[plan]
         assert_nothing_lost(entry, plan)
         assert entry["restarts"] == (1 if plan.startswith("crash") else 0), (plan, entry)
@@ -50,11 +54,17 @@ def test_every_fault_against_every_dependency_of_the_split_shop(tmp_path):
     assert placement["crash-auth"]["availability"]["during"] < 0.5  # everything needs auth
     assert placement["crash-notify"]["availability"]["during"] > 0.5  # only inbox reads fail
     assert placement["crash-billing"]["oracle"]["unknown_before"] > 0  # writes were cut off
+    assert placement["errors-billing"]["availability"]["during"] < 0.9  # the proxy answered 503s
+    assert placement["latency-search"]["p99_ms"]["during"] is None or \
+        placement["latency-search"]["p99_ms"]["during"] > 100
 
-
-@pytest.mark.parametrize("plans", [["crash-billing", "pause-notify"]])
-def test_faults_on_the_monolith_hit_the_whole_shop_and_lose_nothing(tmp_path, plans):
+def test_faults_on_the_monolith_hit_the_whole_shop_and_lose_nothing(tmp_path):
+    plans = ["crash-billing", "pause-notify", "latency-search"]
     placement = chaos(tmp_path, "monolith", plans)
-    for plan in plans:
+    for plan in plans[:2]:
         assert_nothing_lost(placement[plan], plan)
     assert placement["crash-billing"]["availability"]["during"] < 0.5
+    # no hop into search in the monolith: the network fault is said not to apply
+    assert placement["latency-search"]["windows"] == 0
+    assert placement["latency-search"]["not_applied"] == 1
+    assert placement["latency-search"]["oracle"]["ok"]

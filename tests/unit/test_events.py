@@ -82,6 +82,45 @@ def test_outbox_rows_survive_a_relay_that_died_mid_batch(db):
     assert survivor.backlog() == 0
 
 
+class Crash(BaseException):
+    """The relay's process dying at a chosen instruction (nothing after it runs)."""
+
+
+def test_a_relay_dying_between_delivery_and_marking_sent_notifies_once(db):
+    """The window between publish and mark-sent, forced: notify stored the event, the relay
+    died before recording that. The next relay delivers it again once the lease ends; notify's
+    dedupe by event id keeps one notification."""
+    db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA + NOTIFY_SCHEMA)
+    notify = NotifyService(db)
+    answers: list[bool] = []
+
+    class DiesAfterDelivering:
+        def deliver(self, event: PaymentCaptured) -> bool:
+            answers.append(notify.deliver(event))
+            raise Crash()  # killed before _settle: the row stays claimed, not delivered
+
+    crashed = OutboxRelay(db, DiesAfterDelivering(), lease_s=0.05)
+    crashed._release = lambda: None  # a SIGKILLed relay gives nothing back
+    billing = outbox_billing(db, crashed)
+    billing.topup("u1", 1000)
+    receipt = billing.checkout("u1", [LineItem("SKU-A", 1)], "k1")
+    with pytest.raises(Crash):
+        crashed.deliver_pending()
+    assert answers == [True] and crashed.backlog() == 1  # stored, yet still owed
+
+    class Counting:
+        def deliver(self, event: PaymentCaptured) -> bool:
+            answers.append(notify.deliver(event))
+            return answers[-1]
+
+    survivor = OutboxRelay(db, Counting(), lease_s=0.05)
+    time.sleep(0.06)
+    assert survivor.deliver_pending() == 1
+    assert answers == [True, False]  # delivered twice, stored once
+    assert [n.order_id for n in notify.inbox("u1")] == [receipt.order_id]
+    assert survivor.backlog() == 0
+
+
 def test_rolled_back_checkout_leaves_no_outbox_row(db):
     db.apply_schema(BILLING_SCHEMA + OUTBOX_SCHEMA)
     relay = OutboxRelay(db, FakeNotify())

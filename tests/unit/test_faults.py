@@ -7,13 +7,15 @@ import pytest
 from bench.experiments.chaos import PROFILES, scaled
 from bench.experiments.chaos_analysis import availability, recovery_s, summarise, timeline
 from bench.faults import PLANS, Fault, FaultPlan, PlanError, load_plan, parse_plan
-from bench.oracle import judge
-from bench.scenarios.chaos import outcome
+from bench.oracle import judge, outcome
 
 
 def test_every_fault_kind_against_every_dependency_is_built_in():
     assert {(p.faults[0].kind, p.faults[0].target) for p in PLANS.values()} == {
-        (k, t) for k in ("crash", "pause") for t in ("auth", "billing", "search", "notify")}
+        (k, t) for k in ("crash", "pause", "latency", "errors", "reset", "blackhole")
+        for t in ("auth", "billing", "search", "notify")}
+    assert PLANS["latency-search"].faults[0].latency_ms == 200.0
+    assert PLANS["errors-auth"].faults[0].share == 0.5
     plan = PLANS["crash-billing"]
     assert plan.faults[0].times() == [6.0, 14.0, 22.0, 30.0, 38.0] and plan.last_end_s() == 40.0
 
@@ -38,6 +40,10 @@ def test_a_plan_file_is_read(tmp_path):
     ({"fault": [{"kind": "crash", "target": "billing", "at_s": 1, "for_s": 1, "when": 2}]},
      "unknown key"),
     ({"faults": []}, "unknown key"),
+    ({"fault": [{"kind": "latency", "target": "search", "at_s": 1, "for_s": 1,
+                 "latency_ms": 10, "jitter_ms": 20}]}, "jitter_ms must not exceed"),
+    ({"fault": [{"kind": "errors", "target": "search", "at_s": 1, "for_s": 1,
+                 "share": 1.5}]}, "share must be"),
 ])
 def test_bad_plans_are_named(doc, why):
     with pytest.raises(PlanError, match=why):

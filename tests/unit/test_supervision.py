@@ -3,6 +3,7 @@ server keeps dying, a hold keeps it down, and it gives up on one that never come
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from bench.supervision import SupervisionSettings, Supervisor
 from tests.placements import eventually
@@ -73,5 +74,20 @@ def test_gives_up_on_a_server_that_never_comes_back():
     try:
         eventually(lambda: "auth" in sup.given_up, timeout_s=10)
         assert len(servers.started) == FAST.give_up_after
+    finally:
+        sup.stop()
+
+
+def test_a_held_death_restarts_when_the_hold_ends_without_backoff():
+    servers = FakeServers(["billing"])
+    sup = supervised(servers, replace(FAST, first_delay_s=0.3))
+    try:
+        for _ in range(3):
+            n = len(sup.restarts_of("billing"))
+            sup.hold("billing", time.time() + 0.1)
+            servers.alive["billing"] = False
+            record = eventually(lambda: len(r := sup.restarts_of("billing")) > n and r[-1].ready_at
+                                and r[-1], timeout_s=5)
+            assert record.restarted_at - record.died_at < 0.2  # the hold, not 0.3, 0.6, 1.2 s
     finally:
         sup.stop()
