@@ -8,6 +8,11 @@ monolith: the blast radius is part of the comparison):
   held off for ``for_s`` seconds, then restarts it on its port;
 - ``pause``: SIGSTOP the process group for ``for_s`` seconds, then SIGCONT (a stalled
   dependency: connections are accepted by the kernel, nothing answers);
+- ``restart``: a planned rolling restart, an independent deploy: each server of the
+  process in turn gets SIGTERM (gunicorn finishes what it is answering), is restarted at
+  once by the supervisor and must answer again before the next one goes (``for_s``: the
+  longest to wait for one); with one replica that is a short outage, with several none
+  should be seen;
 - on the way into the server, through its fault proxy (bench/faultproxy.py): ``latency``
   (``latency_ms`` ± ``jitter_ms`` per request), ``errors`` (a ``share`` of requests answered
   503 by the proxy), ``reset`` (connections reset), ``blackhole`` (nothing forwarded or
@@ -37,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROCESS_KINDS = ("crash", "pause")
+PROCESS_KINDS = ("crash", "pause", "restart")
 NETWORK_KINDS = ("latency", "errors", "reset", "blackhole")
 KINDS = PROCESS_KINDS + NETWORK_KINDS
 TARGETS = ("auth", "billing", "search", "notify")
@@ -194,8 +199,10 @@ class FaultInjector:
         self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
 
     def start(self) -> None:
-        if self.shop.supervisor is None and any(f.kind == "crash" for f in self.plan.faults):
-            raise RuntimeError("a crash needs a supervised shop (LaunchSettings.supervise)")
+        if self.shop.supervisor is None and any(f.kind in ("crash", "restart")
+                                                for f in self.plan.faults):
+            raise RuntimeError("a crash or a restart needs a supervised shop "
+                               "(LaunchSettings.supervise)")
         self._thread.start()
 
     def server_of(self, component: str) -> str:
@@ -234,10 +241,28 @@ class FaultInjector:
         elif fault.kind == "crash":
             self.shop.supervisor.hold(server, window.start + fault.for_s)
             _signal(proc.pid, signal.SIGKILL)
+        elif fault.kind == "restart":
+            self._roll(server, fault.for_s)
+            window.end = window.back = time.time()
         else:
             _signal(proc.pid, signal.SIGSTOP)
         log.warning("fault: %s %s (%s) for %.1f s", fault.kind, fault.target, server, fault.for_s)
         return window
+
+    def _roll(self, process: str, wait_s: float) -> None:
+        """Restart each server of ``process`` in turn, the next once the last answers."""
+        supervisor = self.shop.supervisor
+        for proc in self.shop.replicas(process):
+            before = len(supervisor.restarts_of(proc.name))
+            supervisor.hold(proc.name, time.time())  # planned: back at once, no backoff
+            _signal(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + max(wait_s, 30.0)
+            while time.monotonic() < deadline and not self._stop.is_set():
+                done = supervisor.restarts_of(proc.name)[before:]
+                if done and done[-1].ready_at:
+                    break
+                time.sleep(0.02)
+            supervisor.release(proc.name)
 
     def _undo(self, window: FaultWindow) -> None:
         with self._lock:
@@ -246,6 +271,8 @@ class FaultInjector:
             window.end = time.time()
         if not window.applied:
             return
+        if window.kind == "restart":
+            return  # over when it was applied
         if window.kind in NETWORK_KINDS:
             self.shop.proxies[window.server].set("pass")
         elif window.kind == "crash":

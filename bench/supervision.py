@@ -78,7 +78,8 @@ class Supervisor:
             self._thread.join(self.settings.ready_timeout_s + 5)
 
     def hold(self, name: str, until: float) -> None:
-        """Keep ``name`` down, should it die, until ``until`` (epoch seconds)."""
+        """Keep ``name`` down, should it die, until ``until`` (epoch seconds; a time already
+        past: restart it at once). A death while held is planned: no backoff follows it."""
         with self._lock:
             self._held[name] = until
 
@@ -103,8 +104,9 @@ class Supervisor:
         record = Restart(name, self._clock(), code)
         with self._lock:
             self.restarts.append(record)
+            planned = name in self._held
             held_until = self._held.get(name, 0.0)
-            if held_until > record.died_at:
+            if planned:
                 # a death held for (an injected crash): back when the hold ends, and it does
                 # not count towards the backoff of a server that keeps dying by itself
                 delay = 0.0

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from shop.auth.api import Auth, InvalidToken, Principal
 from shop.errors import DomainError, Forbidden, InvalidRequest
 from shop.hops import SERVICE_HEADER
+from shop.openapi import OPENAPI_PATH, openapi_document
 from shop.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,12 @@ def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
         if not missing:
             return json_response({"status": "ready", "process": name})
         return error_response("not_ready", f"not answering: {', '.join(missing)}", 503)
+
+    document = openapi_document()  # built once per app, not at import
+
+    @app.get(OPENAPI_PATH)
+    def openapi() -> Response:
+        return json_response(document)
 
     @app.get("/metrics")
     def metrics_text() -> Response:

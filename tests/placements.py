@@ -35,11 +35,11 @@ class Api:
 
 class InProcessApi(Api):
     def __init__(self, app) -> None:
-        self._client = app.test_client()
+        self.client = app.test_client()
 
     def call(self, method, path, body=None, headers=None, raw=None):
         data = raw if raw is not None else (None if body is None else json.dumps(body))
-        response = self._client.open(path, method=method, data=data, headers=headers or {},
+        response = self.client.open(path, method=method, data=data, headers=headers or {},
                                      content_type="application/json")
         return response.status_code, response.get_json(silent=True)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from bench.faults import PROCESS_KINDS, TARGETS
+from bench.faults import TARGETS
 from tests.e2e.test_launcher import SEAMBENCH
 
 SMALL = ["--profile", "smoke", "--kdf-log2", "4", "--catalog-size", "2000"]
@@ -40,8 +40,8 @@ def assert_nothing_lost(entry: dict, plan: str) -> None:
 
 # Every process fault against every dependency; each network fault (through the fault
 # proxy) against one dependency, so each kind and each proxied edge is exercised once.
-SPLIT_PLANS = [f"{kind}-{target}" for kind in PROCESS_KINDS for target in TARGETS] + [
-    "latency-search", "errors-billing", "reset-notify", "blackhole-auth"]
+SPLIT_PLANS = [f"{kind}-{target}" for kind in ("crash", "pause") for target in TARGETS] + [
+    "restart-billing", "latency-search", "errors-billing", "reset-notify", "blackhole-auth"]
 
 
 def test_every_fault_against_every_dependency_of_the_split_shop(tmp_path):
@@ -49,7 +49,8 @@ def test_every_fault_against_every_dependency_of_the_split_shop(tmp_path):
     for plan in SPLIT_PLANS:
         entry = placement[plan]
         assert_nothing_lost(entry, plan)
-        assert entry["restarts"] == (1 if plan.startswith("crash") else 0), (plan, entry)
+        assert entry["restarts"] == (1 if plan.startswith(("crash", "restart")) else 0), \
+            (plan, entry)
     # what the defaults promise, seen from outside
     assert placement["crash-auth"]["availability"]["during"] < 0.5  # everything needs auth
     assert placement["crash-notify"]["availability"]["during"] > 0.5  # only inbox reads fail

@@ -12,7 +12,7 @@ from bench.oracle import judge, outcome
 
 def test_every_fault_kind_against_every_dependency_is_built_in():
     assert {(p.faults[0].kind, p.faults[0].target) for p in PLANS.values()} == {
-        (k, t) for k in ("crash", "pause", "latency", "errors", "reset", "blackhole")
+        (k, t) for k in ("crash", "pause", "restart", "latency", "errors", "reset", "blackhole")
         for t in ("auth", "billing", "search", "notify")}
     assert PLANS["latency-search"].faults[0].latency_ms == 200.0
     assert PLANS["errors-auth"].faults[0].share == 0.5

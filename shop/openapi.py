@@ -1,0 +1,155 @@
+"""The public API as an OpenAPI 3.0 document, served at ``GET /openapi.json`` by every
+placement's public address (and every process).
+
+It is the contract of the API table in DESIGN.md: each operation's success body, and every
+error as ``{"error", "detail"}`` with the statuses the shop answers (a 503 from a dependency
+that is down is documented on every operation that calls one). Limits are the domain's own
+constants, so the document cannot drift from the validation. tests/contract/test_openapi.py
+fuzzes every placement against it with schemathesis.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from shop.billing.service import MAX_ITEMS, MAX_QTY, MAX_TOPUP_CENTS
+from shop.search.leaves import MAX_HEDGE_MS, MAX_SEED
+from shop.search.service import MAX_LIMIT
+
+OPENAPI_PATH = "/openapi.json"
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+HIT = {"type": "object", "required": ["sku", "name", "price_cents", "score"],
+       "properties": {"sku": {"type": "string"}, "name": {"type": "string"},
+                      "price_cents": {"type": "integer"}, "score": {"type": "number"}}}
+BALANCE = {"type": "object", "required": ["balance_cents"],
+           "properties": {"balance_cents": {"type": "integer", "minimum": 0}}}
+LINE = {"type": "object", "required": ["sku", "qty"],
+        "properties": {"sku": {"type": "string", "minLength": 1, "maxLength": 64},
+                       "qty": {"type": "integer", "minimum": 1, "maximum": MAX_QTY}}}
+BEARER = [{"bearer": []}]
+KEY_PATTERN = "^[\\x21-\\x7e]{1,128}$"
+
+STATUS_TEXT = {400: "malformed request", 401: "no valid bearer token", 402: "not enough money",
+               404: "not found", 409: "conflict", 413: "body too large",
+               422: "a value the domain refuses",
+               503: "a dependency is unavailable (for a write without an Idempotency-Key: the "
+                    "outcome is unknown, not failed)"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _operation(summary: str, success: int, body: dict[str, Any], errors: tuple[int, ...], *,
+               secured: bool = True, request: dict[str, Any] | None = None,
+               parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {
+        str(success): _json(body, "success"),
+        **{str(code): _json(ERROR, STATUS_TEXT[code]) for code in errors}}}
+    if secured:
+        op["security"] = BEARER
+    if request is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+def _key_header(required: bool) -> dict[str, Any]:
+    return {"name": "Idempotency-Key", "in": "header", "required": required,
+            "schema": {"type": "string", "pattern": KEY_PATTERN}}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.0.3 document of the public API."""
+    credentials = {"type": "object", "required": ["username", "password"],
+                   "properties": {"username": {"type": "string"},
+                                  "password": {"type": "string"}}}
+    search_params = [_query("q", {"type": "string"}, required=True),
+                     _query("limit", {"type": "integer"})]
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "seambench shop", "version": "1",
+                 "description": "One shop, the same API in every placement. Money in integer "
+                                "cents; every error is {\"error\", \"detail\"}."},
+        "paths": {
+            "/auth/register": {"post": _operation(
+                "Create a user", 201, {"type": "object", "required": ["user_id"],
+                                       "properties": {"user_id": {"type": "string"}}},
+                (400, 409, 413, 422, 503), secured=False, request=credentials)},
+            "/auth/login": {"post": _operation(
+                "A bearer token for a user", 200,
+                {"type": "object", "required": ["token", "expires_at"],
+                 "properties": {"token": {"type": "string"}, "expires_at": {"type": "number"}}},
+                (400, 401, 413, 422, 503), secured=False, request=credentials)},
+            "/search": {"get": _operation(
+                f"Full-text search of the catalog (limit 1-{MAX_LIMIT}, default 10)", 200,
+                {"type": "object", "required": ["results"],
+                 "properties": {"results": {"type": "array", "items": HIT}}},
+                (400, 401, 422, 503), parameters=search_params)},
+            "/search/scatter": {"get": _operation(
+                "The best hits of shards 0..n-1, asked at once", 200,
+                {"type": "object", "required": ["results", "shards"],
+                 "properties": {"results": {"type": "array", "items": HIT},
+                                "shards": {"type": "integer"}, "of": {"type": "integer"},
+                                "backups": {"type": "integer"}}},
+                (400, 401, 422, 503), parameters=[
+                    *search_params, _query("n", {"type": "integer"}),
+                    _query("hedge_ms", {"type": "number", "exclusiveMinimum": True,
+                                        "minimum": 0, "maximum": MAX_HEDGE_MS}),
+                    _query("delay", {"type": "string"}),
+                    _query("seed", {"type": "integer", "minimum": 0, "maximum": MAX_SEED})])},
+            "/billing/topup": {"post": _operation(
+                f"Add money (1 to {MAX_TOPUP_CENTS} cents); with an Idempotency-Key, credited "
+                f"once however often it is sent", 200, BALANCE, (400, 401, 413, 422, 503),
+                request={"type": "object", "required": ["amount_cents"],
+                         "properties": {"amount_cents": {"type": "integer"}}},
+                parameters=[_key_header(required=False)])},
+            "/billing/balance": {"get": _operation("The caller's balance", 200, BALANCE,
+                                                   (401, 503))},
+            "/billing/checkout": {"post": _operation(
+                f"Buy 1-{MAX_ITEMS} lines; charged once per Idempotency-Key", 201,
+                {"type": "object", "required": ["order_id", "total_cents", "balance_cents"],
+                 "properties": {"order_id": {"type": "string"},
+                                "total_cents": {"type": "integer"},
+                                "balance_cents": {"type": "integer"}}},
+                (400, 401, 402, 404, 413, 422, 503),
+                request={"type": "object", "required": ["items"],
+                         "properties": {"items": {"type": "array", "items": LINE}}},
+                parameters=[_key_header(required=True)])},
+            "/billing/orders/{order_id}": {"get": _operation(
+                "One of the caller's orders (404 for another user's)", 200,
+                {"type": "object", "required": ["order_id", "lines", "total_cents", "created_at"],
+                 "properties": {"order_id": {"type": "string"},
+                                "lines": {"type": "array", "items": {
+                                    "type": "object", "required": ["sku", "qty", "price_cents"],
+                                    "properties": {"sku": {"type": "string"},
+                                                   "qty": {"type": "integer"},
+                                                   "price_cents": {"type": "integer"}}}},
+                                "total_cents": {"type": "integer"},
+                                "created_at": {"type": "number"}}},
+                (401, 404, 503), parameters=[{"name": "order_id", "in": "path",
+                                              "required": True, "schema": {"type": "string"}}])},
+            "/notify/inbox": {"get": _operation(
+                "The caller's notifications, newest first", 200,
+                {"type": "object", "required": ["notifications"],
+                 "properties": {"notifications": {"type": "array", "items": {
+                     "type": "object",
+                     "required": ["event_id", "order_id", "text", "created_at"],
+                     "properties": {"event_id": {"type": "string"},
+                                    "order_id": {"type": "string"},
+                                    "text": {"type": "string"},
+                                    "created_at": {"type": "number"}}}}}},
+                (401, 503))},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {"type": "object", "required": ["error", "detail"],
+                                  "properties": {"error": {"type": "string"},
+                                                 "detail": {"type": "string"}}}},
+        },
+    }
