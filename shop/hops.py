@@ -79,7 +79,7 @@ class HopSettings:
     backoff_cap_ms: float = 250.0
     retry_share: float = 0.2  # the retry budget: retries per call, besides 10 a second
     breaker_failures: int = 5  # consecutive calls with no answer that open the breaker; 0: none
-    breaker_reset_s: float = 2.0  # how long it stays open before a trial call
+    breaker_reset_s: float = 1.0  # how long it stays open before a trial call
     # A dependency may hold this share of the caller's threads per worker (0: no bound); a
     # call finding them all taken waits up to bulkhead_wait_ms for one, unless the oldest
     # call in flight has taken bulkhead_stall_ms: then it is refused at once (resilience.py).

@@ -61,23 +61,32 @@ def test_a_cancelled_trial_lets_another_through():
     assert breaker.admit() is None
 
 
-def enter_in_thread(bulkhead: Bulkhead) -> None:
-    """A call in flight from another thread (a place is per calling thread)."""
-    done = threading.Event()
-    threading.Thread(target=lambda: (bulkhead.enter(), done.set())).start()
-    assert done.wait(2)
+def enter_in_thread(bulkhead: Bulkhead) -> threading.Event:
+    """A call in flight from another thread (a place is per calling thread), which stays
+    alive until the returned event is set (a dead thread's id may be reused)."""
+    entered, finish = threading.Event(), threading.Event()
+
+    def call() -> None:
+        bulkhead.enter()
+        entered.set()
+        finish.wait(5)
+        bulkhead.leave()
+
+    threading.Thread(target=call, daemon=True).start()
+    assert entered.wait(2)
+    return finish
 
 
 def test_bulkhead_waits_for_a_place_while_the_dependency_is_healthy():
     clock = Clock()
     bulkhead = Bulkhead(2, 0.05, stall_s=1.0, clock=clock)
-    enter_in_thread(bulkhead)
+    first = enter_in_thread(bulkhead)
     enter_in_thread(bulkhead)
     started = time.monotonic()
     refusal = bulkhead.enter()
     assert refusal is not None and refusal.reason == "bulkhead full (2 calls in flight)"
     assert 0.04 <= time.monotonic() - started < 1.0  # it waited
-    threading.Timer(0.01, bulkhead.leave).start()
+    threading.Timer(0.01, first.set).start()  # that call ends, in its own thread
     assert bulkhead.enter() is None  # a place freed while it waited
 
 
