@@ -26,7 +26,7 @@ from shop.search.leaves import Scatter
 from shop.search.routes import scatter_blueprint
 from shop.server import deployment_from_env, threads_from_env
 from shop.telemetry import telemetry_from_env
-from shop.web import create_base_app
+from shop.web import body_bytes, create_base_app
 
 PUBLIC_AUTH_PATHS = ("/auth/register", "/auth/login")
 CHAIN_PATH = "/chain"  # served where the chain starts: the process hosting its first link
@@ -114,7 +114,7 @@ def create_app(deployment: Deployment | None = None) -> Flask:
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
         target = upstream_target(request.path, request.query_string)
         upstream = hops[topo.process_of(component)].send(
-            request.method, target, request.get_data(), headers,
+            request.method, target, body_bytes(), headers,
             idempotent=is_idempotent(request.method, request.path, request.headers))
         response = Response(upstream.data, status=upstream.status,
                             content_type=upstream.content_type)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shop.auth.api import Auth, InvalidToken, Principal
 from shop.errors import DomainError, Forbidden, InvalidRequest
@@ -37,9 +37,22 @@ def error_response(code: str, detail: str, status: int) -> Response:
     return json_response({"error": code, "detail": detail}, status)
 
 
-def json_body() -> dict[str, Any]:
-    """The request's JSON object. Raises InvalidRequest for anything else (413 is Flask's)."""
+def body_bytes() -> bytes:
+    """The request's body. Raises RequestEntityTooLarge (413) for one over MAX_BODY_BYTES,
+    whether it said its length or came chunked."""
     raw = request.get_data(cache=True)
+    if request.content_length is None and len(raw) >= MAX_BODY_BYTES:
+        # A chunked body is cut at the limit by werkzeug without a word: one more byte
+        # says it was longer (a 400 for "not JSON" would be the wrong answer).
+        if request.stream.read(1):
+            raise RequestEntityTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object. Raises InvalidRequest for anything else, and
+    RequestEntityTooLarge (413) for a body over MAX_BODY_BYTES, chunked or not."""
+    raw = body_bytes()
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -146,14 +159,19 @@ class DrainUnreadBody:
 
     An error (401 before the body is parsed, 413 for a body over the limit) leaves the body
     unread. gunicorn drains at most 64 KiB of it and otherwise closes the socket after
-    answering, without ``Connection: close`` (it drops hop-by-hop headers set by the app), so
-    a client that reuses the keep-alive connection gets a reset. Draining up to ``limit``
-    bytes keeps the connection clean; a larger body is left to the server to cut off.
+    answering, without ``Connection: close`` (it drops hop-by-hop headers set by the app).
+    Closing a socket with unread data sends a reset, which can reach the client before it
+    reads the answer: it sees "connection reset", never the 413, and a client reusing the
+    keep-alive connection fails too. Draining the rest of the body (Content-Length or
+    chunked) up to ``limit`` bytes and ``limit_s`` seconds keeps the answer readable and
+    the connection clean; a larger or slower body is left to the server to cut off.
     """
 
-    def __init__(self, app: Callable, limit: int = 4 * MAX_BODY_BYTES) -> None:
+    def __init__(self, app: Callable, limit: int = 16 * MAX_BODY_BYTES,
+                 limit_s: float = 5.0) -> None:
         self.app = app
         self.limit = limit
+        self.limit_s = limit_s
 
     def __call__(self, environ: dict, start_response: Callable):
         failed = False
@@ -169,11 +187,21 @@ class DrainUnreadBody:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
-            if 0 < length <= self.limit:
-                stream = environ["wsgi.input"]
-                while stream.read(64 * 1024):
-                    pass
+            chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+            if (0 < length <= self.limit) or chunked:
+                self._drain(environ["wsgi.input"])
         return result
+
+    def _drain(self, stream: Any) -> None:
+        deadline, read = time.monotonic() + self.limit_s, 0
+        try:
+            while read < self.limit and time.monotonic() < deadline:
+                chunk = stream.read(64 * 1024)
+                if not chunk:
+                    return
+                read += len(chunk)
+        except (OSError, ValueError):  # the client went away, or sent a broken chunk
+            return
 
 
 def time_requests(app: Flask, telemetry: Telemetry) -> None:

@@ -48,3 +48,33 @@ def test_gunicorns_own_errors_are_json(placement):
                 doc = json.loads(body)
                 assert doc["error"] == code and isinstance(doc["detail"], str), doc
             assert raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200
+
+
+def chunked(path: str, body: bytes) -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    chunks = b"".join(b"%x\r\n" % len(body[i:i + 65536]) + body[i:i + 65536] + b"\r\n"
+                      for i in range(0, len(body), 65536))
+    return head + chunks + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("placement", ["monolith", "microservices"])
+def test_bodies_over_the_limit_get_a_readable_413(placement):
+    """Finding 6: a chunked body over 1 MiB got 400 (werkzeug cut it at the limit and it was
+    no longer JSON); a large body with Content-Length got its 413 and then a reset on a
+    keep-alive connection, so the client never read it."""
+    import requests
+
+    with ExitStack() as stack:
+        _, shop = start(placement, stack)
+        big = b'{"username": "' + b"a" * 1_500_000 + b'", "password": "password1"}'
+        status, _, body = raw(shop.base_url, chunked("/auth/register", big))
+        assert status == 413 and json.loads(body)["error"] == "request_entity_too_large", body
+        small = b'{"username": "' + b"a" * 100_000 + b'", "password": "password1"}'
+        assert raw(shop.base_url, chunked("/auth/register", small))[0] == 422  # read in full
+        session = requests.Session()
+        for _ in range(3):  # 6 MiB, keep-alive: the 413 is read, the connection reused
+            r = session.post(shop.base_url + "/auth/register", data=b"x" * (6 << 20),
+                             headers={"Content-Type": "application/json"}, timeout=30)
+            assert r.status_code == 413 and r.json()["error"] == "request_entity_too_large"
+        assert session.get(shop.base_url + "/healthz", timeout=10).status_code == 200
