@@ -58,7 +58,7 @@ PROFILES = {
                                       for t in ("auth", "billing", "search", "notify")),
                           rate=40, warmup_s=2, duration_s=44),
     "smoke": ChaosSettings(plans=("crash-billing", "crash-notify"), rate=20, warmup_s=0.5,
-                           duration_s=5.5, users=4, quiet_s=1.0, time_scale=0.35, instances=1),
+                           duration_s=3.5, users=4, quiet_s=0.5, time_scale=0.3, instances=1),
 }
 RECOVERY_MARGIN_S = 4.0  # load kept on after the last fault, to see the recovery
 

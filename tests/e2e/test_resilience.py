@@ -23,7 +23,8 @@ from tests.placements import TEST_SETTINGS, HttpApi, eventually
 # defaults' (shop/hops.py), only scaled down.
 EDGES = {"gateway->billing": {"read_timeout_s": 1.0, "breaker_failures": 3,
                               "breaker_reset_s": 1.0},
-         "gateway->notify": {"read_timeout_s": 5.0}}
+         "gateway->notify": {"read_timeout_s": 5.0},
+         "*->auth": {"read_timeout_s": 0.5}}  # under the gateway's 1 s to billing: nested
 
 
 @contextmanager
@@ -100,6 +101,23 @@ def test_auth_down_answers_503_fast_with_retry_after_naming_auth():
                 assert r.status_code == 503 and took < 0.5, (path, r.status_code, took)
                 assert r.json()["error"] == "unavailable" and "auth" in r.json()["detail"]
                 assert int(r.headers["Retry-After"]) >= 1
+
+
+def test_a_paused_auth_is_named_by_every_503_and_fails_fast_once_the_breaker_opens():
+    """Finding 3: with auth paused every authenticated call took 10 s and some 503s named
+    the wrong service. Timeouts nest (a service gives up on auth before the gateway gives up
+    on the service), so each 503 names auth; after five timeouts the breaker answers at once."""
+    with split_shop() as shop:
+        user = User(HttpApi(shop.base_url))
+        headers = {"Authorization": f"Bearer {user.token}"}
+        with paused(shop, "auth"):
+            answers = [timed(lambda p=p: requests.get(shop.base_url + p, headers=headers,
+                                                      timeout=15))
+                       for p in ["/billing/balance"] * 7 + ["/notify/inbox"]]
+        for r, took in answers:
+            assert r.status_code == 503 and "auth" in r.json()["detail"], r.text
+            assert took < 1.0 and "Retry-After" in r.headers
+        assert answers[-2][1] < 0.1, answers  # billing's breaker to auth is open by then
 
 
 def test_search_down_fails_checkout_fast_naming_search():

@@ -58,7 +58,7 @@ def test_unknown_plan_names_the_built_ins():
 def test_scaling_a_plan_for_a_short_run():
     plan = scaled(PLANS["crash-notify"], PROFILES["smoke"])
     fault = plan.faults[0]
-    assert fault.repeat == 1 and fault.for_s == pytest.approx(0.7) and fault.at_s == pytest.approx(2.1)
+    assert fault.repeat == 1 and fault.for_s == pytest.approx(0.6) and fault.at_s == pytest.approx(1.8)
 
 
 def op(t, out="ok", latency_us=1000, kind="search"):
