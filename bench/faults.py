@@ -235,7 +235,9 @@ class FaultInjector:
         if not window.applied:
             log.warning("fault: %s %s does not apply: no hop into %s here", fault.kind,
                         fault.target, server)
-        elif network:
+            return window
+        log.warning("fault: %s %s (%s) for %.1f s", fault.kind, fault.target, server, fault.for_s)
+        if network:
             proxy.set(fault.kind, latency_ms=fault.latency_ms, jitter_ms=fault.jitter_ms,
                       share=fault.share)
         elif fault.kind == "crash":
@@ -246,7 +248,6 @@ class FaultInjector:
             window.end = window.back = time.time()
         else:
             _signal(proc.pid, signal.SIGSTOP)
-        log.warning("fault: %s %s (%s) for %.1f s", fault.kind, fault.target, server, fault.for_s)
         return window
 
     def _roll(self, process: str, wait_s: float) -> None:
@@ -256,8 +257,9 @@ class FaultInjector:
             before = len(supervisor.restarts_of(proc.name))
             supervisor.hold(proc.name, time.time())  # planned: back at once, no backoff
             _signal(proc.pid, signal.SIGTERM)
+            # not cut short by heal(): a half-done deploy would leave a server down
             deadline = time.monotonic() + max(wait_s, 30.0)
-            while time.monotonic() < deadline and not self._stop.is_set():
+            while time.monotonic() < deadline:
                 done = supervisor.restarts_of(proc.name)[before:]
                 if done and done[-1].ready_at:
                     break
@@ -285,7 +287,7 @@ class FaultInjector:
         again (each crash window gets its ``back`` time)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(5)
+            self._thread.join(timeout_s)  # a rolling restart under way is finished first
         for window in list(self.windows):
             self._undo(window)
         deadline = time.monotonic() + timeout_s
