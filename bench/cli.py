@@ -217,8 +217,8 @@ def _measure(profile: str, placements: list[Topology], comparisons: tuple[str, .
 
 @cli.command()
 @click.option("--profile", type=click.Choice(sorted(lifecycle.PROFILES)), default="quick",
-              show_default=True, help="quick (two plans, ~4 min), full (every fault against "
-              "every dependency), smoke (seconds, for tests)")
+              show_default=True, help="quick (five crashes of billing, five of notify: ~4 min), "
+              "full (every fault kind against every dependency: ~50 min), smoke (for tests)")
 @click.option("--topology", "placements", multiple=True, default=["monolith", "microservices"],
               show_default=True, callback=_topology, help="placements to fault (repeatable)")
 @click.option("--plan", "plans", multiple=True, metavar="NAME|FILE.toml",

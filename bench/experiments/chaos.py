@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
-from bench.faults import NETWORK_KINDS, FaultInjector, FaultPlan, load_plan
+from bench.faults import KINDS, NETWORK_KINDS, TARGETS, FaultInjector, FaultPlan, load_plan
 from bench.model import StepKey, StepResult
 from bench.store import write_json_atomic
 
@@ -54,8 +54,8 @@ class ChaosSettings:
 PROFILES = {
     "quick": ChaosSettings(plans=("crash-billing", "crash-notify"), rate=30, warmup_s=2,
                            duration_s=44),
-    "full": ChaosSettings(plans=tuple(f"{k}-{t}" for k in ("crash", "pause")
-                                      for t in ("auth", "billing", "search", "notify")),
+    # every fault kind against every dependency: 28 plans, about 50 min for two placements
+    "full": ChaosSettings(plans=tuple(f"{k}-{t}" for k in KINDS for t in TARGETS),
                           rate=40, warmup_s=2, duration_s=44),
     "smoke": ChaosSettings(plans=("crash-billing", "crash-notify"), rate=20, warmup_s=0.5,
                            duration_s=3.5, users=4, quiet_s=0.5, time_scale=0.3, instances=1),
