@@ -70,7 +70,7 @@ class HopSettings:
     """How the hops of one edge behave. Times in seconds unless the name says ms."""
 
     connect_timeout_s: float = 0.5
-    read_timeout_s: float = 2.0  # a call between services; the gateway's are longer (EDGE_DEFAULTS)
+    read_timeout_s: float = 2.0  # a call between services; the gateway's are derived (placement.py)
     pool_size: int = 32  # idle connections kept per destination
     max_idle_s: float = 20.0  # below the servers' keep-alive (30 s), so they never close first
     added_latency_ms: float = 0.0  # a fault hook: every hop waits this long before it sends
@@ -92,14 +92,19 @@ class HopSettings:
 EDGE_FIELDS: dict[str, type] = {f.name: (int if f.type in ("int", int) else float)
                                 for f in fields(HopSettings) if f.name != "added_latency_ms"}
 ANY = "*"
-# Built in, under a topology's own: the edge is the outermost caller, so it waits longest
-# (a service's call to auth times out and names auth before the gateway gives up on the
-# service); the scatter bounds and hedges its leaf calls itself.
+# Built in, under a topology's own: the scatter bounds and hedges its leaf calls itself.
+# (The gateway's read timeouts are derived from the topology: Deployment.hop_settings.)
 EDGE_DEFAULTS: dict[str, dict[str, float]] = {
-    "gateway->*": {"read_timeout_s": 10.0},
     "*->leaf": {"retries": 0, "breaker_failures": 0, "bulkhead_share": 0.0,
                 "read_timeout_s": 10.0},
 }
+
+
+def edge_sets(edges: Mapping[str, Mapping[str, float]], caller: str, callee: str,
+              field_name: str) -> bool:
+    """Whether ``edges`` set ``field_name`` for the hop from ``caller`` to ``callee``."""
+    keys = (f"{ANY}->{ANY}", f"{caller}->{ANY}", f"{ANY}->{callee}", f"{caller}->{callee}")
+    return any(field_name in edges.get(key, {}) for key in keys)
 
 
 def edge_settings(base: HopSettings, edges: Mapping[str, Mapping[str, float]], caller: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ from shop.chain.api import Link
 from shop.chain.client import ChainClient
 from shop.chain.service import LocalLink, next_component
 from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay
-from shop.hops import HopClient, HopSettings, edge_settings
+from shop.hops import HopClient, HopSettings, edge_sets, edge_settings
 from shop.notify.api import Notify
 from shop.notify.client import NotifyClient
 from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
@@ -42,6 +42,8 @@ from shop.topology import (COMPONENTS, GATEWAY, HTTP_EVENTS, LeafPlan, ProcessSc
 if TYPE_CHECKING:
     from shop.broker import QueueConsumer, QueuePublisher
 
+GATEWAY_WAIT_MARGIN_S = 1.0
+GATEWAY_WAIT_FLOOR_S = 3.0
 SCHEMAS = {"auth": AUTH_SCHEMA, "billing": BILLING_SCHEMA + OUTBOX_SCHEMA,
            "search": SEARCH_SCHEMA, "notify": NOTIFY_SCHEMA}
 
@@ -78,8 +80,23 @@ class Deployment:
 
     def hop_settings(self, caller: str, callee: str) -> HopSettings:
         """How the hops from process ``caller`` to ``callee`` (a process, or "leaf") behave:
-        ``hop`` with the topology's [edge] tables over the built-in defaults."""
-        return edge_settings(self.hop, self.topology.edges, caller, callee)
+        ``hop`` with the topology's [edge] tables over the built-in defaults. Unless a table
+        sets it, the gateway's read timeout to a process is ``gateway_wait_s``."""
+        settings = edge_settings(self.hop, self.topology.edges, caller, callee)
+        if (caller == GATEWAY and callee in self.topology.processes
+                and not edge_sets(self.topology.edges, caller, callee, "read_timeout_s")):
+            settings = replace(settings, read_timeout_s=self.gateway_wait_s(callee))
+        return settings
+
+    def gateway_wait_s(self, process: str) -> float:
+        """How long the gateway waits for ``process``, seconds: a margin longer than the
+        process may itself wait on the processes a request to it calls in turn, so a stalled
+        dependency is named by the process that called it, not taken for the process (at
+        least ``GATEWAY_WAIT_FLOOR_S``: a login's scrypt under load). With the defaults: 5 s
+        for billing (auth, then search), 3 s for the others."""
+        own = sum(self.hop_settings(process, other).read_timeout_s
+                  for other in self.topology.downstream(process))
+        return max(GATEWAY_WAIT_FLOOR_S, own + GATEWAY_WAIT_MARGIN_S)
 
     def leaf_database_url(self, shard: int) -> str:
         """Shard ``shard``'s own database (SQLite, like search's: an FTS5 index)."""

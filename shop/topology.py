@@ -19,6 +19,11 @@ from shop.search.leaves import MAX_REPLICAS, MAX_SHARDS
 from shop.storage import check_url
 
 COMPONENTS = ("auth", "billing", "search", "notify")
+# What a public request to a component calls, one after another: every one verifies its token
+# with auth; a checkout also prices its items with search (its event goes by the outbox,
+# after the response, so notify is not on its path).
+REQUEST_CALLS = {"auth": (), "billing": ("auth", "search"), "search": ("auth",),
+                 "notify": ("auth",)}
 GATEWAY = "gateway"
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "topologies"
@@ -117,6 +122,13 @@ class Topology:
             return []
         return [leaf_server(s, r) for s in range(self.leaves.shards)
                 for r in range(self.leaves.replicas)]
+
+    def downstream(self, process: str) -> list[str]:
+        """The other processes a public request to ``process`` may call, one after another
+        (``REQUEST_CALLS`` of the components it hosts, those it hosts itself left out)."""
+        hosted = self.processes[process]
+        return list(dict.fromkeys(self.process_of(c) for comp in hosted
+                                  for c in REQUEST_CALLS[comp] if c not in hosted))
 
     def edge(self) -> str:
         """The process that serves the public API."""

@@ -3,6 +3,7 @@ real loopback socket, so every assertion can fail."""
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 import threading
 import time
 
@@ -170,10 +171,28 @@ def test_edge_settings_most_specific_wins_field_by_field():
              "gateway->notify": {"retries": 0}}
     to_notify = edge_settings(base, edges, "gateway", "notify")
     assert (to_notify.read_timeout_s, to_notify.retries) == (3.0, 0)
-    assert edge_settings(base, edges, "gateway", "billing").read_timeout_s == \
-        EDGE_DEFAULTS["gateway->*"]["read_timeout_s"]
     assert edge_settings(base, edges, "billing", "auth") == base
     assert edge_settings(base, {}, "gateway", "leaf").breaker_failures == 0
+    assert edge_settings(base, {}, "gateway", "leaf").read_timeout_s == \
+        EDGE_DEFAULTS["*->leaf"]["read_timeout_s"]
+
+
+def test_the_gateway_waits_longer_than_the_service_waits_on_its_own_dependencies():
+    from shop.placement import Deployment, load_topology
+    split = Deployment(load_topology("microservices"), "/tmp/x", "c", "s")
+    assert split.hop_settings("gateway", "billing").read_timeout_s == 5.0  # auth, then search
+    assert split.hop_settings("gateway", "notify").read_timeout_s == 3.0  # auth: 2 s + 1
+    assert split.hop_settings("gateway", "auth").read_timeout_s == 3.0  # the floor
+    assert split.hop_settings("billing", "auth").read_timeout_s == 2.0
+    hybrid = Deployment(load_topology("hybrid"), "/tmp/x", "c", "s")  # core: auth + billing
+    assert hybrid.topology.downstream("core") == ["search"]
+    assert hybrid.hop_settings("gateway", "core").read_timeout_s == 3.0
+    slow_auth = replace(split.topology, edges={"*->auth": {"read_timeout_s": 4.0}})
+    told = replace(split.topology, edges={"gateway->notify": {"read_timeout_s": 7.0}})
+    assert Deployment(slow_auth, "/tmp/x", "c", "s").hop_settings(
+        "gateway", "billing").read_timeout_s == 7.0  # 4 + 2 + 1
+    assert Deployment(told, "/tmp/x", "c", "s").hop_settings(
+        "gateway", "notify").read_timeout_s == 7.0  # a table's own word stands
 
 
 @pytest.mark.parametrize("edge, why", [
