@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.faultproxy import read_request  # noqa: E402
 from shop.hops import HopClient, HopSettings  # noqa: E402
 
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
@@ -37,20 +38,9 @@ def serve(listener: socket.socket) -> None:
 
 
 def answer(conn: socket.socket) -> None:
-    buffer = b""
+    buffer = bytearray()
     with conn:
-        while True:
-            while b"\r\n\r\n" not in buffer:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-            head, _, rest = buffer.partition(b"\r\n\r\n")
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            while len(rest) < length:
-                rest += conn.recv(65536)
-            buffer = rest[length:]
+        while read_request(conn, buffer) is not None:
             conn.sendall(ANSWER)
 
 

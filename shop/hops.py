@@ -100,11 +100,15 @@ EDGE_DEFAULTS: dict[str, dict[str, float]] = {
 }
 
 
+def _edge_keys(caller: str, callee: str) -> tuple[str, ...]:
+    """The [edge] tables that apply to a hop, least specific first."""
+    return (f"{ANY}->{ANY}", f"{caller}->{ANY}", f"{ANY}->{callee}", f"{caller}->{callee}")
+
+
 def edge_sets(edges: Mapping[str, Mapping[str, float]], caller: str, callee: str,
               field_name: str) -> bool:
     """Whether ``edges`` set ``field_name`` for the hop from ``caller`` to ``callee``."""
-    keys = (f"{ANY}->{ANY}", f"{caller}->{ANY}", f"{ANY}->{callee}", f"{caller}->{callee}")
-    return any(field_name in edges.get(key, {}) for key in keys)
+    return any(field_name in edges.get(key, {}) for key in _edge_keys(caller, callee))
 
 
 def edge_settings(base: HopSettings, edges: Mapping[str, Mapping[str, float]], caller: str,
@@ -112,10 +116,9 @@ def edge_settings(base: HopSettings, edges: Mapping[str, Mapping[str, float]], c
     """``base`` with what ``EDGE_DEFAULTS`` and then ``edges`` set for the hop from
     ``caller`` to ``callee``; within each, "CALLER->*" then "*->CALLEE" then
     "CALLER->CALLEE", so the most specific wins field by field."""
-    keys = (f"{ANY}->{ANY}", f"{caller}->{ANY}", f"{ANY}->{callee}", f"{caller}->{callee}")
     changes: dict[str, float] = {}
     for table in (EDGE_DEFAULTS, edges):
-        for key in keys:
+        for key in _edge_keys(caller, callee):
             changes.update(table.get(key, {}))
     return replace(base, **{k: EDGE_FIELDS[k](v) for k, v in changes.items()}) if changes else base
 

@@ -71,14 +71,18 @@ def scaled(plan: FaultPlan, settings: ChaosSettings) -> FaultPlan:
                 repeat=settings.instances or f.repeat) for f in plan.faults))
 
 
+def plans_of(settings: ChaosSettings) -> dict[str, FaultPlan]:
+    """The settings' plans, scaled, by name (the rung labels). Raises PlanError."""
+    return {plan.name: scaled(plan, settings) for plan in map(load_plan, settings.plans)}
+
+
 class Chaos(Experiment):
     name = "chaos"
     title = "Faults injected under load, and the consistency oracle"
 
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> ChaosSettings:
         chosen = replace(PROFILES[profile], **dict(overrides or {}))
-        for name in chosen.plans:
-            plan = scaled(load_plan(name), chosen)  # a bad name or file fails here, up front
+        for plan in plans_of(chosen).values():  # a bad name or file fails here, up front
             if plan.last_end_s() + RECOVERY_MARGIN_S * chosen.time_scale > \
                     chosen.warmup_s + chosen.duration_s:
                 raise ValueError(f"chaos: plan {plan.name!r} ends at {plan.last_end_s():.1f} s; "
@@ -87,13 +91,13 @@ class Chaos(Experiment):
         return chosen
 
     def rungs(self, settings: ChaosSettings) -> list[Rung]:
-        return [Rung(load_plan(name).name, float(settings.rate)) for name in settings.plans]
+        return [Rung(name, float(settings.rate)) for name in plans_of(settings)]
 
     def placement(self, settings: ChaosSettings, topology: "Topology",
                   launch: "LaunchSettings") -> tuple["Topology", "LaunchSettings"]:
         """Supervised, with a fault proxy in front of each process a network fault targets
         (where it is called over a hop; the launcher leaves the public edge alone)."""
-        targets = {f.target for name in settings.plans for f in load_plan(name).faults
+        targets = {f.target for plan in plans_of(settings).values() for f in plan.faults
                    if f.kind in NETWORK_KINDS}
         proxied = tuple(sorted({topology.process_of(t) for t in targets}))
         return topology, replace(launch, supervise=True, proxied=proxied)
@@ -120,16 +124,12 @@ class Chaos(Experiment):
         return StepLoad("chaos", settings.warmup_s, settings.duration_s, session.arrival,
                         {"tokens": tokens, "skus": skus})
 
-    def during(self, session: RunSession, settings: ChaosSettings, key: StepKey):
-        return self._faults(session, settings, key)
-
     @contextmanager
-    def _faults(self, session: RunSession, settings: ChaosSettings, key: StepKey
-                ) -> Iterator[None]:
+    def during(self, session: RunSession, settings: ChaosSettings, key: StepKey
+               ) -> Iterator[None]:
         shop = session.shop(self, key.placement)
         raw = session.store.raw_dir(key.slug)
-        plan = scaled(load_plan(next(p for p in settings.plans if load_plan(p).name == key.rung)),
-                      settings)
+        plan = plans_of(settings)[key.rung]
         injector = FaultInjector(shop, plan, started=lambda: any(raw.glob("ops-*.jsonl")))
         restarts_before = len(shop.supervisor.restarts) if shop.supervisor else 0
         injector.start()

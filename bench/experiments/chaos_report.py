@@ -36,7 +36,8 @@ def analyse_chaos(experiment: "Experiment", run: RunData) -> Analysis:
                 continue
             invalid = [f"trial {s.key.trial + 1}: {'; '.join(s.invalid_reasons)}"
                        for s in steps if not s.valid]
-            entry = summarise([(read_ops(run.dir / s.raw_dir), details(run, s)) for s in steps])
+            written = [details(run, s) for s in steps]  # each step's file read once
+            entry = summarise([(read_ops(run.dir / s.raw_dir), d) for s, d in zip(steps, written)])
             entry["invalid"] = invalid
             entry["trials"] = len(steps)
             breaker = {}
@@ -46,8 +47,7 @@ def analyse_chaos(experiment: "Experiment", run: RunData) -> Analysis:
                         key = f"{server}->{name}"
                         breaker[key] = breaker.get(key, 0) + count
             entry["breaker_transitions"] = breaker
-            lags = [details(run, s).get("lag_p99_ms") for s in steps
-                    if details(run, s).get("lag_p99_ms")]
+            lags = [d["lag_p99_ms"] for d in written if d.get("lag_p99_ms")]
             entry["lag_p99_ms_max"] = max(lags) if lags else None
             plans[label] = entry
             if not entry["oracle"].get("ok", False):

@@ -9,12 +9,13 @@ import json
 
 import pytest
 
+from bench.faultproxy import read_request
 from microservices.gateway import is_idempotent
 from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
 from shop.events import OUTBOX_SCHEMA, Outbox
 from shop.hops import HopClient, HopSettings
 from tests.fakes import FakeSearch
-from tests.unit.test_hops import read_request, response, serve
+from tests.unit.test_hops import response, serve
 
 AMOUNT = 500
 
@@ -22,28 +23,19 @@ AMOUNT = 500
 def billing_that_dies_after_the_first_commit(billing: BillingService, honour_key: bool):
     """A connection handler: each request is a top-up; the first one is committed and then
     the connection is dropped without an answer, as when the worker is killed right after."""
-    state = {"answered": 0, "dropped": False}
+    dropped = []
 
     def handle(conn, seen):
-        while True:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
+        buffer = bytearray()
+        while (request := read_request(conn, buffer)) is not None:
+            head, _, body = request.partition(b"\r\n\r\n")
             headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
-            length = int(headers.get(b"Content-Length", b"0"))
-            while len(body) < length:
-                body += conn.recv(65536)
             key = headers.get(b"Idempotency-Key", b"").decode() or None
             billing.topup("u1", json.loads(body)["amount_cents"], key if honour_key else None)
-            if not state["dropped"]:
-                state["dropped"] = True
+            if not dropped:
+                dropped.append(True)
                 return  # committed; the answer is lost with the worker
             conn.sendall(response(200, {"balance_cents": billing.balance("u1")}))
-            state["answered"] += 1
 
     return handle
 
