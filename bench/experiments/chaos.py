@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
+from bench.experiments.fanout import as_tuple
 from bench.faults import KINDS, NETWORK_KINDS, TARGETS, FaultInjector, FaultPlan, load_plan
 from bench.model import StepKey, StepResult
 from bench.store import write_json_atomic
@@ -49,6 +50,23 @@ class ChaosSettings:
     settle_timeout_s: float = 30.0  # how long the oracle waits for the outbox to drain
     time_scale: float = 1.0  # multiplies every fault time (a short test run)
     instances: int = 0  # > 0: this many instances of each fault instead of the plan's
+
+    def __post_init__(self) -> None:
+        """Accept JSON-shaped values (``--set``, the manifest); refuse what cannot run, with
+        a message naming the setting."""
+        object.__setattr__(self, "plans", as_tuple(self.plans))
+        if not self.plans or not all(isinstance(p, str) for p in self.plans):
+            raise ValueError("chaos.plans: one or more plan names or .toml files")
+        for key, low in (("rate", 0.1), ("warmup_s", 0.0), ("duration_s", 0.5), ("quiet_s", 0.0),
+                         ("settle_timeout_s", 1.0), ("time_scale", 0.01)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+                raise ValueError(f"chaos.{key} must be a number of at least {low:g}, not {value!r}")
+        for key, low in (("users", 1), ("instances", 0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"chaos.{key} must be a whole number of at least {low}, "
+                                 f"not {value!r}")
 
 
 PROFILES = {

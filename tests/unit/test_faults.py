@@ -148,3 +148,17 @@ def test_the_oracle_resolves_unknowns_and_finds_what_was_lost_or_made():
     assert verdict.money_created_cents == 500 and not verdict.ok
     stuck = FakeShop()
     assert not judge(history(stuck), [stuck], [0], [set()], lambda: 3).ok  # outbox not drained
+
+
+@pytest.mark.parametrize("overrides, why", [
+    ({"rate": "abc"}, "chaos.rate must be a number"),
+    ({"users": 0}, "chaos.users must be a whole number"),
+    ({"instances": 1.5}, "chaos.instances must be a whole number"),
+    ({"plans": []}, "chaos.plans"),
+    ({"duration_s": 5}, "must last until at least"),
+    ({"plans": ["crash-everything"]}, "no fault plan"),
+])
+def test_bad_chaos_settings_are_refused_with_the_setting_named(overrides, why):
+    from bench.experiments import get
+    with pytest.raises(ValueError, match=why):
+        get("chaos").settings("quick", overrides)
