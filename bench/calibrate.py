@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.run import CpuPlan
-from bench.floors import floor_servers
-from bench.launcher import LaunchSettings
-from bench.loadgen import run_load
-from bench.loadplan import LoadPlan
+from bench.system.floors import floor_servers
+from bench.system.launcher import LaunchSettings
+from bench.load.generator import TARGET, run_load
+from bench.load.plan import LoadPlan
 
 FRACTIONS = (0.5, 0.7, 0.8, 0.9, 1.0, 1.1)
 BISECTIONS = 2
@@ -71,7 +71,7 @@ def calibrate(cpus: CpuPlan, settings: LaunchSettings, duration_s: float = 5.0,
             wrk_rate(url, cpus.generator, 1.0)  # warm the endpoint up
             result = Calibration(wrk_rate(url, cpus.generator, duration_s))
             def attempt(rate: int) -> bool:
-                load = run_load("target", floors.http_url, LoadPlan(
+                load = run_load(TARGET, floors.http_url, LoadPlan(
                     rate_per_s=rate, duration_s=duration_s, warmup_s=1.0, arrival="constant",
                     output_dir=str(logs / f"generator-{rate}"), options={"path": "/"}),
                     cpus=cpus.generator)

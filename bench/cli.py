@@ -15,17 +15,17 @@ from typing import Any, NoReturn
 import click
 
 from bench.calibrate import CalibrationError, calibrate as run_calibration
-from bench.console import RunConsole
+from bench.render.console import RunConsole
 from bench import run as lifecycle
 from bench.experiments import get as get_experiment, registered
-from bench.launcher import LaunchError, LaunchSettings, launch
-from bench.loadgen import LoadError, run_load, summary_key, target_summary
-from bench.model import QUANTILES
-from bench.loadplan import LoadPlan
-from bench.processes import stop_requested
-from bench.compare import compare, load_summary, render_markdown, render_text
-from bench.report import REPORT_HTML, build_report
-from bench.store import MANIFEST, new_run_id, read_json, write_text_atomic
+from bench.system.launcher import LaunchError, LaunchSettings, launch
+from bench.load.generator import TARGET, LoadError, run_load, summary_key, target_summary
+from bench.results.model import QUANTILES
+from bench.load.plan import LoadPlan
+from bench.system.processes import stop_requested
+from bench.render.compare import compare, load_summary, render_markdown, render_text
+from bench.render.report import REPORT_HTML, build_report
+from bench.results.store import MANIFEST, new_run_id, read_json, write_text_atomic
 from shop.placement import Topology, TopologyError, load_topology
 from shop.hops import HopSettings
 from shop.search.service import SearchSettings
@@ -239,7 +239,7 @@ def chaos(profile: str, placements: list[Topology], plans: tuple[str, ...],
     transitions, notification lag, and whether any money or notification was lost or
     duplicated. Writes results/<run-id>/ with its report and a timeline per plan. Exit codes
     as ``run``'s."""
-    from bench.faults import PlanError, load_plan
+    from bench.system.faults import PlanError, load_plan
     _stop_on_signals()
     for plan in plans:
         try:
@@ -335,7 +335,7 @@ def load(url: str, rate: float, duration: float, warmup: float, method: str, arr
                         seed=seed, connections=connections, output_dir=str(out),
                         options={"path": path, "method": method.upper()})
         try:
-            result = run_load("target", host, plan, processes)
+            result = run_load(TARGET, host, plan, processes)
         except LoadError as exc:
             click.echo(f"seambench load: {exc}", err=True)
             sys.exit(1)

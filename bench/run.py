@@ -22,15 +22,15 @@ from typing import Any
 
 from bench.experiments import DEFAULT, Experiment, Progress, Rung, RunSession, get
 from bench.experiments.base import step_key
-from bench.fingerprint import fingerprint
-from bench.launcher import LaunchError, LaunchSettings, launch
-from bench.loadgen import LoadError, LoadResult, run_load
-from bench.loadplan import LoadPlan
-from bench.model import EXIT_FAILED, EXIT_INTERRUPTED, StepKey, StepResult
-from bench.processes import pinned, signals_held, stop_requested
-from bench.sampler import window_usage
-from bench.shopquery import ShopQueryError, count_rows, shop_counts
-from bench.store import CALLS, RESOURCES, RunStore
+from bench.system.fingerprint import fingerprint
+from bench.system.launcher import LaunchError, LaunchSettings, launch
+from bench.load.generator import LoadError, LoadResult, run_load
+from bench.load.plan import LoadPlan
+from bench.results.model import EXIT_FAILED, EXIT_INTERRUPTED, StepKey, StepResult
+from bench.system.processes import pinned, signals_held, stop_requested
+from bench.system.sampler import window_usage
+from bench.system.shopquery import ShopQueryError, count_rows, shop_counts
+from bench.results.store import CALLS, RESOURCES, RunStore
 from shop.placement import Topology
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class Harness:
 
 def step_result(key: StepKey, seed: int, result: LoadResult) -> StepResult:
     """A measured step's counts, resources and validity. Validity adds one rule to the
-    generator's own (``bench.loadgen.validity_problems``): send lateness is judged against
+    generator's own (``bench.load.generator.validity_problems``): send lateness is judged against
     what is measured, since every late send adds its lateness to a latency."""
     usage = window_usage(result.samples, "system", result.measure_start_s, result.measure_end_s)
     shop_names = [n for n in result.names if not n.startswith(FLOOR_PREFIX)]
@@ -292,7 +292,7 @@ class Outcome:
     run_dir: Path
     complete: bool
     reason: str
-    summary: Any  # bench.model.RunSummary, or None when the report failed
+    summary: Any  # bench.results.model.RunSummary, or None when the report failed
     exit_code: int
     report_error: str = ""
 
@@ -305,7 +305,7 @@ def execute(config: RunConfig, results_root: Path, progress: Progress | None = N
     incomplete; every process the run started is stopped first. The exit code is
     EXIT_INTERRUPTED, EXIT_FAILED, EXIT_NOTHING_VALID (a headline rests on no valid step) or
     EXIT_OK."""
-    from bench.report import build_report  # the report pulls in matplotlib: only when needed
+    from bench.render.report import build_report  # the report pulls in matplotlib: only when needed
 
     store = RunStore(results_root, run_id)
     store.start({"command": "run", "config": config.describe(), "environment": fingerprint(),

@@ -108,7 +108,7 @@ print(json.dumps(out))
 
 def run_seambench(url: str, rate: float, duration: float, cpu: str, tree: Path = ROOT) -> dict:
     sys.path.insert(0, str(tree))
-    from bench import hdr
+    from bench.results import hdr
 
     # ``seambench load`` of the checkout at ``tree`` (another worktree measures another version)
     seambench = [sys.executable, "-c", "from bench.cli import main; main()"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from bench.launcher import LaunchSettings, launch
+from bench.system.launcher import LaunchSettings, launch
 from monolith.app import create_app
 from shop.placement import Deployment, load_topology, prepare_storage
 from tests.servers import require_postgres, require_rabbitmq

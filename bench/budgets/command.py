@@ -16,7 +16,7 @@ from bench.budgets.evaluate import Allowances, Check, Unusable, evaluate
 from bench.budgets.metrics import RunView
 from bench.budgets.output import junit_error_xml, junit_xml, render_markdown, render_text
 from bench.budgets.spec import BudgetFileError, load_budgets
-from bench.document import md_escape
+from bench.render.document import md_escape
 
 EXIT_PASS = 0
 EXIT_BREACH = 1
@@ -27,8 +27,8 @@ STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 def load_view(run_dir: Path, name: str) -> RunView:
     """A run directory as the budgets see it (its summary computed in memory when it has
     no summary.json); Unusable when it cannot be read."""
-    from bench.compare import load_summary
-    from bench.reader import load_run
+    from bench.render.compare import load_summary
+    from bench.results.reader import load_run
     try:
         data = load_run(run_dir)
         summary = load_summary(run_dir)
@@ -51,7 +51,7 @@ def run_check(run_dir: Path, budgets_path: Path, baseline_dir: Path | None, juni
               echo: Callable[[str], None], echo_err: Callable[[str], None]) -> int:
     """The command: print, write, and return the exit code. ``echo``/``echo_err`` print a
     string to stdout/stderr; ``junit`` and ``markdown`` are files to write."""
-    from bench.store import write_text_atomic
+    from bench.results.store import write_text_atomic
     try:
         result = check(run_dir, budgets_path, baseline_dir, allow)
     except (Unusable, BudgetFileError) as exc:

@@ -15,9 +15,9 @@ from bench.budgets.refusals import (Allowances, Unusable, input_problems, slug, 
                                     uses_baseline)
 from bench.budgets.spec import METRICS, Budget, BudgetFile
 from bench.budgets.text import fmt_change, fmt_estimate, ratio_estimate
-from bench.display import ratio as fmt_ratio
-from bench.model import Estimate
-from bench.stats import t_estimate, unpaired_change
+from bench.render.display import ratio as fmt_ratio
+from bench.results.model import Estimate
+from bench.results.stats import t_estimate, unpaired_change
 
 __all__ = ["Allowances", "Check", "Result", "Unusable", "evaluate", "evaluate_one"]
 

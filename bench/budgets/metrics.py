@@ -16,9 +16,9 @@ from typing import Any
 
 from bench.budgets.spec import ALL, CALIBRATIONS, CHAIN_REQUEST, HEADLINE, METRICS
 from bench.budgets.verdicts import Spread, clopper_pearson
-from bench.model import QUANTILE, Estimate, Ratio, RunSummary
-from bench.reader import RunData
-from bench.stats import paired_ratio
+from bench.results.model import QUANTILE, Estimate, Ratio, RunSummary
+from bench.results.reader import RunData
+from bench.results.stats import paired_ratio
 
 US_PER_MS = 1000.0
 JOURNEY_RATIO_FIGURES = {"p50_ms": "p50", "p99_ms": "p99", "cpu_ms_per_request": "cpu_ms_per_request",
@@ -222,7 +222,7 @@ class RunView:
         trials = sorted({int(s["trial"]) for s in self.steps("hops")})
         per_trial: dict[int, float] = {}
         if self.data is not None:
-            from bench import hdr
+            from bench.results import hdr
             for trial in trials:
                 blocks = self.data.floor_blocks(trial, kind)
                 if blocks:
@@ -271,5 +271,5 @@ class RunView:
 def _journey_names(request: str) -> list[str]:
     if request != ALL:
         return [request]
-    from bench.experiments.journey import NAMES
+    from bench.experiments.journey.experiment import NAMES
     return list(NAMES)

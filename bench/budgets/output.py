@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 from bench.budgets import verdicts as v
 from bench.budgets.evaluate import Check, Result
-from bench.document import Bullets, Heading, Paragraph, Table, to_markdown
+from bench.render.document import Bullets, Heading, Paragraph, Table, to_markdown
 
 COLUMNS = ["budget", "measured (95% CI)", "limit", "verdict"]
 SUITE = "seambench check"

@@ -268,7 +268,7 @@ class _Checker:
         if request == ALL:
             return
         if experiment == "journey":
-            from bench.experiments.journey import NAMES
+            from bench.experiments.journey.experiment import NAMES
             if request not in NAMES:
                 raise self.fail(path, f"unknown journey request {request!r}; known: "
                                       f"{ALL}, {', '.join(NAMES)}")

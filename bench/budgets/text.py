@@ -1,11 +1,11 @@
-"""How a check writes its figures: through ``bench.display`` (the one formatting module),
+"""How a check writes its figures: through ``bench.render.display`` (the one formatting module),
 plus what only a check needs: a fraction as a percentage, a ratio with its unit after the
 x, a change as a signed percentage.
 """
 from __future__ import annotations
 
-from bench import display
-from bench.model import Estimate, Ratio
+from bench.render import display
+from bench.results.model import Estimate, Ratio
 
 
 def _digits(x: float | None) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.stats import beta
 from scipy.stats import t as student_t
 
-from bench.model import CONFIDENCE, Estimate
+from bench.results.model import CONFIDENCE, Estimate
 
 PASS, BREACH, NOISY, MISSING = "pass", "breach", "noisy", "missing"
 VERDICTS = (PASS, BREACH, NOISY, MISSING)

@@ -11,8 +11,8 @@ __all__ = ["Analysis", "Experiment", "Progress", "Rung", "RunSession", "StepLoad
            "DEFAULT", "get", "register", "registered"]
 
 DEFAULT = ("hops", "journey", "fanout")  # what `seambench run` runs, in this order within a trial
-_BUILTIN = {"hops": "bench.experiments.hops", "journey": "bench.experiments.journey",
-            "fanout": "bench.experiments.fanout", "chaos": "bench.experiments.chaos"}
+_BUILTIN = {"hops": "bench.experiments.hops.experiment", "journey": "bench.experiments.journey.experiment",
+            "fanout": "bench.experiments.fanout.experiment", "chaos": "bench.experiments.chaos.experiment"}
 _registry: dict[str, Experiment] = {}
 
 

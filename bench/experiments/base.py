@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bench.model import Headline, StepKey, StepResult
+from bench.results.model import Headline, StepKey, StepResult
 
 if TYPE_CHECKING:
-    from bench.document import Block
-    from bench.launcher import LaunchSettings, RunningShop
-    from bench.loadgen import LoadResult
-    from bench.reader import RunData
-    from bench.store import RunStore
+    from bench.render.document import Block
+    from bench.system.launcher import LaunchSettings, RunningShop
+    from bench.load.generator import LoadResult
+    from bench.results.reader import RunData
+    from bench.results.store import RunStore
     from shop.placement import Topology
 
 
@@ -46,9 +46,9 @@ class Rung:
 
 @dataclass(frozen=True)
 class StepLoad:
-    """How one step loads the placement (see ``bench.loadplan.LoadPlan``)."""
+    """How one step loads the placement (see ``bench.load.plan.LoadPlan``)."""
 
-    scenario: str  # a locustfile in bench/scenarios/
+    scenario: str  # the module of its locustfile, e.g. f"{__package__}.scenario"
     warmup_s: float
     duration_s: float
     arrival: str  # "constant" or "poisson"

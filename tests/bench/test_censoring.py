@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import hdr
-from bench.loadgen import MAX_ERROR_RATE, LoadResult, NameResult, run_load, target_summary, validity_problems
-from bench.loadplan import LoadPlan
-from bench.recorder import Recorder, tag_of
+from bench.results import hdr
+from bench.load.generator import (MAX_ERROR_RATE, TARGET, LoadResult, NameResult, run_load,
+                                  target_summary, validity_problems)
+from bench.load.plan import LoadPlan
+from bench.load.recorder import Recorder, tag_of
 from tests.bench.truth_server import running
 
 S = 1_000_000_000  # ns
@@ -173,7 +174,7 @@ def test_a_stalled_server_puts_censored_values_in_the_tail_and_invalidates_the_s
     _, url = stall_server
     plan = LoadPlan(rate_per_s=RATE, duration_s=DURATION_S, warmup_s=WARMUP_S, arrival="constant",
                     max_in_flight=POOL, connections=POOL, drain_timeout_s=DRAIN_S, output_dir=str(tmp_path))
-    result = run_load("target", url, plan)
+    result = run_load(TARGET, url, plan)
     get = result.names["GET"]
 
     assert (get.unfinished, get.dropped) == (POOL, UNANSWERED - POOL)

@@ -10,7 +10,7 @@ import gevent
 import gevent.event
 import pytest
 
-from bench.scenarios.deadline import DeadlineTimer
+from bench.load.deadline import DeadlineTimer
 
 
 def test_fires_once_per_arm_never_early_and_within_a_fraction_of_a_millisecond():

@@ -1,6 +1,6 @@
 """Ground truth for the fan-out analysis: synthetic leaves with a known slow probability and
 delay (real sleeps, on the real Scatter and its thread pool), against F(t)^n and 1-(1-p)^n
-as bench/experiments/fanout_analysis.py computes them; and hedging against its bound."""
+as bench/experiments/fanout/analysis.py computes them; and hedging against its bound."""
 from __future__ import annotations
 
 import time
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.experiments.fanout_analysis import binomial_interval, predicted_quantile
+from bench.experiments.fanout.analysis import binomial_interval, predicted_quantile
 from shop.search.api import Hit
 from shop.search.leaves import LeafDelay, Scatter, draw
 

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench import hdr
-from bench.floors import PING, http_round_trips, paced, paced_slots, tcp_round_trips
+from bench.results import hdr
+from bench.system.floors import PING, http_round_trips, paced, paced_slots, tcp_round_trips
 
 GAP_S = 0.01
 SLOW_S = 6 * GAP_S  # one round trip takes this long: the next five slots are due before it ends

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from bench.loadgen import run_load
-from bench.loadplan import LoadPlan
+from bench.load.generator import TARGET, run_load
+from bench.load.plan import LoadPlan
 from tests.bench.truth_server import running
 
 CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
@@ -31,7 +31,7 @@ def truth_server(request):
 def test_known_mixture_p50_fast_p99_slow(truth_server, tmp_path):
     """10% of requests take exactly 20 ms more: p50 is the fast floor, p99 is 20 ms plus it."""
     _, url = truth_server
-    result = run_load("target", url, LoadPlan(rate_per_s=100, duration_s=4, warmup_s=0.5,
+    result = run_load(TARGET, url, LoadPlan(rate_per_s=100, duration_s=4, warmup_s=0.5,
                                               arrival="constant", output_dir=str(tmp_path)))
     assert result.valid, result.invalid_reasons
     h = result.names["GET"].latency
@@ -62,7 +62,7 @@ def test_a_paused_server_shows_in_the_tail_as_the_schedule_predicts(truth_server
         os.kill(proc.pid, signal.SIGCONT)
 
     threading.Thread(target=pause, daemon=True).start()
-    result = run_load("target", url, LoadPlan(rate_per_s=200, duration_s=duration_s,
+    result = run_load(TARGET, url, LoadPlan(rate_per_s=200, duration_s=duration_s,
                                               warmup_s=warmup_s, arrival="constant",
                                               output_dir=str(tmp_path)))
     h = result.names["GET"].latency
@@ -77,7 +77,7 @@ def test_a_paused_server_shows_in_the_tail_as_the_schedule_predicts(truth_server
 @pytest.mark.parametrize("truth_server", [(0, 0)], indirect=True)
 def test_two_generator_processes_add_up(truth_server, tmp_path):
     _, url = truth_server
-    result = run_load("target", url, LoadPlan(rate_per_s=200, duration_s=3, warmup_s=0.5,
+    result = run_load(TARGET, url, LoadPlan(rate_per_s=200, duration_s=3, warmup_s=0.5,
                                               arrival="poisson", seed=9, output_dir=str(tmp_path)),
                       processes=2)
     docs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("load-*.json"))]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from bench import hdr
-from bench.stats import Blocks, percentile_of_counts
+from bench.results import hdr
+from bench.results.stats import Blocks, percentile_of_counts
 
 
 def samples(n: int, seed: int = 7) -> list[int]:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bench.scenarios.leanhttp import PEEK_AFTER_IDLE_S, HTTPStatusError, LeanHttpClient
+from bench.load.leanhttp import PEEK_AFTER_IDLE_S, HTTPStatusError, LeanHttpClient
 
 
 class Events:

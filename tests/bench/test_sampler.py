@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from bench import sampler as sampler_module
-from bench.sampler import ResourceSampler, Sample, process_cpu_ns, window_usage
+from bench.system import sampler as sampler_module
+from bench.system.sampler import ResourceSampler, Sample, process_cpu_ns, window_usage
 
 BURN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
 MIB = 1 << 20

@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 
-from bench.loadplan import LoadPlan, arrival_offsets_ns, split
-from bench.recorder import Recorder
+from bench.load.plan import LoadPlan, arrival_offsets_ns, split
+from bench.load.recorder import Recorder
 
 
 def plan(**kw) -> LoadPlan:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import hdr
-from bench.model import Estimate
-from bench.stats import Blocks, bootstrap_percentile, interval, paired_ratio, resample_weights, \
+from bench.results import hdr
+from bench.results.model import Estimate
+from bench.results.stats import Blocks, bootstrap_percentile, interval, paired_ratio, resample_weights, \
     t_estimate
 
 

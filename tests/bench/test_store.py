@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 
-from bench.store import (MANIFEST, RESOURCES, STEPS, RunStore, assemble_parts,
+from bench.results.store import (MANIFEST, RESOURCES, STEPS, RunStore, assemble_parts,
                          write_json_atomic)
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from bench import hdr
-from bench.shopquery import notification_lag, payment_lag
+from bench.results import hdr
+from bench.system.shopquery import notification_lag, payment_lag
 from shop.chain.api import MAX_HOPS
 from shop.chain.service import chain_path
 from shop.hops import SERVICE_HEADER
@@ -148,7 +148,7 @@ def test_the_questions_need_the_credential_and_are_not_public(placement):
 
 
 def test_the_harness_reads_the_lag_of_a_window(placement, sku):
-    """bench/shopquery.py over the launched placements: payments, and every lag in µs."""
+    """bench/system/shopquery.py over the launched placements: payments, and every lag in µs."""
     _, api, shop = placement
     if shop is None:
         pytest.skip("the harness talks to launched processes")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from bench.faults import KINDS, TARGETS
+from bench.system.faults import KINDS, TARGETS
 from tests.e2e.test_launcher import SEAMBENCH
 
 SMALL = ["--profile", "smoke", "--kdf-log2", "4", "--catalog-size", "2000"]

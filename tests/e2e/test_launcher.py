@@ -12,8 +12,8 @@ from dataclasses import replace
 import psutil
 import pytest
 
-from bench import launcher
-from bench.launcher import LaunchError, launch
+from bench.system import launcher
+from bench.system.launcher import LaunchError, launch
 from shop.address import address_of
 from shop.placement import load_topology
 from tests.placements import TEST_SETTINGS

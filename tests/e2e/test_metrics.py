@@ -7,7 +7,7 @@ import psutil
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.launcher import LaunchSettings, launch
+from bench.system.launcher import LaunchSettings, launch
 from shop.placement import load_topology
 from tests.placements import eventually
 

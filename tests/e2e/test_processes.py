@@ -1,4 +1,4 @@
-"""bench/processes.py: a spawned group is stopped whole, logs to its file, can be pinned,
+"""bench/system/processes.py: a spawned group is stopped whole, logs to its file, can be pinned,
 and signals wait for clean-up."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from bench.processes import child_env, signals_held, spawn_group, stop_groups
+from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
 
 
 def _alive(pid: int) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from bench.launcher import ServerProcess, is_ready, launch
+from bench.system.launcher import ServerProcess, is_ready, launch
 from shop.billing.service import MAX_TOPUP_CENTS
 from shop.placement import load_topology
 from tests.contract.conftest import User

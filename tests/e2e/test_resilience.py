@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import requests
 
-from bench.launcher import launch
+from bench.system.launcher import launch
 from shop.placement import load_topology
 from tests.contract.conftest import User
 from tests.placements import TEST_SETTINGS, HttpApi, eventually

@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from bench import hdr
+from bench.results import hdr
 from tests.e2e.test_launcher import SEAMBENCH, alive
 
 SMALL = ["--profile", "smoke", "--kdf-log2", "4", "--catalog-size", "2000"]

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import experiments
-from bench.document import Block, Heading, Paragraph
+from bench.render.document import Block, Heading, Paragraph
 from bench.experiments import Analysis, Experiment, Rung, RunSession, StepLoad
-from bench.launcher import LaunchSettings
-from bench.model import Estimate, Headline
-from bench.reader import RunData
-from bench.model import EXIT_OK
+from bench.system.launcher import LaunchSettings
+from bench.load.generator import TARGET
+from bench.results.model import Estimate, Headline
+from bench.results.reader import RunData
+from bench.results.model import EXIT_OK
 from bench.run import RunConfig, cpu_plan, execute
 from shop.placement import load_topology
 from shop.search.service import SearchSettings
@@ -39,7 +40,7 @@ class Toy(Experiment):
         return [Rung("health", settings.rate)]
 
     def load(self, session: RunSession, settings: ToySettings, rung: Rung, placement: str) -> StepLoad:
-        return StepLoad("target", settings.warmup_s, settings.duration_s, "constant",
+        return StepLoad(TARGET, settings.warmup_s, settings.duration_s, "constant",
                         {"path": "/healthz", "method": "GET"})
 
     def after_step(self, session, settings, step, result) -> None:

@@ -26,9 +26,9 @@ from bench.budgets.evaluate import Allowances, Unusable, evaluate
 from bench.budgets.metrics import RunView
 from bench.budgets.spec import BudgetFileError, parse_budgets
 from bench.cli import cli
-from bench.model import Estimate, RunSummary
-from bench.store import SUMMARY
-from bench.summary import summarize
+from bench.results.model import Estimate, RunSummary
+from bench.results.store import SUMMARY
+from bench.results.summary import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "run-smoke"
@@ -530,7 +530,7 @@ def exact_logs(trials: int, ratio: float, sd: float) -> list[float]:
 
 
 def paired_growth(logs: list[float], limit: float = 0.10) -> v.Decision:
-    from bench.stats import paired_ratio
+    from bench.results.stats import paired_ratio
     r = paired_ratio([1.0] * len(logs), [math.exp(x) for x in logs])
     return v.growth(Estimate(r.value, r.low, r.high, r.pairs), limit, v.Spread.of_logs(logs))
 
@@ -599,7 +599,7 @@ def ladder_run(p99_ms: dict[float, tuple[float, float, float]], trials: int = 3,
                invalid: tuple[float, ...] = ()) -> RunSummary:
     """A journey ladder of one placement: rate -> p99 (value, low, high) in ms, with the
     journey's own throughput verdicts."""
-    from bench.experiments.journey import throughput_at_objective
+    from bench.experiments.journey.experiment import throughput_at_objective
     rungs, steps = {}, []
     for rate, (value, low, high) in p99_ms.items():
         label = f"r{rate:g}"

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.compare import NO_CLEAR_CHANGE, compare, render_markdown, render_text
-from bench.model import Estimate, Headline, Ratio, RunSummary
-from bench.summary import summarize
+from bench.render.compare import NO_CLEAR_CHANGE, compare, render_markdown, render_text
+from bench.results.model import Estimate, Headline, Ratio, RunSummary
+from bench.results.summary import summarize
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run-smoke"
 SEAMBENCH = [sys.executable, "-c", "from bench.cli import main; main()"]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench.faultproxy import POLL_S, Proxy, State, write_state
+from bench.system.faultproxy import POLL_S, Proxy, State, write_state
 from shop.errors import Unavailable
 from shop.hops import HopClient, HopSettings
 from tests.unit.test_hops import read_request, response, serve

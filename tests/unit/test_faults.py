@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.experiments.chaos import PROFILES, scaled
-from bench.experiments.chaos_analysis import availability, recovery_s, summarise, timeline
-from bench.faults import PLANS, Fault, FaultPlan, PlanError, load_plan, parse_plan
-from bench.oracle import judge, outcome
+from bench.experiments.chaos.experiment import PROFILES, scaled
+from bench.experiments.chaos.measures import availability, recovery_s, summarise, timeline
+from bench.system.faults import PLANS, Fault, FaultPlan, PlanError, load_plan, parse_plan
+from bench.experiments.chaos.oracle import judge, outcome
 
 
 def test_every_fault_kind_against_every_dependency_is_built_in():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from bench.launcher import (LaunchSettings, bind_listeners, new_deployment, process_names,
+from bench.system.launcher import (LaunchSettings, bind_listeners, new_deployment, process_names,
                             process_settings, replica_name, split_name)
 from shop.placement import Topology, load_topology, parse_topology
 
@@ -90,7 +90,7 @@ def test_fanout_measures_each_placement_in_its_own_shape():
     """The fan-out experiment asks for the split placement with leaf servers and for the
     monolith with function-call leaves, both with its injections; the run records them."""
     from bench import run as lifecycle
-    from bench.experiments.fanout import SLOW_REPLICA, TAIL
+    from bench.experiments.fanout.experiment import SLOW_REPLICA, TAIL
 
     config = lifecycle.RunConfig.build(
         "smoke", [load_topology("monolith"), load_topology("microservices")], LaunchSettings(),

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.document import Table, md_escape, to_html, to_markdown
-from bench.report import build_report
+from bench.render.document import Table, md_escape, to_html, to_markdown
+from bench.render.report import build_report
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run-smoke"
 SCHEMA_1 = FIXTURE.with_name("run-schema1")  # written by the harness before schema 2
@@ -189,7 +189,7 @@ def test_a_bad_setting_is_a_one_line_error_and_nothing_runs(tmp_path, assignment
 
 def test_settings_from_the_command_line_reach_the_experiment():
     from bench.cli import _assignments
-    from bench.experiments.fanout import EXPERIMENT as fanout
+    from bench.experiments.fanout.experiment import EXPERIMENT as fanout
     one = fanout.settings("smoke", {"ns": 1, "variants": "hedging"})  # a single value is a 1-tuple
     assert one.ns == (1,) and one.variants == ("hedging",)
     assert _assignments(("fanout.ns=1,4,16", "fanout.rate=20", "fanout.query=oak lamp",

@@ -1,5 +1,5 @@
 """The shop's answers to the harness, as logic: payments and lags of a window, the chain's
-HTTP hops per topology; and bench/shopquery.py's wait for notifications to settle."""
+HTTP hops per topology; and bench/system/shopquery.py's wait for notifications to settle."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,9 @@ from dataclasses import asdict
 
 import pytest
 
-from bench import hdr, shopquery
+from bench.results import hdr
+
+from bench.system import shopquery
 from shop.billing.api import LineItem
 from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
 from shop.chain.api import CHAIN_ORDER, MAX_HOPS
@@ -153,7 +155,7 @@ def test_the_reading_gives_up_after_settle_s(monkeypatch):
 def test_counts_are_read_from_prometheus_text_and_differenced_per_server():
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-    from bench.shopquery import count_rows, counts_from_metrics
+    from bench.system.shopquery import count_rows, counts_from_metrics
 
     registry = CollectorRegistry()
     requests = Histogram("seambench_http_request_duration_seconds", "", ["route", "method", "status"],

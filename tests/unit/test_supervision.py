@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from bench.supervision import SupervisionSettings, Supervisor
+from bench.system.supervision import SupervisionSettings, Supervisor
 from tests.placements import eventually
 
 FAST = SupervisionSettings(poll_s=0.005, first_delay_s=0.05, max_delay_s=0.4, stable_s=60,

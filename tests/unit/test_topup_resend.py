@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bench.faultproxy import read_request
+from bench.system.faultproxy import read_request
 from microservices.gateway import is_idempotent
 from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
 from shop.events import OUTBOX_SCHEMA, Outbox

@@ -1,0 +1,301 @@
+"""Run open-loop load: Locust, headless, as subprocesses; merge what they recorded.
+
+Locust is never imported here (it monkey-patches the process with gevent): each generator
+process is ``python -m locust -f <the scenario's file>`` reading its ``LoadPlan``. A scenario
+is named by the module of its locustfile (``TARGET``, or an experiment's own ``scenario``
+module), so an experiment brings its scenario with it and this module lists none.
+Each writes its histograms; this module adds them up (never averaging percentiles), checks
+the run, and watches the generators' CPU. A run is *invalid*, with the reasons said, when
+the rate of requests completed in time misses the scheduled rate by more than 2% (the
+generator or the target fell behind), more than 1% of the scheduled requests failed or
+never got an answer (errors plus censored values: dropped, or unfinished when the drain
+ended), a generator used more than 85% of a core or sent late (p99 over 10 ms), a value fell
+outside the histograms' range, or a generator failed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from bench.results import hdr
+from bench.results.model import QUANTILES, Quantile
+from bench.load.plan import PLAN_ENV, LoadPlan, split
+from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
+from bench.system.sampler import ResourceSampler, Sample, window_usage
+
+TARGET = "bench.load.target"  # the generic scenario: one method and path at a given rate
+MAX_RATE_MISS = 0.02
+MAX_ERROR_RATE = 0.01  # (errors + censored) / scheduled, over the measured window
+MAX_GENERATOR_CPU = 0.85
+MAX_LATENESS_P99_US = 10_000  # sends later than this (p99) mean the generator fell behind
+SETUP_ALLOWANCE_S = 120.0  # a scenario's untimed set-up (logins) must fit in this
+
+
+class LoadError(RuntimeError):
+    """The generator could not run (not: the target was slow or failed requests)."""
+
+
+@dataclass
+class NameResult:
+    """One request name, merged over generator processes. Histograms in µs.
+
+    ``latency`` holds every scheduled request of the measured window: the completed ones
+    (``ok`` + ``errors``) measured, and ``censored`` ones (``dropped`` + ``unfinished``) as
+    lower bounds (drain end minus intended send time). ``service`` holds completed ones only."""
+
+    latency: HdrHistogram  # from the intended send time
+    service: HdrHistogram  # from the actual send time
+    ok: int = 0
+    errors: int = 0
+    dropped: int = 0  # never sent: the in-flight limit was reached
+    unfinished: int = 0  # sent, unanswered when the drain ended
+    censored: int = 0  # dropped + unfinished: values in ``latency`` that are lower bounds
+    out_of_range: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> int:
+        return self.ok + self.errors
+
+
+@dataclass
+class LoadResult:
+    scenario: str
+    target: str
+    plan: LoadPlan
+    processes: int
+    names: dict[str, NameResult]
+    lateness: HdrHistogram  # actual send - intended send, µs
+    scheduled: int
+    sent: int
+    unfinished: int
+    completed_in_time: int  # finished by the schedule's end plus a 0.5 s grace
+    measure_start_s: float  # epoch seconds: the measured window
+    measure_end_s: float
+    generator_cpu: list[float]  # per process, cores' worth over the measured window
+    timeseries: list[dict[str, Any]]
+    samples: list[Sample]
+    interval_logs: list[Path]
+    invalid_reasons: list[str] = field(default_factory=list)
+    unmatched: int = 0  # completions that matched no request in flight (a harness bug)
+
+    @property
+    def valid(self) -> bool:
+        return not self.invalid_reasons
+
+    @property
+    def completed(self) -> int:
+        return sum(n.completed for n in self.names.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(n.errors for n in self.names.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(n.dropped for n in self.names.values())
+
+    @property
+    def censored(self) -> int:
+        """Scheduled requests of the window that never got an answer (dropped, or unfinished
+        when the drain ended): in the latency histograms as lower bounds."""
+        return sum(n.censored for n in self.names.values())
+
+    @property
+    def error_rate(self) -> float:
+        """(errors + censored) / scheduled over the measured window; 0 if nothing scheduled."""
+        return (self.errors + self.censored) / self.scheduled if self.scheduled else 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return self.measure_end_s - self.measure_start_s
+
+    @property
+    def achieved_rate(self) -> float:
+        """Requests of the window completed by its end (plus 0.5 s), per second: below the
+        scheduled rate when either the generator or the target could not keep up."""
+        return self.completed_in_time / self.duration_s
+
+    @property
+    def scheduled_rate(self) -> float:
+        return self.scheduled / self.duration_s
+
+    def latency(self, names: Sequence[str] | None = None) -> HdrHistogram:
+        """All (or the named) requests' latency histograms, added."""
+        return hdr.merge(r.latency for n, r in self.names.items() if names is None or n in names)
+
+
+def scenario_file(scenario: str) -> Path:
+    """The locustfile of ``scenario``, a module name (found without importing the module
+    itself: Locust must be the first to import it, in the generator process)."""
+    try:
+        spec = importlib.util.find_spec(scenario)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise LoadError(f"unknown scenario {scenario!r}: no module of that name")
+    return Path(spec.origin)
+
+
+def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
+             cpus: tuple[int, ...] | None = None,
+             watch: Mapping[str, Sequence[int]] | None = None) -> LoadResult:
+    """Drive ``host`` with ``scenario`` following ``plan`` split over ``processes`` Locust
+    processes pinned to ``cpus``. ``watch`` names more process groups (root pids) to sample
+    alongside the generators (``generator-N`` are taken). Blocks until the run ends; on any
+    exit (including KeyboardInterrupt) every generator process is stopped."""
+    out = Path(plan.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plans = split(plan, processes)
+    popens = []
+    sampler = None
+    try:
+        for p in plans:
+            plan_path = out / f"plan-{p.process_index}.json"
+            plan_path.write_text(p.to_json())
+            p.result_path().unlink(missing_ok=True)
+            popens.append(spawn_group(_locust_command(scenario, host, p),
+                                      out / f"locust-{p.process_index}.log",
+                                      child_env(**{PLAN_ENV: str(plan_path)}), cpus))
+        groups = {generator_group(i): [popen.pid] for i, popen in enumerate(popens)}
+        # the sampler reads /proc: never on the generators' CPUs while they send
+        away = set(range(os.cpu_count() or 1)) - set(cpus) if cpus else None
+        sampler = ResourceSampler({**groups, **(watch or {})}, cpus=away or None).start()
+        timeout = plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S + 30
+        for popen in popens:
+            try:
+                popen.wait(timeout)
+            except Exception:
+                raise LoadError(f"generator {popen.pid} did not finish within {timeout:.0f}s") from None
+    finally:
+        with signals_held():  # a second Ctrl-C must not leave generators behind
+            samples = sampler.stop() if sampler else []
+            stop_groups(popens, timeout_s=5)
+    return collect(scenario, host, plan, plans, samples)
+
+
+def _locust_command(scenario: str, host: str, plan: LoadPlan) -> list[str]:
+    run_time = int(plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S)
+    return [sys.executable, "-m", "locust", "-f", str(scenario_file(scenario)), "--headless",
+            "--users", "1", "--spawn-rate", "1", "--host", host, "--run-time", f"{run_time}s",
+            # the user quits the runner itself once its results are written; nothing to wait for
+            "--stop-timeout", "0", "--loglevel", "WARNING", "--only-summary",
+            "--exit-code-on-error", "0"]
+
+
+def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
+            samples: list[Sample]) -> LoadResult:
+    """Merge the generator processes' result files into one ``LoadResult``."""
+    docs = []
+    for p in plans:
+        path = p.result_path()
+        if not path.exists():
+            log = Path(p.output_dir) / f"locust-{p.process_index}.log"
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
+            raise LoadError(f"generator {p.process_index} wrote no result; end of its log:\n{tail}")
+        docs.append(_read_json(path))
+    reasons = [f"generator {i} did not complete ({d.get('error') or 'no reason given'})"
+               for i, d in enumerate(docs) if not d.get("complete")]
+    names: dict[str, NameResult] = {}
+    for doc in docs:
+        for name, n in doc.get("names", {}).items():
+            merged = names.setdefault(name, NameResult(hdr.new_histogram(), hdr.new_histogram()))
+            merged.latency.add(hdr.decode(n["latency_histogram"]))
+            merged.service.add(hdr.decode(n["service_histogram"]))
+            merged.ok += n["ok"]
+            merged.errors += n["errors"]
+            merged.dropped += n["dropped"]
+            merged.unfinished += n.get("unfinished", 0)
+            merged.censored += n.get("censored", 0)
+            merged.out_of_range += n["out_of_range"]
+            for status, count in n["statuses"].items():
+                merged.statuses[status] = merged.statuses.get(status, 0) + count
+    lateness = hdr.merge(hdr.decode(d["lateness_histogram"]) for d in docs if "lateness_histogram" in d)
+    starts = [d["start_epoch_s"] for d in docs if "start_epoch_s" in d]
+    start = (min(starts) if starts else 0.0) + plan.warmup_s
+    end = start + plan.duration_s
+    generator_cpu = [window_usage(samples, generator_group(p.process_index), start, end).cpu_utilisation
+                     for p in plans]
+    result = LoadResult(
+        scenario=scenario, target=host, plan=plan, processes=len(plans), names=names,
+        lateness=lateness, scheduled=sum(d.get("scheduled", 0) for d in docs),
+        sent=sum(d.get("sent", 0) for d in docs), unfinished=sum(d.get("unfinished", 0) for d in docs),
+        completed_in_time=sum(d.get("completed_in_time", 0) for d in docs),
+        measure_start_s=start, measure_end_s=end, generator_cpu=generator_cpu,
+        timeseries=[dict(row, generator=i) for i, d in enumerate(docs) for row in d.get("timeseries", [])],
+        samples=samples, interval_logs=[p.interval_log_path() for p in plans],
+        invalid_reasons=reasons, unmatched=sum(d.get("unmatched", 0) for d in docs))
+    result.invalid_reasons.extend(validity_problems(result))
+    return result
+
+
+def validity_problems(result: LoadResult) -> list[str]:
+    """Why the run cannot be trusted as a measurement of the target, if it cannot."""
+    problems = []
+    if result.scheduled and result.completed_in_time < result.scheduled * (1 - MAX_RATE_MISS):
+        problems.append(f"achieved {result.achieved_rate:.1f} req/s, more than "
+                        f"{MAX_RATE_MISS:.0%} below the scheduled {result.scheduled_rate:.1f} req/s "
+                        f"({result.dropped} dropped, {result.unfinished} unfinished, "
+                        f"{result.completed - result.completed_in_time} finished late)")
+    if result.error_rate > MAX_ERROR_RATE:
+        unfinished = sum(n.unfinished for n in result.names.values())
+        problems.append(f"error rate {result.error_rate:.1%} above the {MAX_ERROR_RATE:.0%} limit: "
+                        f"{result.errors} errors and {result.censored} censored "
+                        f"({result.dropped} dropped, {unfinished} unfinished at the drain's end) "
+                        f"of {result.scheduled} scheduled")
+    if result.unmatched:
+        problems.append(f"{result.unmatched} completions matched no request in flight "
+                        f"(a request's event name differs from its arrival's?)")
+    lateness = result.lateness.get_value_at_percentile(99)
+    if lateness > MAX_LATENESS_P99_US:
+        problems.append(f"sends were late: p99 {lateness} us after their intended time "
+                        f"(limit {MAX_LATENESS_P99_US} us)")
+    busiest = max(result.generator_cpu, default=0.0)
+    if busiest > MAX_GENERATOR_CPU:
+        problems.append(f"generator used {busiest:.0%} of a core (limit {MAX_GENERATOR_CPU:.0%}): "
+                        f"the generator, not the target, may set the latency")
+    out_of_range = sum(n.out_of_range for n in result.names.values())
+    if out_of_range:
+        problems.append(f"{out_of_range} latencies outside the histogram range "
+                        f"({hdr.LOWEST_US} us .. {hdr.HIGHEST_US} us)")
+    return problems
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def generator_group(index: int) -> str:
+    """The sampler group of generator process ``index``."""
+    return f"generator-{index}"
+
+
+def summary_key(q: Quantile) -> str:
+    """"p99.9" -> "p999_us": the key of a percentile in ``target_summary``."""
+    return q.key.replace(".", "") + "_us"
+
+
+def target_summary(result: LoadResult) -> dict[str, Any]:
+    """What ``seambench load`` prints: all requests together, µs, and whether to trust it."""
+    h = result.latency()
+    return {"target": result.target, "requests": result.completed, "errors": result.errors,
+            "dropped": result.dropped, "censored": result.censored,
+            "error_rate": round(result.error_rate, 4),
+            "scheduled_rate": round(result.scheduled_rate, 2),
+            "achieved_rate": round(result.achieved_rate, 2),
+            **{summary_key(q): h.get_value_at_percentile(q.q) for q in QUANTILES},
+            "max_us": h.get_max_value(),
+            "send_lateness_p99_us": result.lateness.get_value_at_percentile(99),
+            "generator_cpu": round(max(result.generator_cpu, default=0.0), 3),
+            "generator_rss_max_mib": round(max(
+                (window_usage(result.samples, generator_group(i), 0, float("inf")).rss_bytes_max
+                 for i in range(result.processes)), default=0) / 2**20, 1),
+            "valid": result.valid, "invalid_reasons": result.invalid_reasons}

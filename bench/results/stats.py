@@ -1,0 +1,174 @@
+"""Percentiles of histograms and bootstrap confidence intervals for them.
+
+A measured step leaves one-second interval histograms (µs). A statistic's point estimate is
+read from all of them added together (exactly as HdrHistogram would); its 95% interval
+comes from a two-level block bootstrap: the trials are drawn with replacement, then each
+drawn trial's seconds (a second is the block, so short-range correlation stays inside it),
+the drawn seconds are added, and the statistic is read again. Resampling the *same* seconds
+for several request names keeps paired statistics (k=4 minus k=0) paired. That is for one
+placement's figure; a ratio between placements never comes from here but from
+``paired_ratio``: one log ratio per trial, Student-t over the trials.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+from scipy.stats import t as student_t
+from scipy.stats import ttest_ind as welch_test
+
+from bench.results.model import CONFIDENCE, Estimate, Quantile, Ratio
+
+
+@dataclass
+class Blocks:
+    """Interval histograms as a dense matrix: ``counts[block, bucket]`` over shared buckets.
+
+    ``values[bucket]`` is the bucket's highest equivalent value in µs (what HdrHistogram
+    reports for a percentile that falls in it); ``strata[block]`` is the block's trial."""
+
+    counts: np.ndarray
+    values: np.ndarray
+    strata: np.ndarray
+
+    @classmethod
+    def from_histograms(cls, histograms: Sequence[HdrHistogram], strata: Sequence[int],
+                        buckets: np.ndarray | None = None) -> "Blocks":
+        """``buckets``: counts-array indices to keep (default: every non-empty one)."""
+        if not histograms:
+            return cls(np.zeros((0, 0), np.int64), np.zeros(0), np.zeros(0, np.int64))
+        dense = np.stack([np.ctypeslib.as_array(h.counts).astype(np.int64) for h in histograms])
+        if buckets is None:
+            buckets = np.flatnonzero(dense.sum(axis=0))
+        ref = histograms[0]
+        values = np.array([ref.get_highest_equivalent_value(ref.get_value_from_index(int(i)))
+                           for i in buckets], dtype=float)
+        return cls(dense[:, buckets], values, np.asarray(strata, dtype=np.int64))
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+
+def percentile_of_counts(counts: np.ndarray, values: np.ndarray, q: float) -> np.ndarray:
+    """HdrHistogram's percentile rule on each row of ``counts`` (2-D) or on one vector:
+    the value of the first bucket where the cumulative count reaches max(1, round(q% * n))."""
+    counts = np.atleast_2d(counts)
+    cumulative = np.cumsum(counts, axis=1)
+    totals = cumulative[:, -1] if cumulative.shape[1] else np.zeros(len(counts))
+    target = np.maximum(1, np.floor(q * totals / 100.0 + 0.5))  # HdrHistogram's exact arithmetic
+    index = np.array([np.searchsorted(row, t) for row, t in zip(cumulative, target)])
+    out = values[np.minimum(index, len(values) - 1)] if len(values) else np.full(len(counts), np.nan)
+    return np.where(totals > 0, out, np.nan)
+
+
+def resample_weights(strata: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``weights[resample, block]``: how often each block is drawn in a two-level bootstrap.
+
+    Level one draws the trials (strata) with replacement, so trial-to-trial drift widens the
+    interval; level two redraws each drawn trial's seconds with replacement. Drawing a trial
+    c times, each time resampling its m blocks, is one multinomial draw of c*m blocks."""
+    weights = np.zeros((resamples, len(strata)))
+    trials = np.unique(strata)
+    picks = rng.multinomial(len(trials), np.full(len(trials), 1 / len(trials)), size=resamples)
+    for column, stratum in enumerate(trials):
+        members = np.flatnonzero(strata == stratum)
+        draws = np.stack([rng.multinomial(n, np.full(len(members), 1 / len(members)))
+                          for n in picks[:, column] * len(members)])
+        weights[:, members] = draws
+    return weights
+
+
+def bootstrap_percentile(blocks: Blocks, q: float, weights: np.ndarray) -> np.ndarray:
+    """The q-th percentile (µs) of each resample (one row of ``weights`` each)."""
+    if blocks.counts.size == 0:
+        return np.full(len(weights), np.nan)
+    return percentile_of_counts(weights @ blocks.counts, blocks.values, q)
+
+
+def interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The central ``confidence`` interval of bootstrap ``samples`` (NaNs ignored)."""
+    samples = samples[np.isfinite(samples)]
+    if len(samples) < 2:
+        return None
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+# -- estimates --------------------------------------------------------------------------
+
+def percentile_estimate(blocks: Blocks, quantile: Quantile, weights: np.ndarray,
+                        resampled: np.ndarray | None = None) -> Estimate:
+    """The ``quantile`` of all ``blocks`` added together, with its two-level bootstrap
+    interval; unsupported (kept, never printed) below the quantile's ``min_samples``.
+    ``resampled``: ``weights @ blocks.counts`` when the caller already has it (reading
+    several percentiles of one series costs one matrix product, not one each)."""
+    total = blocks.total
+    if total == 0:
+        return Estimate(None, samples=0)
+    point = float(percentile_of_counts(blocks.counts.sum(axis=0), blocks.values, quantile.q)[0])
+    boot = (bootstrap_percentile(blocks, quantile.q, weights) if resampled is None
+            else percentile_of_counts(resampled, blocks.values, quantile.q))
+    ci = interval(boot)
+    return Estimate(point, *(ci or (None, None)), samples=total,
+                    supported=total >= quantile.min_samples)
+
+
+def t_estimate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
+    """Mean of per-trial ``values`` with the Student-t interval (n - 1 degrees of freedom);
+    no interval from fewer than two values."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return Estimate(None, samples=0)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return Estimate(mean, samples=len(x))
+    half = float(student_t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return Estimate(mean, mean - half, mean + half, samples=len(x))
+
+
+def paired_ratio(a: Sequence[float | None], b: Sequence[float | None], supported: bool = True,
+                 confidence: float = CONFIDENCE) -> Ratio:
+    """B / A from per-trial values paired by index (trial t of A ran back to back with
+    trial t of B, same seed). A pair enters only when both values are positive numbers (an
+    invalid step is passed as None). The interval is exp(mean ln(B/A) +- t * se) over the
+    pairs, with n - 1 degrees of freedom: drift between trials hits both sides of a pair and
+    cancels in its log ratio, and what is left is what the interval has to cover."""
+    logs = tuple(float(np.log(y / x)) for x, y in zip(a, b)
+                 if x is not None and y is not None and np.isfinite(x) and np.isfinite(y)
+                 and x > 0 and y > 0)
+    if not logs:
+        return Ratio(None, supported=supported, note="no valid pair")
+    mean = float(np.mean(logs))
+    if len(logs) < 2:
+        return Ratio(float(np.exp(mean)), log_ratios=logs, supported=supported,
+                     note="one pair: no interval")
+    se = float(np.std(logs, ddof=1) / np.sqrt(len(logs)))
+    df = len(logs) - 1
+    half = float(student_t.ppf((1 + confidence) / 2, df) * se)
+    p = 1.0 if se == 0 and mean == 0 else (0.0 if se == 0 else
+                                           float(2 * student_t.sf(abs(mean / se), df)))
+    return Ratio(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)),
+                 logs, p, supported)
+
+
+def unpaired_change(a_logs: Sequence[float], b_logs: Sequence[float]) -> float | None:
+    """Welch's t test p-value for "the per-trial log values of two independent runs have the
+    same mean" (what ``compare`` asks of two runs); None with fewer than two on a side."""
+    if len(a_logs) < 2 or len(b_logs) < 2:
+        return None
+    a, b = np.asarray(a_logs, float), np.asarray(b_logs, float)
+    if a.std(ddof=1) == 0 and b.std(ddof=1) == 0:
+        return 1.0 if a.mean() == b.mean() else 0.0
+    return float(welch_test(a, b, equal_var=False).pvalue)
+
+
+def least_squares_slope(xs: Sequence[float], ys: Sequence[float | None]) -> float | None:
+    """The slope of ``ys`` over ``xs``; None if any y is missing."""
+    if any(y is None or not np.isfinite(y) for y in ys):
+        return None
+    x = np.asarray(xs, float) - np.mean(xs)
+    return float(x @ np.asarray(ys, float) / (x @ x))
