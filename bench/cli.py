@@ -17,7 +17,7 @@ import click
 from bench.calibrate import CalibrationError, calibrate as run_calibration
 from bench.render.console import RunConsole
 from bench import run as lifecycle
-from bench.experiments import get as get_experiment, registered
+from bench.experiments import default_run, get as get_experiment, registered
 from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.load.generator import TARGET, LoadError, run_load, summary_key, target_summary
 from bench.results.model import QUANTILES
@@ -171,7 +171,7 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
     interrupted or failed run keeps what was measured, marked incomplete.
     """
     _stop_on_signals()
-    chosen = tuple(dict.fromkeys(experiments)) or lifecycle.DEFAULT
+    chosen = tuple(dict.fromkeys(experiments)) or default_run()
     unknown = [name for name in chosen if name not in registered()]
     if unknown:
         raise click.BadParameter(f"unknown experiment {unknown[0]!r}; known: "

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.experiments import DEFAULT, Experiment, Progress, Rung, RunSession, get
+from bench.experiments import Experiment, Progress, Rung, RunSession, default_run, get
 from bench.experiments.base import step_key
 from bench.system.fingerprint import fingerprint
 from bench.system.launcher import LaunchError, LaunchSettings, launch
@@ -36,7 +36,6 @@ from shop.placement import Topology
 log = logging.getLogger(__name__)
 
 LATENESS_SHARE = 0.2  # a step whose send lateness p99 exceeds this share of its latency p99 is invalid
-FLOOR_PREFIX = "floor "  # request names that never reach the system under test
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class RunConfig:
     topologies: tuple[Topology, ...]
     launch: LaunchSettings
     cpus: CpuPlan
-    experiments: tuple[str, ...] = DEFAULT
+    experiments: tuple[str, ...] = ()  # in their order within a trial (build: the default run)
     settings: Mapping[str, Any] = field(default_factory=dict)  # experiment -> its settings
     seed: int = 1
     arrival: str = "poisson"
@@ -94,11 +93,12 @@ class RunConfig:
 
     @classmethod
     def build(cls, profile: str, topologies: Sequence[Topology], launch: LaunchSettings,
-              cpus: CpuPlan, experiments: Sequence[str] = DEFAULT, trials: int | None = None,
+              cpus: CpuPlan, experiments: Sequence[str] | None = None, trials: int | None = None,
               overrides: Mapping[str, Mapping[str, Any]] | None = None, **kw: Any) -> "RunConfig":
         """A config with each experiment's settings for ``profile`` (``overrides``: per
         experiment, fields to replace). KeyError for an unknown experiment or profile."""
         chosen = PROFILES[profile] if trials is None else replace(PROFILES[profile], trials=trials)
+        experiments = tuple(experiments) if experiments else default_run()
         settings = {name: get(name).settings(profile, (overrides or {}).get(name))
                     for name in experiments}
         return cls(chosen, tuple(topologies), launch, cpus, tuple(experiments), settings, **kw)
@@ -212,7 +212,8 @@ class Harness:
         shop = session.shop(exp, planned.placement)
         plan = LoadPlan(rate_per_s=planned.rung.rate, duration_s=load.duration_s,
                         warmup_s=load.warmup_s, output_dir=str(self.store.raw_dir(key.slug)),
-                        arrival=load.arrival, seed=planned.seed, options=load.options)
+                        arrival=load.arrival, seed=planned.seed, options=load.options,
+                        reference=tuple(load.reference))
         watch = {"system": [p.pid for p in shop.processes.values()]
                  + self._database_pids(shop, config.cpus.system)}
         before = self._counts(shop)
@@ -263,7 +264,7 @@ def step_result(key: StepKey, seed: int, result: LoadResult) -> StepResult:
     generator's own (``bench.load.generator.validity_problems``): send lateness is judged against
     what is measured, since every late send adds its lateness to a latency."""
     usage = window_usage(result.samples, "system", result.measure_start_s, result.measure_end_s)
-    shop_names = [n for n in result.names if not n.startswith(FLOOR_PREFIX)]
+    shop_names = [n for n in result.names if n not in result.plan.reference]
     served = sum(result.names[n].completed for n in shop_names)
     latency_p99 = result.latency(shop_names).get_value_at_percentile(99) if shop_names else 0
     lateness_p99 = result.lateness.get_value_at_percentile(99)

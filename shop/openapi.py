@@ -1,7 +1,7 @@
 """The public API as an OpenAPI 3.0 document, served at ``GET /openapi.json`` by every
 placement's public address (and every process).
 
-It is the contract of the API table in DESIGN.md: each operation's success body, and every
+It is the contract of the public API: each operation's success body, and every
 error as ``{"error", "detail"}`` with the statuses the shop answers (a 503 from a dependency
 that is down is documented on every operation that calls one). Limits are the domain's own
 constants, so the document cannot drift from the validation. tests/contract/test_openapi.py

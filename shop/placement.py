@@ -63,6 +63,9 @@ class Deployment:
     search: SearchSettings = SearchSettings()
     hop: HopSettings = HopSettings()
     leaf_delays: dict[str, LeafDelay] = field(default_factory=dict)  # injectable, by name
+    # How long (s) an outbox row claimed by a relay that died waits before another relay
+    # retries it; tests shorten it so a killed worker's claims are not waited out for 15 s.
+    outbox_lease_s: float = 15.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -266,7 +269,8 @@ def build_process(deployment: Deployment, process: str, threads: int = 8) -> Sho
         else:
             # The relay hands each outbox row to notify: over a hop, or to the broker's queue.
             broker = QueuePublisher(topo.events, queue) if by_broker else None
-            relay = OutboxRelay(db("billing"), broker or notify)
+            relay = OutboxRelay(db("billing"), broker or notify,
+                                lease_s=deployment.outbox_lease_s)
             publisher = Outbox(db("billing"), relay.wake)
         billing: Billing = BillingService(db("billing"), search, publisher)
     else:

@@ -12,14 +12,19 @@ import requests
 
 from bench.system.launcher import LaunchSettings, launch
 from monolith.app import create_app
-from shop.placement import Deployment, load_topology, prepare_storage
+from shop.placement import Deployment, Topology, load_topology, prepare_storage
 from tests.servers import require_postgres, require_rabbitmq
 
-TEST_SETTINGS = replace(LaunchSettings(), scrypt_n=16, ready_timeout_s=60)
+# A short outbox lease: a killed relay's claims are retried after 2 s, not 15 s.
+TEST_SETTINGS = replace(LaunchSettings(), scrypt_n=16, ready_timeout_s=60, outbox_lease_s=2.0)
 PLACEMENTS = ("monolith-inprocess", "monolith", "microservices", "hybrid",
               "monolith-pg", "microservices-pg", "microservices-rabbitmq",
               "microservices-billing-x2",  # billing twice, behind the balancing hop
-              "microservices-fanout")  # 32 shards x 2 replicas of leaf servers
+              "microservices-fanout-small")  # leaf servers: 4 shards x 2 replicas
+# The real microservices-fanout (64 leaf servers) is started by tests/e2e/test_fanout_fleet.py.
+SMALL_FANOUT_SHARDS = 4
+# The fast tier's: the shop in-process, and split across processes with a gateway.
+FAST_PLACEMENTS = ("monolith-inprocess", "microservices")
 # What each placement needs besides Python (the real servers; see tests/servers.py).
 NEEDS = {"monolith-pg": (require_postgres,), "microservices-pg": (require_postgres,),
          "microservices-rabbitmq": (require_postgres, require_rabbitmq)}
@@ -72,10 +77,23 @@ def start(name: str, stack: ExitStack) -> tuple[Api, Any]:
         app = create_app(deployment)
         stack.callback(app.extensions["seambench.shop"].close)
         return InProcessApi(app), None
+    return _served(topology_of(name), stack,
+                   workers=2 if name in ("monolith", "hybrid", "monolith-pg") else 1)
+
+
+def topology_of(name: str) -> Topology:
+    """The topology placement ``name`` runs."""
+    if name == "monolith-inprocess":
+        return load_topology("monolith")
+    if name == "microservices-fanout-small":
+        big = load_topology("microservices-fanout")
+        return replace(big, name=name, leaves=replace(big.leaves, shards=SMALL_FANOUT_SHARDS))
+    return load_topology(name)
+
+
+def _served(topology, stack: ExitStack, workers: int) -> tuple[Api, Any]:
     # Two workers where it costs least, so SQLite sees writers in several processes.
-    workers = 2 if name in ("monolith", "hybrid", "monolith-pg") else 1
-    settings = replace(TEST_SETTINGS, workers=workers)
-    shop = stack.enter_context(launch(load_topology(name), settings))
+    shop = stack.enter_context(launch(topology, replace(TEST_SETTINGS, workers=workers)))
     return HttpApi(shop.base_url), shop
 
 

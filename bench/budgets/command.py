@@ -18,9 +18,7 @@ from bench.budgets.output import junit_error_xml, junit_xml, render_markdown, re
 from bench.budgets.spec import BudgetFileError, load_budgets
 from bench.render.document import md_escape
 
-EXIT_PASS = 0
-EXIT_BREACH = 1
-EXIT_UNUSABLE = 2
+EXIT_UNUSABLE = 2  # the input cannot be used (EXIT_PASS, EXIT_BREACH: see evaluate.Check)
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
 

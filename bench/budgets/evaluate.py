@@ -19,6 +19,9 @@ from bench.render.display import ratio as fmt_ratio
 from bench.results.model import Estimate
 from bench.results.stats import t_estimate, unpaired_change
 
+EXIT_PASS = 0  # `seambench check`: every budget passes (or is noisy or missing, unless --strict)
+EXIT_BREACH = 1  # a budget was breached
+
 __all__ = ["Allowances", "Check", "Result", "Unusable", "evaluate", "evaluate_one"]
 
 
@@ -64,9 +67,10 @@ class Check:
         return sum(r.verdict == verdict for r in self.results)
 
     def exit_code(self, strict: bool = False) -> int:
-        """0: no breach (noisy and missing do not fail unless ``strict``); 1: a breach."""
+        """EXIT_PASS: no breach (noisy and missing do not fail unless ``strict``);
+        EXIT_BREACH: a breach."""
         failing = {v.BREACH} | ({v.NOISY, v.MISSING} if strict else set())
-        return 1 if any(r.verdict in failing for r in self.results) else 0
+        return EXIT_BREACH if any(r.verdict in failing for r in self.results) else EXIT_PASS
 
     def totals(self) -> str:
         return ", ".join(f"{self.count(x)} {x}" for x in v.VERDICTS)

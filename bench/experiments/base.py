@@ -15,8 +15,9 @@ questions the core asks it:
 * ``analyse(run)``       from the run's files to its result (JSON-ready), headline rows and
                          warnings; and ``report(...)``, its sections of the report.
 
-A new experiment is one module with a subclass of ``Experiment``, registered with
-``bench.experiments.register``; no core module changes.
+A new experiment is a package (experiment, scenario, analysis, report, plots) with a subclass
+of ``Experiment``, made known through the ``seambench.experiments`` entry-point group (or
+``bench.experiments.register``); no core module changes.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ class StepLoad:
     duration_s: float
     arrival: str  # "constant" or "poisson"
     options: dict[str, Any] = field(default_factory=dict)
+    # request names the scenario sends past the system under test (a floor measured in the
+    # same step): kept in a log of their own, they enter none of the system's figures
+    reference: tuple[str, ...] = ()
 
 
 @dataclass
@@ -104,8 +108,13 @@ class Analysis:
 
 
 class Experiment(ABC):
+    """One experiment, as the harness core sees it (see the module's docstring). An instance
+    is stateless: what a run needs between hooks lives in ``RunSession.state_of(self)``."""
+
     name: ClassVar[str]
     title: ClassVar[str]  # one line for the report
+    # Its place in a default `seambench run` (lower first); None: only when asked for.
+    default_order: ClassVar[int | None] = None
 
     @abstractmethod
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> Any:
@@ -151,6 +160,10 @@ class Experiment(ABC):
     @abstractmethod
     def analyse(self, run: "RunData", resamples: int, seed: int) -> Analysis:
         ...
+
+    def legacy_rung(self, rate: float) -> str:
+        """The rung label of a step from a schema-1 run, which recorded only its rate."""
+        return f"r{rate:g}"
 
     def report(self, run: "RunData", result: Mapping[str, Any], figures_dir: Path) -> list["Block"]:
         """This experiment's sections of the report (figures drawn into ``figures_dir``)."""

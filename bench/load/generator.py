@@ -49,10 +49,9 @@ class NameResult:
 
     ``latency`` holds every scheduled request of the measured window: the completed ones
     (``ok`` + ``errors``) measured, and ``censored`` ones (``dropped`` + ``unfinished``) as
-    lower bounds (drain end minus intended send time). ``service`` holds completed ones only."""
+    lower bounds (drain end minus intended send time)."""
 
     latency: HdrHistogram  # from the intended send time
-    service: HdrHistogram  # from the actual send time
     ok: int = 0
     errors: int = 0
     dropped: int = 0  # never sent: the in-flight limit was reached
@@ -207,9 +206,8 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
     names: dict[str, NameResult] = {}
     for doc in docs:
         for name, n in doc.get("names", {}).items():
-            merged = names.setdefault(name, NameResult(hdr.new_histogram(), hdr.new_histogram()))
+            merged = names.setdefault(name, NameResult(hdr.new_histogram()))
             merged.latency.add(hdr.decode(n["latency_histogram"]))
-            merged.service.add(hdr.decode(n["service_histogram"]))
             merged.ok += n["ok"]
             merged.errors += n["errors"]
             merged.dropped += n["dropped"]

@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 from collections import deque
+from contextlib import ExitStack
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,14 +102,17 @@ class OpenLoopUser(User):
         error = ""
         try:
             self.prepare()
-            with open(plan.interval_log_path(), "w") as log:
+            with open(plan.interval_log_path(), "w") as log, ExitStack() as more:
+                reference_log = (more.enter_context(open(plan.reference_log_path(), "w"))
+                                 if plan.reference else None)
                 start_ns = time.perf_counter_ns() + 50_000_000  # a little lead to settle
                 start_epoch_s = time.time() + 0.05
                 recorder = Recorder(start_ns, start_epoch_s, int(plan.warmup_s * 1e9), log,
                                     comment=f"seambench generator {plan.process_index} on "
                                             f"{socket.gethostname()}, latency in us",
                                     end_ns=start_ns + int(plan.options.get("phase_ns", 0))
-                                    + int(plan.total_s * 1e9))
+                                    + int(plan.total_s * 1e9),
+                                    reference=plan.reference, reference_log=reference_log)
                 self._listen(recorder)
                 # the cyclic garbage collector's pauses would be send lateness: the set-up's
                 # objects are frozen out of it and it waits until the schedule has ended
@@ -142,7 +146,7 @@ class OpenLoopUser(User):
             # the lean client stamps when the response's last byte arrived; parsing it and
             # the listeners before this one (Locust's statistics) are not the target's time
             done = getattr(response, "done_ns", 0) or time.perf_counter_ns()
-            recorder.record(name, intended, done, response_time * 1000, exception is None, status)
+            recorder.record(name, intended, done, exception is None, status)
 
         self.environment.events.request.add_listener(on_request)
 
@@ -220,7 +224,7 @@ class OpenLoopUser(User):
         try:
             send({INTENDED: intended})
         finally:  # a send that raised without a request event is an error, not lost
-            recorder.settled(name, intended, sent, time.perf_counter_ns())
+            recorder.settled(name, intended, time.perf_counter_ns())
 
     @staticmethod
     def _tick(recorder: Recorder) -> None:

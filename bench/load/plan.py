@@ -36,6 +36,10 @@ class LoadPlan:
     connections: int = 64  # keep-alive connections to the target
     drain_timeout_s: float = 30.0  # after the last arrival, wait this long for stragglers
     options: dict[str, Any] = field(default_factory=dict)  # scenario-specific settings
+    # Request names sent past the system under test (a floor measured alongside it): their
+    # interval histograms go to ``reference_log_path``, so they count toward no figure of
+    # the system's.
+    reference: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.rate_per_s > 0:
@@ -57,12 +61,16 @@ class LoadPlan:
     def interval_log_path(self) -> Path:
         return Path(self.output_dir) / f"intervals-{self.process_index}.hlog"
 
+    def reference_log_path(self) -> Path:
+        return Path(self.output_dir) / f"intervals-reference-{self.process_index}.hlog"
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "LoadPlan":
-        return cls(**json.loads(text))
+        doc = json.loads(text)
+        return cls(**{**doc, "reference": tuple(doc.get("reference", ()))})
 
 
 def arrival_offsets_ns(plan: LoadPlan) -> Iterator[int]:

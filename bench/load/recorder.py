@@ -1,8 +1,7 @@
 """What an open-loop generator process records: histograms, not sample lists.
 
 Memory is fixed by the number of request names, not by the run's length: per name a total
-histogram of latency from the intended send time, one of service time (from the actual
-send), and the current one-second interval, which is written to the interval log and reset
+histogram of latency from the intended send time and the current one-second interval, which is written to the interval log and reset
 when the second ends. Times are in ns on ``time.perf_counter_ns``'s clock; histograms in µs.
 No Locust and no gevent here: the locustfile feeds ``record`` from Locust's request event.
 
@@ -20,6 +19,7 @@ due.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -34,7 +34,6 @@ INTERVAL_NS = 1_000_000_000
 @dataclass
 class NameStats:
     latency: HdrHistogram = field(default_factory=new_histogram)  # from intended send, µs
-    service: HdrHistogram = field(default_factory=new_histogram)  # from actual send, µs
     interval: HdrHistogram = field(default_factory=new_histogram)
     interval_ok: int = 0
     interval_errors: int = 0
@@ -71,7 +70,8 @@ class Recorder:
     that does not is counted as ``unmatched`` and not recorded (it would be counted twice)."""
 
     def __init__(self, start_ns: int, start_epoch_s: float, warmup_ns: int, log: TextIO,
-                 comment: str = "", end_ns: int | None = None, grace_ns: int = 500_000_000) -> None:
+                 comment: str = "", end_ns: int | None = None, grace_ns: int = 500_000_000,
+                 reference: Iterable[str] = (), reference_log: TextIO | None = None) -> None:
         self.start_ns = start_ns
         self.start_epoch_s = start_epoch_s
         self.measure_from_ns = start_ns + warmup_ns
@@ -86,6 +86,10 @@ class Recorder:
         self.sent = 0
         self.timeseries: list[dict[str, Any]] = []
         self._log = IntervalLogWriter(log, start_epoch_s, comment)
+        # the names of ``reference`` are written to a log of their own (LoadPlan.reference)
+        self._reference = frozenset(reference)
+        self._reference_log = (IntervalLogWriter(reference_log, start_epoch_s, comment)
+                               if reference_log is not None else self._log)
         self._interval = 0  # index of the open one-second interval, counted from start_ns
         self._end_ns = end_ns
         self._in_flight: Counter[tuple[str, int]] = Counter()  # (name, intended ns), measured
@@ -129,20 +133,19 @@ class Recorder:
         """Measured requests admitted and not yet recorded."""
         return sum(self._in_flight.values())
 
-    def settled(self, name: str, intended_ns: int, sent_ns: int, now_ns: int) -> None:
+    def settled(self, name: str, intended_ns: int, now_ns: int) -> None:
         """The send of an admitted request returned or raised. If no completion was recorded
         for it (the client raised before firing its request event), it failed: recorded as
         an error with status 0 now, rather than censored at the drain's end."""
         if self._in_flight.get((name, intended_ns)):
-            self.record(name, intended_ns, now_ns, (now_ns - sent_ns) / NS_PER_US, False, 0)
+            self.record(name, intended_ns, now_ns, False, 0)
 
     def sending(self, intended_ns: int, now_ns: int) -> None:
         if self.measured(intended_ns):
             self.sent += 1
             self.lateness.record_value(max(1, (now_ns - intended_ns) // NS_PER_US))
 
-    def record(self, name: str, intended_ns: int, done_ns: int, service_us: float,
-               ok: bool, status: int) -> None:
+    def record(self, name: str, intended_ns: int, done_ns: int, ok: bool, status: int) -> None:
         """One completed request (successful or not)."""
         if not self.measured(intended_ns):
             self.warmup_requests += 1
@@ -162,10 +165,8 @@ class Recorder:
             self.completed_in_time += 1
         stats = self._stats(name)
         latency_us = max(1, (done_ns - intended_ns) // NS_PER_US)
-        in_range = stats.latency.record_value(latency_us)
-        in_range = stats.service.record_value(max(1, round(service_us))) and in_range
         stats.interval.record_value(latency_us)
-        if not in_range:
+        if not stats.latency.record_value(latency_us):
             stats.out_of_range += 1
         stats.statuses[str(status)] += 1
         if ok:
@@ -188,7 +189,8 @@ class Recorder:
             count = stats.interval.get_total_count()
             if count == 0 and stats.interval_errors == 0:
                 continue
-            self._log.write(tag_of(name), start_s, 1.0, stats.interval)
+            log = self._reference_log if name in self._reference else self._log
+            log.write(tag_of(name), start_s, 1.0, stats.interval)
             # counts only: the percentiles are in the interval log, and reading them here
             # (1.2 ms each in pure Python) would delay the next sends
             self.timeseries.append({
@@ -243,8 +245,7 @@ class Recorder:
         names = {name: {"ok": s.ok, "errors": s.errors, "dropped": s.dropped,
                         "unfinished": s.unfinished, "censored": s.censored,
                         "out_of_range": s.out_of_range, "statuses": dict(s.statuses),
-                        "latency_histogram": encode(s.latency),
-                        "service_histogram": encode(s.service)}
+                        "latency_histogram": encode(s.latency)}
                  for name, s in self.names.items()}
         return {"start_epoch_s": self.start_epoch_s, "scheduled": self.scheduled,
                 "completed_in_time": self.completed_in_time,

@@ -150,7 +150,7 @@ class Ratio:
 class StepKey:
     experiment: str
     placement: str
-    rung: str  # the rung's label, e.g. "r120" (journey at 120 req/s) or "chain"
+    rung: str  # the rung's label, unique within its experiment, e.g. "r120" (120 req/s)
     trial: int
 
     @property
@@ -224,7 +224,7 @@ class StepResult:
             return default if value is None or (isinstance(value, float) and math.isnan(value)) \
                 else value
         experiment, rate = str(row["experiment"]), float(row["rate"])
-        rung = num("rung", "") or ("chain" if experiment == "hops" else f"r{rate:g}")
+        rung = num("rung", "")  # none in schema 1: the reader asks the experiment (legacy_rung)
         reasons = str(num("invalid_reasons", "") or "")
         known = {"experiment", "placement", "rung", "trial", "slug", "rate", "seed", "valid",
                  "invalid_reasons", "raw_dir", "cpu_ms_per_request"}

@@ -8,8 +8,9 @@ in histograms.hlog) are read too, so ``seambench report`` can rebuild them.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from bench.results.store import CALLS, HARNESS_LOG, MANIFEST, STEPS, read_json
 LEGACY_FLOORS = "floors.csv"  # schema 1: base64 histograms in a column
 LEGACY_HISTOGRAMS = "histograms.hlog"  # schema 1: step totals, notification lag among them
 Key = tuple[str, float]  # (log file name, interval start): the same block across names
+SYSTEM_LOG = re.compile(r"intervals-\d+\.hlog")  # a generator's (LoadPlan.interval_log_path)
+LEGACY_REFERENCE_TAG = "floor_"
 
 
 @dataclass
@@ -54,8 +57,10 @@ class RunData:
 
     @property
     def experiments(self) -> list[str]:
-        """The experiments the run was configured with (schema 1: hops and journey)."""
-        return list(self.config.get("experiments", {}) or ["hops", "journey"])
+        """The experiments the run was configured with (schema 1 recorded none: those that
+        have steps, in the order they first ran)."""
+        return list(self.config.get("experiments", {})
+                    or dict.fromkeys(s.key.experiment for s in self.steps))
 
     def settings(self, experiment: str) -> dict[str, Any]:
         """An experiment's settings as the manifest recorded them."""
@@ -107,12 +112,15 @@ class RunData:
         return self._intervals[raw_dir]
 
     def histogram(self, step: StepResult, names: Iterable[str] | None = None) -> HdrHistogram:
-        """A step's histogram of the named requests (all but the harness's own series when
-        None), every second added."""
+        """A step's histogram of the named requests, every second added. None: every request
+        to the system under test, which are the generators' own logs (intervals-<n>.hlog):
+        not the harness's series (HARNESS_LOG) nor requests sent past the system
+        (LoadPlan.reference)."""
         tags = None if names is None else {tag_of(n) for n in names}
         return hdr.merge(h for tag, blocks in self.intervals(step.raw_dir).items()
-                         if (tag in tags if tags is not None else not _harness_tag(tag))
-                         for h in blocks.values())
+                         if tags is None or tag in tags
+                         for key, h in blocks.items()
+                         if tags is not None or _of_the_system(key[0], tag))
 
     def histogram_of(self, steps: Sequence[StepResult], names: Iterable[str] | None = None) -> HdrHistogram:
         """Several steps' ``histogram`` added (e.g. every valid trial of one rung)."""
@@ -173,8 +181,11 @@ class RunData:
         return out
 
 
-def _harness_tag(tag: str) -> bool:
-    return tag == "notification_lag" or tag.startswith("floor_")
+def _of_the_system(log_name: str, tag: str) -> bool:
+    """Whether the interval log ``log_name`` holds requests to the system under test. Before
+    reference logs existed (runs of schema 2 and older), the one series sent past the system
+    was the hop floors', tagged "floor_*", in the generators' own logs."""
+    return bool(SYSTEM_LOG.fullmatch(log_name)) and not tag.startswith(LEGACY_REFERENCE_TAG)
 
 
 def aligned_blocks(keyed: dict[str, dict[tuple, HdrHistogram]]) -> dict[str, Blocks]:
@@ -204,8 +215,16 @@ def load_run(run_dir: str | Path) -> RunData:
     path = run_dir / STEPS
     if path.is_file() and path.stat().st_size:
         with open(path, newline="") as f:
-            steps = [StepResult.from_row(_typed(row)) for row in csv.DictReader(f)]
+            steps = [_with_rung(StepResult.from_row(_typed(row))) for row in csv.DictReader(f)]
     return RunData(run_dir, read_json(run_dir / MANIFEST), steps)
+
+
+def _with_rung(step: StepResult) -> StepResult:
+    """A schema-1 step recorded only its rate: its experiment names the rung."""
+    if not step.key.rung:
+        from bench.experiments import get  # the registry loads experiments, which read runs
+        step.key = replace(step.key, rung=get(step.key.experiment).legacy_rung(step.rate))
+    return step
 
 
 def _typed(row: dict[str, str]) -> dict[str, Any]:

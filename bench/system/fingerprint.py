@@ -40,7 +40,7 @@ def fingerprint() -> dict[str, object]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"git_revision": git_revision(Path(__file__).resolve().parent.parent),
+    return {"git_revision": git_revision(Path(__file__).resolve().parents[2]),  # the checkout
             "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
             "kernel": platform.release(), "python": sys.version.split()[0],
             "packages": versions}

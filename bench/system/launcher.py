@@ -74,6 +74,7 @@ class LaunchSettings:
     supervise: bool = False  # restart a server that dies (bench/system/supervision.py), else report it
     # Processes whose callers reach them through a fault proxy (bench/system/faultproxy.py)
     proxied: tuple[str, ...] = ()
+    outbox_lease_s: float = 15.0  # see shop.placement.Deployment
 
 
 @dataclass
@@ -358,7 +359,8 @@ def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings,
                       urls={name: u for name, u in url.items() if REPLICA_MARK not in name},
                       replica_urls=replicas,
                       scrypt_n=settings.scrypt_n, search=settings.search, hop=settings.hop,
-                      leaf_delays=dict(settings.leaf_delays))
+                      leaf_delays=dict(settings.leaf_delays),
+                      outbox_lease_s=settings.outbox_lease_s)
 
 
 @contextmanager

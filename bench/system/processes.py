@@ -36,7 +36,7 @@ def _die_with_parent(libc: ctypes.CDLL | None) -> None:
 def child_env(**extra: str) -> dict[str, str]:
     """Our environment for a child that imports this checkout's packages (the repository root
     first on PYTHONPATH, unbuffered output), plus ``extra``."""
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the checkout: bench/system/ is two down
     pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
     return {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", **extra}
 

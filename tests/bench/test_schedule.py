@@ -48,18 +48,17 @@ def test_bad_plans_are_refused(bad):
 def test_recorder_discards_warmup_measures_from_intended_time_and_rotates_seconds():
     log = io.StringIO()
     r = Recorder(start_ns=0, start_epoch_s=1000.0, warmup_ns=1_000_000_000, log=log)
-    r.record("a", intended_ns=500_000_000, done_ns=600_000_000, service_us=100, ok=True, status=200)
+    r.record("a", intended_ns=500_000_000, done_ns=600_000_000, ok=True, status=200)
     assert r.warmup_requests == 1 and not r.names
-    # intended at 1.2 s, sent late at 1.25 s, done at 1.3 s: 100 ms from intended, 50 ms service
+    # intended at 1.2 s, sent late at 1.25 s, done at 1.3 s: 100 ms from intended
     r.sending(1_200_000_000, 1_250_000_000)
-    r.record("a", 1_200_000_000, 1_300_000_000, service_us=50_000, ok=True, status=200)
-    r.record("a", 1_500_000_000, 2_100_000_000, service_us=1_000, ok=False, status=503)
+    r.record("a", 1_200_000_000, 1_300_000_000, ok=True, status=200)
+    r.record("a", 1_500_000_000, 2_100_000_000, ok=False, status=503)
     r.finish(2_500_000_000)
     stats = r.names["a"]
     assert stats.latency.get_total_count() == 2
     assert stats.latency.get_min_value() == pytest.approx(100_000, rel=0.001)
     assert stats.latency.get_max_value() == pytest.approx(600_000, rel=0.001)
-    assert stats.service.get_max_value() == pytest.approx(50_000, rel=0.001)
     assert r.lateness.get_max_value() == pytest.approx(50_000, rel=0.001)
     assert (stats.ok, stats.errors, dict(stats.statuses)) == (1, 1, {"200": 1, "503": 1})
     seconds = [(row["second"], row["completed"]) for row in r.timeseries]
@@ -69,6 +68,6 @@ def test_recorder_discards_warmup_measures_from_intended_time_and_rotates_second
 
 def test_recorder_counts_out_of_range_latencies():
     r = Recorder(0, 0.0, 0, io.StringIO())
-    r.record("slow", 0, 120 * 10**9, service_us=120 * 10**6, ok=True, status=200)
+    r.record("slow", 0, 120 * 10**9, ok=True, status=200)
     assert r.names["slow"].out_of_range == 1
     assert r.result()["names"]["slow"]["out_of_range"] == 1

@@ -6,9 +6,8 @@ import pytest
 from shop.chain.api import CHAIN_ORDER, MAX_HOPS
 from shop.chain.service import next_component
 from shop.hops import SERVICE_HEADER
-from shop.placement import load_topology
 from tests.contract.test_shop_contract import assert_error
-from tests.placements import HttpApi
+from tests.placements import HttpApi, topology_of
 
 RING = [*CHAIN_ORDER, CHAIN_ORDER[0]]
 
@@ -32,7 +31,7 @@ def test_the_chain_is_get_only(api):
 def test_the_internal_link_route_is_not_public(placement):
     """Through the public address: unknown at a gateway, forbidden without the credential."""
     name, api, _ = placement
-    split = load_topology(name.removesuffix("-inprocess")).gateway
+    split = topology_of(name).gateway
     for headers in ({}, {SERVICE_HEADER: "guess"}):
         assert_error(api.call("POST", "/internal/chain/auth", {"remaining": 1}, headers),
                      404 if split else 403)

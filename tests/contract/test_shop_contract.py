@@ -1,4 +1,4 @@
-"""The public API of DESIGN.md, written once, run against every placement."""
+"""The public API (shop/openapi.py), written once, run against every placement."""
 from __future__ import annotations
 
 import pytest

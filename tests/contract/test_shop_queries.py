@@ -14,10 +14,9 @@ from shop.chain.service import chain_path
 from shop.hops import SERVICE_HEADER
 from shop.notify.service import rounded_us
 from shop.observe import PAYMENT_LAG_PATH
-from shop.placement import load_topology
 from tests.contract.conftest import User
 from tests.contract.test_shop_contract import assert_error
-from tests.placements import HttpApi, eventually
+from tests.placements import HttpApi, topology_of, eventually
 
 CHECKOUTS = 3
 
@@ -142,7 +141,7 @@ def test_the_questions_need_the_credential_and_are_not_public(placement):
     for _, _, proc, _ in processes(placement):
         for headers in ({}, {SERVICE_HEADER: "guess"}):
             assert_error(proc.call("GET", lag_query(1.0, 2.0), headers=headers), 403)
-    split = load_topology(name.removesuffix("-inprocess")).gateway
+    split = topology_of(name).gateway
     assert_error(api.call("GET", lag_query(1.0, 2.0), headers={SERVICE_HEADER: "guess"}),
                  404 if split else 403)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from bench.system.faults import KINDS, TARGETS
 from tests.e2e.test_launcher import SEAMBENCH
 
@@ -38,24 +40,42 @@ def assert_nothing_lost(entry: dict, plan: str) -> None:
     assert entry["windows"] == 1 and entry["ops_during"] > 0, (plan, entry)
 
 
-# Every fault kind against every dependency: 7 x 4 steps of 4 s, a fault of 0.6 s in each.
+# One plan of every fault family (each kind at least once, every dependency targeted), and
+# the two crashes whose effects the defaults promise: 8 steps of 4 s, a fault of 0.6 s in each.
+FAMILY_PLANS = ["crash-auth", "crash-billing", "pause-notify", "restart-billing",
+                "latency-search", "errors-billing", "reset-search", "blackhole-notify"]
+# Every fault kind against every dependency: 7 x 4 steps (the nightly tier).
 SPLIT_PLANS = [f"{kind}-{target}" for kind in KINDS for target in TARGETS]
 
 
-def test_every_fault_against_every_dependency_of_the_split_shop(tmp_path):
-    placement = chaos(tmp_path, "microservices", SPLIT_PLANS)
-    for plan in SPLIT_PLANS:
+def assert_split_shop_lost_nothing(placement: dict, plans: list[str]) -> None:
+    for plan in plans:
         entry = placement[plan]
         assert_nothing_lost(entry, plan)
         assert entry["restarts"] == (1 if plan.startswith(("crash", "restart")) else 0), \
             (plan, entry)
+
+
+def test_every_fault_family_on_the_split_shop(tmp_path):
+    assert {p.split("-")[0] for p in FAMILY_PLANS} == set(KINDS)
+    assert {p.split("-")[1] for p in FAMILY_PLANS} == set(TARGETS)
+    placement = chaos(tmp_path, "microservices", FAMILY_PLANS)
+    assert_split_shop_lost_nothing(placement, FAMILY_PLANS)
     # what the defaults promise, seen from outside
     assert placement["crash-auth"]["availability"]["during"] < 0.5  # everything needs auth
-    assert placement["crash-notify"]["availability"]["during"] > 0.5  # only inbox reads fail
+    assert placement["pause-notify"]["availability"]["during"] > 0.5  # only inbox reads fail
     assert placement["crash-billing"]["oracle"]["unknown_before"] > 0  # writes were cut off
     assert placement["errors-billing"]["availability"]["during"] < 0.9  # the proxy answered 503s
     assert placement["latency-search"]["p99_ms"]["during"] is None or \
         placement["latency-search"]["p99_ms"]["during"] > 100
+
+
+@pytest.mark.nightly
+def test_every_fault_against_every_dependency_of_the_split_shop(tmp_path):
+    placement = chaos(tmp_path, "microservices", SPLIT_PLANS)
+    assert_split_shop_lost_nothing(placement, SPLIT_PLANS)
+    assert placement["crash-notify"]["availability"]["during"] > 0.5  # only inbox reads fail
+
 
 def test_faults_on_the_monolith_hit_the_whole_shop_and_lose_nothing(tmp_path):
     plans = ["crash-billing", "pause-notify", "latency-search"]

@@ -79,6 +79,7 @@ def test_notifications_survive_a_paused_notify_and_killed_workers(placement):
         eventually(lambda: len(inbox_of(user)) >= 5, timeout_s=30)
         time.sleep(0.5)  # a duplicate delivery would have arrived by now
         assert sorted(n["order_id"] for n in inbox_of(user)) == sorted(receipts)  # each exactly once
-        # A row the killed relay had claimed waits out its lease (15 s) before a new relay retries.
-        eventually(lambda: metric(billing.url, "outbox_backlog") == 0, timeout_s=40)
+        # A row the killed relay had claimed waits out its lease (TEST_SETTINGS: 2 s) before a
+        # new relay retries it.
+        eventually(lambda: metric(billing.url, "outbox_backlog") == 0, timeout_s=20)
         assert user.call("GET", "/billing/balance")[1]["balance_cents"] == 5 * sku["price_cents"]

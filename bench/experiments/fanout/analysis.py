@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from bench.experiments.fanout.experiment import Fanout
 
 PREDICTED = ("p50", "p90", "p99", "p99.9")
-BUSY_WARNING = 0.6  # a system CPU busier than this queues leaf calls: F(t)^n cannot hold
 
 
 def settings_from(doc: Mapping[str, Any]) -> FanoutSettings:

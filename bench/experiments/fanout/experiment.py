@@ -140,6 +140,7 @@ def kinds(settings: FanoutSettings) -> list[Kind]:
 class Fanout(Experiment):
     name = "fanout"
     title = "Fan-out: p99 against n, against F(t)^n, and hedged"
+    default_order = 30
 
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> FanoutSettings:
         """Raises ValueError naming a setting that cannot be measured."""

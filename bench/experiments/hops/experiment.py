@@ -66,6 +66,7 @@ def chain_name(k: int) -> str:
 class Hops(Experiment):
     name = "hops"
     title = "The cost of one component call, against floors from the same run"
+    default_order = 10
 
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> HopSettings:
         return replace(PROFILES[profile], **dict(overrides or {}))
@@ -96,9 +97,13 @@ class Hops(Experiment):
         return StepLoad(SCENARIO, settings.warmup_s, settings.duration_s, "constant",
                         {"hops": list(settings.ks),
                          "floors": {FLOOR_HTTP: floors.http_url + "/",
-                                    FLOOR_NESTED: floors.front_url + "/nested"}})
+                                    FLOOR_NESTED: floors.front_url + "/nested"}},
+                        reference=(FLOOR_HTTP, FLOOR_NESTED))
 
     # -- analysis --------------------------------------------------------------------------
+    def legacy_rung(self, rate: float) -> str:
+        return "chain"  # the one rung, whatever its rate
+
     def analyse(self, run: RunData, resamples: int, seed: int) -> Analysis:
         rng = np.random.default_rng(seed)
         settings = run.settings(self.name)

@@ -55,6 +55,7 @@ PROFILES = {
 class Journey(Experiment):
     name = "journey"
     title = "The user mix at a ladder of open-loop arrival rates"
+    default_order = 20
 
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> JourneySettings:
         chosen = PROFILES[profile]
