@@ -16,11 +16,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.load.generator import TARGET, run_load
+from bench.load.plan import LoadPlan
 from bench.run import CpuPlan
 from bench.system.floors import floor_servers
 from bench.system.launcher import LaunchSettings
-from bench.load.generator import TARGET, run_load
-from bench.load.plan import LoadPlan
 
 FRACTIONS = (0.5, 0.7, 0.8, 0.9, 1.0, 1.1)
 BISECTIONS = 2

@@ -1,37 +1,42 @@
 """The ``seambench`` command."""
 from __future__ import annotations
 
-import signal
+import inspect
 import json
 import logging
+import signal
 import sys
 import tempfile
 import time
 from dataclasses import fields, replace
+from importlib.metadata import entry_points
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 
-from bench.calibrate import CalibrationError, calibrate as run_calibration
-from bench.render.console import RunConsole
 from bench import run as lifecycle
-from bench.experiments import default_run, get as get_experiment, registered
-from bench.system.launcher import LaunchError, LaunchSettings, launch
+from bench.calibrate import CalibrationError
+from bench.calibrate import calibrate as run_calibration
+from bench.experiments import default_run
+from bench.experiments import get as get_experiment
+from bench.experiments import registered
 from bench.load.generator import TARGET, LoadError, run_load, summary_key, target_summary
-from bench.results.model import QUANTILES
 from bench.load.plan import LoadPlan
-from bench.system.processes import stop_requested
 from bench.render.compare import compare, load_summary, render_markdown, render_text
+from bench.render.console import RunConsole
 from bench.render.report import REPORT_HTML, build_report
+from bench.results.model import QUANTILES
 from bench.results.store import MANIFEST, new_run_id, read_json, write_text_atomic
-from shop.placement import Topology, TopologyError, load_topology
+from bench.system.launcher import LaunchError, LaunchSettings, launch
+from bench.system.processes import stop_requested
 from shop.hops import HopSettings
+from shop.placement import Topology, TopologyError, load_topology
 from shop.search.service import SearchSettings
 
 
-def _topology(ctx: click.Context, param: click.Parameter,
+def topology_callback(ctx: click.Context, param: click.Parameter,
               value: str | tuple[str, ...]) -> Topology | list[Topology]:
     """Load ``--topology`` (one, or each of a repeated option, duplicates dropped)."""
     try:
@@ -47,14 +52,14 @@ def _raise_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
-def _stop_on_signals() -> None:
+def stop_on_signals() -> None:
     """Ctrl-C, SIGTERM and SIGHUP all stop what we started. SIGINT is set explicitly because
     a shell starts background jobs with it ignored, and Python then installs no handler."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_interrupt)
 
 
-def _settings(workers: int, threads: int, catalog_size: int, kdf_log2: int,
+def launch_settings(workers: int, threads: int, catalog_size: int, kdf_log2: int,
               hop_delay_ms: float = 0.0) -> LaunchSettings:
     return replace(LaunchSettings(), workers=workers, threads=threads, scrypt_n=2**kdf_log2,
                    search=replace(SearchSettings(), catalog_size=catalog_size),
@@ -87,8 +92,29 @@ def cli() -> None:
     """seambench: what does a seam cost? One shop, measured as a monolith and as microservices."""
 
 
+COMMANDS_GROUP = "seambench.commands"  # entry points: commands a plug-in adds
+
+
+def _plug_in() -> None:
+    """Add what installed experiments bring: their options to ``run`` and their commands."""
+    names = {param.name for param in run.params}
+    for name in registered():
+        for option in get_experiment(name).run_options:
+            if option.dest not in names:
+                names.add(option.dest)
+                run.params.append(click.Option(
+                    [f"--{option.name}", option.dest], type=option.click_type(), default=None,
+                    help=f"{option.help} ({name}; default: {option.default_text})"))
+    for point in entry_points(group=COMMANDS_GROUP):
+        if point.name not in cli.commands:
+            cli.add_command(point.load(), point.name)
+    run.help = inspect.cleandoc(run.help or "") + "\n\nDefault experiments: " \
+        + ", ".join(default_run()) + "; all: " + ", ".join(registered()) + "."
+
+
 def main() -> None:
     """Console entry point: a bad argument is one line on stderr and exit code 2."""
+    _plug_in()
     try:
         cli.main(prog_name="seambench", standalone_mode=False)
     except click.exceptions.Abort:
@@ -100,7 +126,7 @@ def main() -> None:
 
 
 @cli.command()
-@click.option("--topology", "topology", default="monolith", show_default=True, callback=_topology,
+@click.option("--topology", "topology", default="monolith", show_default=True, callback=topology_callback,
               help="a topology of topologies/ (monolith, microservices, hybrid, monolith-pg, ...) or a path to a .toml")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="keep databases and logs here (default: a temporary directory, removed)")
@@ -111,9 +137,9 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 
     A server that dies is restarted on its port, with backoff, and said on stderr; one that
     does not come back after repeated restarts stops everything (exit 1)."""
-    _stop_on_signals()
+    stop_on_signals()
     logging.basicConfig(level=logging.WARNING, format="seambench up: %(message)s")
-    settings = replace(_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms),
+    settings = replace(launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms),
                        supervise=True)
     try:
         with launch(topology, settings, data_dir) as shop:
@@ -137,31 +163,31 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
               show_default=True,
               help="quick (~5 min on 2 cores), full (the long sweep), smoke (seconds, for tests)")
 @click.option("--topology", "placements", multiple=True, default=["monolith", "microservices"],
-              show_default=True, callback=_topology, help="placements to compare (repeatable; "
+              show_default=True, callback=topology_callback, help="placements to compare (repeatable; "
               "the first is the baseline of every ratio)")
 @click.option("--ratio", "comparisons", multiple=True, metavar="A/B",
               help="a paired ratio of two placements besides each over the first (repeatable), "
                    "e.g. microservices-pg/microservices: what the database seam adds alone")
 @click.option("--experiment", "experiments", multiple=True, default=None,
-              help="experiments to run, in order (repeatable; default: hops, journey, fanout)")
+              help="experiments to run, in order (repeatable; default: those of the default "
+                   "run, listed by --help below)")
 @click.option("--set", "assignments", multiple=True, metavar="EXPERIMENT.FIELD=VALUE",
-              help="override one setting of an experiment (repeatable), e.g. fanout.ns=1,4,16 "
-                   "or fanout.rate=20; VALUE is JSON or a comma-separated list")
+              help="override one setting of an experiment (repeatable), e.g. NAME.rate=20 or "
+                   "NAME.FIELD=1,4,16; VALUE is JSON or a comma-separated list")
 @click.option("--trials", type=click.IntRange(1, 100), default=None,
               help="repeated trials per step (default: the profile's)")
 @click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True,
               help="seeds every arrival schedule and request mix")
 @click.option("--arrival", type=click.Choice(["poisson", "constant"]), default="poisson",
-              show_default=True, help="open-loop arrival process of the journey")
-@click.option("--p99-objective-ms", type=click.FloatRange(0.1, 60_000), default=50.0,
-              show_default=True, help="journey throughput is reported at this p99 objective")
+              show_default=True, help="arrival process of every open-loop step that does "
+                                      "not fix its own")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results"), show_default=True, help="runs are written under this")
 @with_common_options
 def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
         experiments: tuple[str, ...], assignments: tuple[str, ...], trials: int | None,
-        seed: int, arrival: str, p99_objective_ms: float, results: Path, workers: int,
-        threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
+        seed: int, arrival: str, results: Path, workers: int, threads: int,
+        catalog_size: int, kdf_log2: int, hop_delay_ms: float, **options: Any) -> None:
     """Measure the placements side by side and write results/<run-id>/ with its report.
 
     Each placement is started once; then trial by trial each experiment's rungs run in every
@@ -170,28 +196,33 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
     failed); 3 done, but a headline figure rests on no valid step; 130 interrupted. An
     interrupted or failed run keeps what was measured, marked incomplete.
     """
-    _stop_on_signals()
+    stop_on_signals()
     chosen = tuple(dict.fromkeys(experiments)) or default_run()
     unknown = [name for name in chosen if name not in registered()]
     if unknown:
         raise click.BadParameter(f"unknown experiment {unknown[0]!r}; known: "
                                  f"{', '.join(registered())}", param_hint="--experiment")
-    overrides: dict[str, dict[str, Any]] = (
-        {"journey": {"objective_p99_ms": p99_objective_ms}} if "journey" in chosen else {})
-    _measure(profile, placements, comparisons, chosen, assignments, overrides, trials, seed,
-             arrival, results, _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms))
+    overrides: dict[str, dict[str, Any]] = {}
+    for name in chosen:  # the options experiments add to `run` (Experiment.run_options)
+        for option in get_experiment(name).run_options:
+            if options.get(option.dest) is not None:
+                overrides.setdefault(name, {})[option.field] = options[option.dest]
+    measure("run", profile, placements, comparisons, chosen, assignments, overrides, trials,
+            seed, arrival, results,
+            launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms))
 
 
-def _measure(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
-             chosen: tuple[str, ...], assignments: tuple[str, ...],
-             overrides: dict[str, dict[str, Any]], trials: int | None, seed: int, arrival: str,
-             results: Path, launch_settings: LaunchSettings) -> None:
-    """The run of ``run`` and ``chaos``: build the config, execute it, say how it went, exit."""
+def measure(command: str, profile: str, placements: list[Topology],
+            comparisons: tuple[str, ...], chosen: tuple[str, ...], assignments: tuple[str, ...],
+            overrides: dict[str, dict[str, Any]], trials: int | None, seed: int, arrival: str,
+            results: Path, launch: LaunchSettings) -> NoReturn:
+    """What ``seambench run`` (and a command an experiment adds) does once its options are
+    read: build the config, execute it, say how it went, and exit with the run's code."""
     for name, fields in _assignments(assignments, chosen).items():
         overrides.setdefault(name, {}).update(fields)
     try:
         config = lifecycle.RunConfig.build(
-            profile, placements, launch_settings,
+            profile, placements, launch,
             lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
             comparisons=_comparisons(comparisons, [t.name for t in placements]))
     except (TypeError, ValueError) as exc:  # a --set the experiment's settings refuse
@@ -200,7 +231,6 @@ def _measure(profile: str, placements: list[Topology], comparisons: tuple[str, .
     console = RunConsole(results / run_id, len(lifecycle.plan_steps(config)))
     with console:
         outcome = lifecycle.execute(config, results, console.progress(), run_id)
-    command = "chaos" if chosen == ("chaos",) else "run"
     if outcome.reason == "interrupted":
         click.echo(f"seambench {command}: interrupted; keeping what was measured (incomplete)",
                    err=True)
@@ -213,42 +243,6 @@ def _measure(profile: str, placements: list[Topology], comparisons: tuple[str, .
     else:
         console.headline(outcome.summary)
     sys.exit(outcome.exit_code)
-
-
-@cli.command()
-@click.option("--profile", type=click.Choice(sorted(lifecycle.PROFILES)), default="quick",
-              show_default=True, help="quick (five crashes of billing, five of notify: ~4 min), "
-              "full (every fault kind against every dependency: ~50 min), smoke (for tests)")
-@click.option("--topology", "placements", multiple=True, default=["monolith", "microservices"],
-              show_default=True, callback=_topology, help="placements to fault (repeatable)")
-@click.option("--plan", "plans", multiple=True, metavar="NAME|FILE.toml",
-              help="a built-in fault plan (e.g. crash-billing, pause-notify) or a plan file "
-                   "(repeatable; default: the profile's)")
-@click.option("--set", "assignments", multiple=True, metavar="chaos.FIELD=VALUE",
-              help="override a chaos setting, e.g. chaos.rate=40 (repeatable)")
-@click.option("--trials", type=click.IntRange(1, 100), default=1, show_default=True)
-@click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True)
-@click.option("--results", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("results"), show_default=True, help="runs are written under this")
-@with_common_options
-def chaos(profile: str, placements: list[Topology], plans: tuple[str, ...],
-          assignments: tuple[str, ...], trials: int, seed: int, results: Path, workers: int,
-          threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
-    """Inject faults under load into each placement, supervised, and run the consistency
-    oracle after every step: availability, p99 during and after, recovery, breaker
-    transitions, notification lag, and whether any money or notification was lost or
-    duplicated. Writes results/<run-id>/ with its report and a timeline per plan. Exit codes
-    as ``run``'s."""
-    from bench.system.faults import PlanError, load_plan
-    _stop_on_signals()
-    for plan in plans:
-        try:
-            load_plan(plan)
-        except PlanError as exc:
-            raise click.BadParameter(str(exc), param_hint="--plan") from None
-    overrides: dict[str, dict[str, Any]] = {"chaos": {"plans": tuple(plans)}} if plans else {}
-    _measure(profile, placements, (), ("chaos",), assignments, overrides, trials, seed,
-             "poisson", results, _settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms))
 
 
 def _assignments(asked: tuple[str, ...], experiments: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -325,7 +319,7 @@ def load(url: str, rate: float, duration: float, warmup: float, method: str, arr
 
     Prints p50/p90/p99/p99.9/max in µs and the achieved rate; exit 1 if the run is invalid
     (the rate was missed by more than 2% or the generator saturated)."""
-    _stop_on_signals()
+    stop_on_signals()
     parts = urlsplit(url)
     host = f"{parts.scheme}://{parts.netloc}"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -362,7 +356,7 @@ def calibrate(duration: float, as_json: bool) -> None:
     """How fast one generator process goes, against wrk on the same endpoint and core.
 
     A benchmark, not a test: it loads a minimal endpoint on loopback for about a minute."""
-    _stop_on_signals()
+    stop_on_signals()
     plan = lifecycle.cpu_plan()
     try:
         result = run_calibration(plan, LaunchSettings(), duration)

@@ -22,15 +22,15 @@ from typing import Any
 
 from bench.experiments import Experiment, Progress, Rung, RunSession, default_run, get
 from bench.experiments.base import step_key
-from bench.system.fingerprint import fingerprint
-from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.load.generator import LoadError, LoadResult, run_load
 from bench.load.plan import LoadPlan
 from bench.results.model import EXIT_FAILED, EXIT_INTERRUPTED, StepKey, StepResult
+from bench.results.store import CALLS, RESOURCES, RunStore
+from bench.system.fingerprint import fingerprint
+from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.system.processes import pinned, signals_held, stop_requested
 from bench.system.sampler import window_usage
 from bench.system.shopquery import ShopQueryError, count_rows, shop_counts
-from bench.results.store import CALLS, RESOURCES, RunStore
 from shop.placement import Topology
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,11 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.system.faultproxy import read_request  # noqa: E402
 from shop.hops import HopClient, HopSettings  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
           b'{"ok":true}')

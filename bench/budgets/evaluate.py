@@ -13,7 +13,7 @@ from bench.budgets import verdicts as v
 from bench.budgets.metrics import Measured, Missing, RunView
 from bench.budgets.refusals import (Allowances, Unusable, input_problems, slug, steps_under,
                                     uses_baseline)
-from bench.budgets.spec import METRICS, Budget, BudgetFile
+from bench.budgets.spec import Budget, BudgetFile
 from bench.budgets.text import fmt_change, fmt_estimate, ratio_estimate
 from bench.render.display import ratio as fmt_ratio
 from bench.results.model import Estimate
@@ -103,8 +103,11 @@ def evaluate_one(b: Budget, run: RunView, baseline: RunView | None) -> Result:
         kind = b.limit.kind
         if kind == "ceiling":
             return _ceiling(b, run)
+        if b.limit.spec.own_verdict:
+            decision, measured = run.figures(b.experiment).verdict(b, run)
+            return _result(b, decision, measured)
         if kind == "floor":
-            return _throughput(b, run)
+            return _floor(b, run)
         if kind == "calibrated":
             return _calibrated(b, run)
         if kind == "ratio":
@@ -122,7 +125,7 @@ def _result(b: Budget, d: v.Decision, measured: str, limit: str | None = None,
 
 def _ceiling(b: Budget, run: RunView) -> Result:
     m = run.measure(b.experiment, b.placement, b.request, b.rung, b.limit.metric)
-    unit = METRICS[b.limit.metric].unit
+    unit = b.limit.spec.unit
     if unit == "x":
         return _result(b, v.ceiling(m.estimate, b.limit.value, m.spread), fmt_ratio(m.estimate))
     return _result(b, v.ceiling(m.estimate, b.limit.value, m.spread), fmt_estimate(m.estimate, unit))
@@ -166,51 +169,10 @@ def _ratio(b: Budget, run: RunView) -> Result:
                    fmt_ratio(e, f" {versus}"), f"<= {b.limit.value:g}x {versus}")
 
 
-def _throughput(b: Budget, run: RunView) -> Result:
-    """Throughput at the p99 objective against a floor of X req/s, from the journey's own
-    verdict per rung (a rung *meets* when its p99 interval is within the objective, *misses*
-    when it is over). A pass when a rung at X or above meets; a breach when a rung at X or
-    under misses; noisy when the rung that would decide is inconclusive (with the trials
-    that would decide it); missing when the ladder cannot tell (no valid rung at or over X,
-    or no rung between the last met and the first missed). Rungs with an invalid trial are
-    no evidence either way."""
-    t = run.throughput(b.placement)
-    floor_rps = b.limit.value
-    objective_ms = float(run.result("journey").get("objective_p99_ms") or 0)
-    per = run.result("journey")["placements"].get(b.placement, {})
-    rungs = {e["rate"]: e for e in per.values()}
-    whole = {rate for rate, e in rungs.items() if e.get("valid_trials") == e.get("trials")}
-    verdict = {r["rate"]: r["verdict"] for r in t.get("per_rate", []) if r["rate"] in whole}
-    measured = f"{t.get('text', 'n/a')} (p99 <= {objective_ms:g} ms)"
-    meets = [r for r, x in verdict.items() if x == "meets" and r >= floor_rps]
-    misses = [r for r, x in verdict.items() if x == "misses" and r <= floor_rps]
-    if meets and misses:
-        return _result(b, v.Decision(v.NOISY, "the ladder is not monotone: met at or above "
-                                              "the floor, missed at or under it"), measured)
-    if meets:
-        return _result(b, v.Decision(v.PASS), measured)
-    if misses:
-        return _result(b, v.Decision(v.BREACH, f"p99 is over the objective at "
-                                               f"{min(misses):g} req/s"), measured)
-    above = sorted(r for r in verdict if r >= floor_rps)
-    below = sorted(r for r in verdict if r <= floor_rps)
-    deciding = [r for r in (above[:1] + below[-1:]) if verdict[r] == "inconclusive"]
-    if not deciding:
-        why = (f"no valid rung at or above {floor_rps:g} req/s (the ladder tops out at "
-               f"{max(rungs, default=0):g})" if not above else
-               f"the ladder cannot decide {floor_rps:g} req/s: the first rung over it misses; "
-               "add a rung at the floor")
-        return Result(b, v.MISSING, measured, b.limit.describe(), why)
-    rate = deciding[0]
-    p99 = Estimate.from_json(rungs[rate].get("latency", {}).get("p99"))
-    if not p99.usable:
-        return Result(b, v.MISSING, measured, b.limit.describe(),
-                      f"p99 at {rate:g} req/s cannot be judged: too few samples "
-                      f"({p99.samples or 0:,})")
-    spread = v.Spread("scale", int(rungs[rate].get("valid_trials") or 1))
-    needed = v.trials_to_clear(p99, objective_ms * 1000, spread)
-    return _result(b, v.Decision(v.NOISY, f"p99 at {rate:g} req/s is inconclusive against "
-                                          "the objective", needed), measured)
+def _floor(b: Budget, run: RunView) -> Result:
+    m = run.measure(b.experiment, b.placement, b.request, b.rung, b.limit.metric)
+    return _result(b, v.floor(m.estimate, b.limit.value, m.spread),
+                   fmt_estimate(m.estimate, b.limit.spec.unit))
 
 
 def _positive(values: Iterable[float]) -> list[float]:

@@ -35,27 +35,21 @@ def _placements_under(b: Budget, run: RunView) -> list[str]:
         out.append(lim.versus or run.summary.baseline or b.placement)
     if lim.kind == "growth" and lim.versus:
         out.append(lim.versus)
-    if lim.metric == "cpu_ms_per_hop" and run.summary.baseline:
-        out.append(run.summary.baseline)
+    out += run.figures(b.experiment).placements_under(b, run)
     return list(dict.fromkeys(out))
 
 
 def steps_under(b: Budget, view: RunView,
                 label_from: RunView | None = None) -> list[dict[str, Any]]:
     """The steps ``b``'s figure rests on in ``view``: its rung's, resolved in ``label_from``
-    (default ``view``), or every rung's when it cannot be resolved. A throughput floor of X
-    rests on the rungs at or under X (a rung over it that the system could not sustain is
-    the throughput's bound, not a broken measurement)."""
+    (default ``view``), or every rung's when it cannot be resolved; the experiment that
+    offers the figure has the last word (``BudgetFigures.steps_under``)."""
     steps = [s for p in _placements_under(b, view) for s in view.steps(b.experiment, p)]
-    if b.limit.metric == "throughput_rps":
-        return [s for s in steps if float(s.get("rate") or 0) <= b.limit.value]
-    if b.experiment == "journey":
-        try:
-            rung = (label_from or view).rung(b.experiment, b.rung)
-        except Missing:
-            return steps
-        return [s for s in steps if str(s.get("rung")) == rung]
-    return steps
+    try:
+        label: str | None = (label_from or view).rung(b.experiment, b.rung)
+    except Missing:
+        label = None
+    return view.figures(b.experiment).steps_under(b, view, label, steps)
 
 
 def slug(s: Mapping[str, Any]) -> str:

@@ -4,10 +4,10 @@ A budgets file is TOML. Each ``[[budget]]`` picks a figure of a run (experiment,
 request, rung) and puts limits on it, one sub-table per kind of limit::
 
     [[budget]]
-    experiment = "journey"        # "journey" or "hops"
+    experiment = "NAME"           # an experiment that offers budget figures
     placement = "microservices"   # or a list: one budget per placement
-    request = "all"               # journey: "all", search, checkout, inbox, topup; hops: "chain k=2"
-    rung = "headline"             # journey: "headline" (the run's headline rate) or a label, "r120"
+    request = "all"               # or a request name of the experiment
+    rung = "headline"             # "headline" (the run's headline rung) or a label, "r120"
 
     [budget.ceiling]              # absolute: latency ms, CPU ms per request, MiB, a fraction
     p99_ms = 25
@@ -21,11 +21,13 @@ request, rung) and puts limits on it, one sub-table per kind of limit::
     [budget.growth]               # may not grow by more than this fraction (0.15 = 15%) ...
     p99_ms = 0.15                 # ... against --baseline RUN, or against `versus` in this run
     [budget.floor]
-    throughput_rps = 100          # journey: throughput at the run's p99 objective, req/s
+    throughput_rps = 100          # e.g. throughput at the run's p99 objective, req/s
 
 Every limit becomes one ``Budget`` (one row of the table, one JUnit testcase). The metric
 names carry the unit an absolute limit is written in; in ``calibrated`` (a multiple),
-``ratio`` (x) and ``growth`` (a fraction) the same names only say which figure.
+``ratio`` (x) and ``growth`` (a fraction) the same names only say which figure. Which
+figures, requests, rungs and calibrations an experiment has is its own to say
+(``bench.budgets.figures.BudgetFigures``).
 """
 from __future__ import annotations
 
@@ -35,21 +37,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.budgets.tomlines import Path as KeyPath, key_lines, line_of
+from bench.budgets.tomlines import Path as KeyPath
+from bench.budgets.tomlines import key_lines, line_of
+
+if TYPE_CHECKING:
+    from bench.budgets.figures import BudgetFigures
 
 KINDS = ("ceiling", "floor", "calibrated", "ratio", "growth")
-EXPERIMENTS = ("journey", "hops")
-DEFAULT_RUNG = {"journey": "headline", "hops": "chain"}
 HEADLINE = "headline"
 ALL = "all"
-CALIBRATIONS = {  # name -> (floor kind in experiments.hops.floors, what it is)
-    "http_p50": ("http", "raw keep-alive HTTP round trip p50"),
-    "tcp_p50": ("tcp", "raw TCP round trip p50"),
-    "http_nested_p50": ("http_nested", "HTTP round trip from inside a gunicorn worker, p50"),
-}
-CHAIN_REQUEST = re.compile(r"^chain k=(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -61,33 +59,38 @@ class MetricSpec:
     name: str
     label: str
     unit: str
-    experiments: tuple[str, ...]
     kinds: tuple[str, ...]
     per_request: bool = False
     quantile: str | None = None  # "p99" for "p99_ms"
     latency: bool = False  # a latency (ms): may be limited as a multiple of a calibration figure
+    own_verdict: bool = False  # the experiment judges it itself (BudgetFigures.verdict)
 
 
-def _percentile(key: str) -> MetricSpec:
-    return MetricSpec(f"{key}_ms", key, "ms", EXPERIMENTS,
-                      ("ceiling", "calibrated", "ratio", "growth"), per_request=True, quantile=key,
-                      latency=True)
+def percentile_metrics(keys: tuple[str, ...] = ("p50", "p90", "p99", "p99.9")) -> tuple[MetricSpec, ...]:
+    """Latency percentiles in ms, per request: the figures most experiments offer."""
+    return tuple(MetricSpec(f"{key}_ms", key, "ms", ("ceiling", "calibrated", "ratio", "growth"),
+                            per_request=True, quantile=key, latency=True) for key in keys)
 
 
-METRICS: dict[str, MetricSpec] = {m.name: m for m in (
-    *(_percentile(k) for k in ("p50", "p90", "p99", "p99.9")),
-    MetricSpec("error_rate", "error rate", "", ("journey",), ("ceiling",)),
-    MetricSpec("throughput_rps", "throughput at the p99 objective", "req/s", ("journey",), ("floor",)),
-    MetricSpec("cpu_ms_per_request", "CPU per request", "ms", EXPERIMENTS,
-               ("ceiling", "ratio", "growth")),
-    MetricSpec("pss_mib", "memory (PSS)", "MiB", ("journey",), ("ceiling", "ratio", "growth")),
-    MetricSpec("per_call_ms", "one call", "ms", ("hops",),
-               ("ceiling", "calibrated", "ratio", "growth"), latency=True),
-    MetricSpec("bare_hop_ms", "bare hop", "ms", ("hops",), ("ceiling", "calibrated"), latency=True),
-    MetricSpec("cpu_ms_per_hop", "CPU per HTTP hop", "ms", ("hops",), ("ceiling", "growth")),
-    MetricSpec("per_call_vs_hop_floor", "one call / bare hop", "x", ("hops",), ("ceiling", "growth")),
-    MetricSpec("per_call_vs_http_floor", "one call / raw HTTP", "x", ("hops",), ("ceiling", "growth")),
-)}
+CPU_PER_REQUEST = MetricSpec("cpu_ms_per_request", "CPU per request", "ms",
+                             ("ceiling", "ratio", "growth"))
+
+
+def figures_of(experiment: str) -> "BudgetFigures | None":
+    """What ``experiment`` offers to budgets; None when it offers nothing or is unknown."""
+    from bench.experiments import get, registered  # the registry loads the experiments
+    return get(experiment).budget_figures() if experiment in registered() else None
+
+
+def budgeted_experiments() -> list[str]:
+    from bench.experiments import registered
+    return [name for name in registered() if figures_of(name) is not None]
+
+
+def calibrations() -> dict[str, tuple[str, str]]:
+    """Every calibration figure an experiment offers: name -> (experiment, what it is)."""
+    return {name: (experiment, what) for experiment in budgeted_experiments()
+            for name, what in figures_of(experiment).calibrations.items()}
 OPTIONS = {"calibrated": {"of"}, "growth": {"of", "versus"}, "ratio": {"versus"}}
 SELECTORS = ("name", "experiment", "placement", "request", "rung")
 
@@ -103,15 +106,15 @@ class Limit:
     allowed growth as a fraction (growth: 0.15 = +15%)."""
 
     kind: str
-    metric: str
+    spec: MetricSpec
     value: float
     of: str | None = None
     versus: str | None = None
     line: int = 0
 
     @property
-    def spec(self) -> MetricSpec:
-        return METRICS[self.metric]
+    def metric(self) -> str:
+        return self.spec.name
 
     def describe(self) -> str:
         """"<= 25 ms", "<= 30x http_p50", "<= 1.8x monolith", "growth <= +15%", ">= 100 req/s"."""
@@ -144,10 +147,10 @@ class Budget:
 
     @property
     def figure(self) -> str:
-        """"journey microservices checkout @ headline: p99" (the budget's name, when it has
+        """"NAME microservices checkout @ headline: p99" (the budget's name, when it has
         one, in place of the experiment's)."""
         request = "" if self.request == ALL else f" {self.request}"
-        rung = "" if self.experiment == "hops" else f" @ {self.rung}"
+        rung = f" @ {self.rung}" if figures_of(self.experiment).shows_rung else ""
         return f"{self.name or self.experiment} {self.placement}{request}{rung}: {self.limit.spec.label}"
 
     @property
@@ -225,15 +228,18 @@ class _Checker:
                 raise self.fail(path + (key,), f"unknown key{hint}; a [[budget]] has "
                                 f"{', '.join(SELECTORS)} and the tables {', '.join(KINDS)}")
         experiment = self.word(path, entry, "experiment", required=True)
-        if experiment not in EXPERIMENTS:
+        figures = figures_of(experiment)
+        if figures is None:
             raise self.fail(path + ("experiment",), f"unknown experiment {experiment!r}; "
-                            f"budgets know {', '.join(EXPERIMENTS)}")
+                            f"budgets know {', '.join(budgeted_experiments())}")
         name = self.word(path, entry, "name") or ""
         placements = self.words(path, entry, "placement", required=True)
         requests = self.words(path, entry, "request") or [ALL]
-        rungs = self.words(path, entry, "rung") or [DEFAULT_RUNG[experiment]]
+        rungs = self.words(path, entry, "rung") or [figures.default_rung]
         for request in requests:
-            self.request(path + ("request",), experiment, request)
+            problem = None if request == ALL else figures.request_problem(request)
+            if problem:
+                raise self.fail(path + ("request",), problem)
         limits = [limit for kind in entry if kind in KINDS
                   for limit in self.limits(path + (kind,), kind, entry[kind], experiment, requests)]
         if not limits:
@@ -241,7 +247,7 @@ class _Checker:
                                   f"{', '.join(f'[budget.{k}]' for k in KINDS)}")
         return [Budget(name, experiment, placement, request, rung, limit)
                 for placement in placements for request in requests for rung in rungs
-                for limit in limits if METRICS[limit.metric].per_request or request == ALL]
+                for limit in limits if limit.spec.per_request or request == ALL]
 
     def word(self, path: KeyPath, entry: Mapping[str, Any], key: str,
              required: bool = False) -> str | None:
@@ -264,17 +270,6 @@ class _Checker:
         word = self.word(path, entry, key, required)
         return [word] if word else []
 
-    def request(self, path: KeyPath, experiment: str, request: str) -> None:
-        if request == ALL:
-            return
-        if experiment == "journey":
-            from bench.experiments.journey.experiment import NAMES
-            if request not in NAMES:
-                raise self.fail(path, f"unknown journey request {request!r}; known: "
-                                      f"{ALL}, {', '.join(NAMES)}")
-        elif not CHAIN_REQUEST.match(request):
-            raise self.fail(path, f"hops requests are {ALL!r} or 'chain k=N', got {request!r}")
-
     def limits(self, path: KeyPath, kind: str, table: Any, experiment: str,
                requests: list[str]) -> list[Limit]:
         if not isinstance(table, Mapping):
@@ -284,12 +279,13 @@ class _Checker:
             if not isinstance(value, str) or not value.strip():
                 raise self.fail(path + (key,), f"must be a non-empty string, got {value!r}")
         of = options.get("of")
+        known = calibrations()
         if kind == "calibrated" and of is None:
             raise self.fail(path, f"missing the key 'of': the calibration figure the limits "
-                                  f"multiply ({', '.join(CALIBRATIONS)})")
-        if of is not None and of not in CALIBRATIONS:
+                                  f"multiply ({', '.join(known)})")
+        if of is not None and of not in known:
             raise self.fail(path + ("of",), f"unknown calibration figure {of!r}; known: "
-                                            f"{', '.join(CALIBRATIONS)}")
+                                            f"{', '.join(known)}")
         if kind == "growth" and of is not None and options.get("versus") is not None:
             raise self.fail(path + ("of",), "'of' applies to growth against --baseline, "
                                             "not to growth against 'versus'")
@@ -297,22 +293,25 @@ class _Checker:
         for key, value in table.items():
             if key in options:
                 continue
-            spec = METRICS.get(key)
+            figures = figures_of(experiment)
+            spec = figures.metric(key)
             if spec is None:
+                offered = [m.name for name in budgeted_experiments()
+                           for m in figures_of(name).metrics]
+                if key in offered:
+                    raise self.fail(path + (key,), f"{key} is not a figure of the {experiment} "
+                                                   f"experiment")
                 raise self.fail(path + (key,), f"unknown metric{_hint(key, value)}; known: "
-                                               f"{', '.join(METRICS)}")
-            if experiment not in spec.experiments:
-                raise self.fail(path + (key,), f"{key} is not a figure of the {experiment} "
-                                               f"experiment")
+                                               f"{', '.join(dict.fromkeys(offered))}")
             if kind not in spec.kinds:
                 raise self.fail(path + (key,), f"{key} cannot be a {kind} limit (it can be: "
                                                f"{', '.join(spec.kinds)})")
             if not spec.per_request and ALL not in requests:
                 raise self.fail(path + (key,), f"{key} is measured over all requests; list "
                                                f"{ALL!r} among this budget's requests")
-            if experiment == "hops" and spec.quantile and ALL in requests:
-                raise self.fail(path + (key,), "hops percentiles are per chain length: set "
-                                               "request = 'chain k=N'")
+            problem = figures.limit_problem(spec, requests)
+            if problem:
+                raise self.fail(path + (key,), problem)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value):
                 raise self.fail(path + (key,), f"must be a number, got {value!r}")
@@ -321,7 +320,7 @@ class _Checker:
                                                f"got {value!r}")
             if kind == "growth" and value >= 10:
                 raise self.fail(path + (key,), f"growth is a fraction (0.15 = 15%), got {value!r}")
-            out.append(Limit(kind, key, float(value), of, options.get("versus"),
+            out.append(Limit(kind, spec, float(value), of, options.get("versus"),
                              line_of(self.lines, path + (key,)) or 0))
         return out
 

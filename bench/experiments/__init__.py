@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
 
-from bench.experiments.base import Analysis, Experiment, Progress, Rung, RunSession, StepLoad
+from bench.experiments.base import (Analysis, Experiment, Progress, Rung, RunOption, RunSession,
+                                    StepLoad)
 
-__all__ = ["Analysis", "Experiment", "Progress", "Rung", "RunSession", "StepLoad",
+__all__ = ["Analysis", "Experiment", "Progress", "Rung", "RunOption", "RunSession", "StepLoad",
            "ENTRY_POINT_GROUP", "default_run", "get", "register", "registered"]
 
 ENTRY_POINT_GROUP = "seambench.experiments"

@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from bench.results.model import Headline, StepKey, StepResult
 
 if TYPE_CHECKING:
-    from bench.render.document import Block
-    from bench.system.launcher import LaunchSettings, RunningShop
+    from bench.budgets.figures import BudgetFigures
     from bench.load.generator import LoadResult
+    from bench.render.document import Block
     from bench.results.reader import RunData
     from bench.results.store import RunStore
+    from bench.system.launcher import LaunchSettings, RunningShop
     from shop.placement import Topology
 
 
@@ -57,6 +58,27 @@ class StepLoad:
     # request names the scenario sends past the system under test (a floor measured in the
     # same step): kept in a log of their own, they enter none of the system's figures
     reference: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """An option an experiment adds to ``seambench run``: ``--NAME VALUE`` sets the field
+    ``field`` of its settings (when the experiment runs). A number within ``low``..``high``."""
+
+    name: str  # "p99-objective-ms"
+    field: str  # "objective_p99_ms"
+    help: str
+    low: float
+    high: float
+    default_text: str  # what the settings' own default is, for --help
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    def click_type(self) -> Any:
+        import click  # only the command line needs it
+        return click.FloatRange(self.low, self.high)
 
 
 @dataclass
@@ -115,6 +137,7 @@ class Experiment(ABC):
     title: ClassVar[str]  # one line for the report
     # Its place in a default `seambench run` (lower first); None: only when asked for.
     default_order: ClassVar[int | None] = None
+    run_options: ClassVar[tuple[RunOption, ...]] = ()  # options it adds to `seambench run`
 
     @abstractmethod
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> Any:
@@ -160,6 +183,10 @@ class Experiment(ABC):
     @abstractmethod
     def analyse(self, run: "RunData", resamples: int, seed: int) -> Analysis:
         ...
+
+    def budget_figures(self) -> "BudgetFigures | None":
+        """The figures it offers to budgets (``seambench check``); None: nothing to budget."""
+        return None
 
     def legacy_rung(self, rate: float) -> str:
         """The rung label of a step from a schema-1 run, which recorded only its rate."""

@@ -25,9 +25,9 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from bench.load.plan import PLAN_ENV, LoadPlan, split
 from bench.results import hdr
 from bench.results.model import QUANTILES, Quantile
-from bench.load.plan import PLAN_ENV, LoadPlan, split
 from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
 from bench.system.sampler import ResourceSampler, Sample, window_usage
 

@@ -23,8 +23,8 @@ import socket
 import sys
 import time
 from collections import deque
-from contextlib import ExitStack
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import gevent
@@ -32,10 +32,10 @@ import gevent.event
 from gevent.pool import Pool
 from locust import User, task
 
-from bench.load.plan import PLAN_ENV, LoadPlan, arrival_offsets_ns
-from bench.load.recorder import Recorder
 from bench.load.deadline import DeadlineTimer
 from bench.load.leanhttp import LeanHttpClient
+from bench.load.plan import PLAN_ENV, LoadPlan, arrival_offsets_ns
+from bench.load.recorder import Recorder
 from bench.results.store import write_json_atomic
 
 INTENDED = "seambench_intended_ns"

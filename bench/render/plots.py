@@ -2,7 +2,7 @@
 
 matplotlib is imported (with the Agg backend) inside the functions, so importing this module
 does no work. Every function returns None, writing nothing, when there is nothing to draw
-(an incomplete run may lack the journey, a placement or the floors). Latencies arrive in µs;
+(an incomplete run may lack an experiment's steps or a placement). Latencies arrive in µs;
 each axis label says whether it shows µs or ms. Estimates are ``bench.results.model.Estimate``
 as JSON: ``{"value": x, "ci95": [lo, hi] | None, "supported": false when too few samples}``.
 """
@@ -23,7 +23,7 @@ SPECTRUM_POINTS = 200
 LAG_KEYS = ("p50", "p99", "p99.9", "max")  # model.QUANTILES' keys, and the maximum
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     """matplotlib.pyplot on the non-interactive Agg backend (no display, no threads)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -31,26 +31,26 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, out_path: str | Path) -> Path:
+def save(fig: Any, out_path: str | Path) -> Path:
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out_path, dpi=DPI, format="png")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return out_path
 
 
-def _value(estimate: Mapping[str, Any] | None) -> float | None:
+def value_of(estimate: Mapping[str, Any] | None) -> float | None:
     """An estimate's value; None when absent or not supported by enough samples."""
     if not estimate or estimate.get("value") is None or estimate.get("supported") is False:
         return None
     return float(estimate["value"])
 
 
-def _error(estimate: Mapping[str, Any] | None, scale: float = 1.0) -> tuple[float, float]:
+def error_bars(estimate: Mapping[str, Any] | None, scale: float = 1.0) -> tuple[float, float]:
     """(below, above) error-bar lengths of an estimate's 95% CI, clipped at 0 (a bootstrap
     interval may not contain its point estimate); (0, 0) without an interval."""
-    value, ci = _value(estimate), (estimate or {}).get("ci95")
+    value, ci = value_of(estimate), (estimate or {}).get("ci95")
     if value is None or not ci:
         return 0.0, 0.0
     return max(0.0, (value - ci[0]) / scale), max(0.0, (ci[1] - value) / scale)
@@ -79,7 +79,7 @@ def percentile_spectrum(histograms: Mapping[str, HdrHistogram], title: str,
     curves = {name: spectrum_points(h) for name, h in histograms.items() if h.get_total_count()}
     if not curves:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     widest = 10.0
     for name, (x, values_us) in curves.items():
@@ -95,74 +95,7 @@ def percentile_spectrum(histograms: Mapping[str, HdrHistogram], title: str,
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend()
-    return _save(fig, out_path)
-
-
-def latency_vs_rate(journey: Mapping[str, Mapping[str, Any]], out_path: str | Path,
-                    objective_p99_ms: float | None = None) -> Path | None:
-    """p50 (solid) and p99 (dashed) journey latency in ms against the scheduled arrival rate
-    (req/s), per placement, with 95% CI error bars; ``journey`` is summary["journey"]. The
-    p99 objective, when given, is a horizontal line. None if no rung has a latency."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    drawn = False
-    for index, (placement, rungs) in enumerate(journey.items()):
-        color = f"C{index}"
-        for key, style, label in (("p50", "-", "p50"), ("p99", "--", "p99")):
-            rates = [r for r in sorted(rungs, key=float) if _value(rungs[r].get(key)) is not None]
-            if not rates:
-                continue
-            y = [_value(rungs[r][key]) / US_PER_MS for r in rates]
-            err = np.array([_error(rungs[r][key], US_PER_MS) for r in rates]).T
-            ax.errorbar([float(r) for r in rates], y, yerr=err, fmt="o" + style, color=color,
-                        capsize=3, label=f"{placement} {label}")
-            drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
-    if objective_p99_ms:
-        ax.axhline(objective_p99_ms, color="grey", linestyle=":", label=f"p99 objective {objective_p99_ms:g} ms")
-    ax.set_xlabel("scheduled arrival rate (req/s)")
-    ax.set_ylabel("latency from intended send (ms)")
-    ax.set_ylim(bottom=0)
-    ax.set_title("journey latency vs arrival rate (95% CI)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, out_path)
-
-
-def hop_cost(hops: Mapping[str, Mapping[str, Any]], floors: Mapping[str, Any],
-             out_path: str | Path) -> Path | None:
-    """Bars of the chain's p50 latency (µs) per k per placement with 95% CI error bars, and
-    horizontal lines at the raw TCP and raw HTTP round-trip p50 floors; ``hops`` and
-    ``floors`` are summary["hops"] and summary["floors"]. None without any p50."""
-    placements = [p for p, h in hops.items() if any(_value(e.get("p50")) is not None
-                                                    for e in h.get("per_k", {}).values())]
-    if not placements:
-        return None
-    ks = sorted({k for p in placements for k in hops[p]["per_k"]}, key=int)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / len(placements)
-    for index, placement in enumerate(placements):
-        per_k = hops[placement]["per_k"]
-        present = [k for k in ks if _value(per_k.get(k, {}).get("p50")) is not None]
-        x = np.array([int(k) for k in present]) + (index - (len(placements) - 1) / 2) * width
-        y = [_value(per_k[k]["p50"]) for k in present]
-        err = np.array([_error(per_k[k]["p50"]) for k in present]).T
-        ax.bar(x, y, width, yerr=err, capsize=3, label=placement, color=f"C{index}")
-    for kind, style in (("tcp", ":"), ("http", "--")):
-        floor = _value(floors.get(kind, {}).get("p50"))
-        if floor is not None:
-            ax.axhline(floor, color="black", linestyle=style, linewidth=1,
-                       label=f"raw {kind.upper()} round trip p50 ({floor:,.0f} µs)")
-    ax.set_xticks([int(k) for k in ks], [f"k={k}" for k in ks])
-    ax.set_xlabel("components called in the chain")
-    ax.set_ylabel("p50 latency (µs)")
-    ax.set_title("hop chain: p50 per k (95% CI) against the floors")
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, out_path)
+    return save(fig, out_path)
 
 
 def resources(cpu_ms_per_request: Mapping[str, Mapping[str, Any] | None],
@@ -170,19 +103,19 @@ def resources(cpu_ms_per_request: Mapping[str, Mapping[str, Any] | None],
               out_path: str | Path) -> Path | None:
     """Two panels of bars per placement: CPU-ms per request (with its 95% CI when present)
     and peak memory (PSS, or RSS for older runs) in MiB. None when neither has a value."""
-    cpu = {p: e for p, e in cpu_ms_per_request.items() if _value(e) is not None}
+    cpu = {p: e for p, e in cpu_ms_per_request.items() if value_of(e) is not None}
     rss = {p: float(v) for p, v in rss_mib.items() if v is not None}
     if not cpu and not rss:
         return None
     placements = list(dict.fromkeys([*cpu_ms_per_request, *rss_mib]))
     colors = {p: f"C{i}" for i, p in enumerate(placements)}
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.5))
-    _placement_bars(left, {p: _value(e) for p, e in cpu.items()},
-                    {p: _error(e) for p, e in cpu.items()}, colors, "CPU-ms per request")
+    _placement_bars(left, {p: value_of(e) for p, e in cpu.items()},
+                    {p: error_bars(e) for p, e in cpu.items()}, colors, "CPU-ms per request")
     _placement_bars(right, rss, {}, colors, "peak memory (MiB)")
     fig.suptitle(title)
-    return _save(fig, out_path)
+    return save(fig, out_path)
 
 
 def _placement_bars(ax: Any, heights: Mapping[str, float], errors: Mapping[str, tuple[float, float]],
@@ -207,13 +140,13 @@ def notification_lag(lag_us: Mapping[str, Mapping[str, Any] | None], title: str,
     present = {p: lag for p, lag in lag_us.items() if lag and lag.get("count")}
     if not present:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     width = 0.8 / len(present)
     for index, (placement, lag) in enumerate(present.items()):
         x = np.arange(len(LAG_KEYS)) + (index - (len(present) - 1) / 2) * width
         # a percentile too few samples support is left out (NaN draws no bar)
-        y = [(_value(lag[key]) if isinstance(lag.get(key), Mapping) else lag.get(key))
+        y = [(value_of(lag[key]) if isinstance(lag.get(key), Mapping) else lag.get(key))
              for key in LAG_KEYS]
         y = [float("nan") if v is None else float(v) / US_PER_MS for v in y]
         ax.bar(x, y, width, label=f"{placement} (n={lag['count']})", color=f"C{index}")
@@ -222,4 +155,4 @@ def notification_lag(lag_us: Mapping[str, Mapping[str, Any] | None], title: str,
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(fig, out_path)
+    return save(fig, out_path)

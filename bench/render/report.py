@@ -13,9 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.render import display
-from bench.render.document import Block, Bullets, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from bench.experiments import get
+from bench.render import display
+from bench.render.document import (Block, Bullets, Figure, Heading, Paragraph, Table, to_html,
+                                   to_markdown)
 from bench.results.model import RunSummary
 from bench.results.reader import load_run
 from bench.results.store import SUMMARY, assemble_parts, write_json_atomic, write_text_atomic
@@ -113,7 +114,7 @@ def run_section(summary: RunSummary, manifest: Mapping[str, Any]) -> list[Block]
         ("seed", display.number(config.get("seed"))),
         ("arrival process", str(config.get("arrival", "?"))),
         ("experiments", ", ".join(f"{name} ({_settings_text(s)})" for name, s in
-                                  config.get("experiments", {}).items()) or "hops, journey"),
+                                  config.get("experiments", {}).items()) or ", ".join(summary.experiments)),
         ("bootstrap resamples", display.number(profile.get("bootstrap_resamples"))),
         ("gunicorn workers x threads", f"{display.number(launch.get('workers'))} x {display.number(launch.get('threads'))}"),
         ("CPU pinning", str(summary.cpu_note or manifest.get("cpu_note") or "not recorded")),
@@ -132,6 +133,6 @@ def headline_section(summary: RunSummary) -> list[Block]:
     if not rows:
         return [Heading("Headlines"), Paragraph("No headline figures: nothing comparable was measured.")]
     return [Heading("Headlines"), Paragraph(
-        "Ratios are each placement over the baseline (the first), paired by trial, at the "
-        "highest journey rate valid in every trial of every placement."),
+        "Ratios are each placement over the baseline (the first), paired by trial; each "
+        "experiment's section says at which load its headline figures are taken."),
         Table(["figure", "value", "95% CI", "verdict"], rows, "lrrl")]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import sys
-
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path

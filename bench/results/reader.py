@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from bench.load.recorder import tag_of
 from bench.results import hdr
 from bench.results.model import StepResult
-from bench.load.recorder import tag_of
 from bench.results.stats import Blocks
 from bench.results.store import CALLS, HARNESS_LOG, MANIFEST, STEPS, read_json
 

@@ -31,7 +31,8 @@ from flask import Flask
 from hdrh.histogram import HdrHistogram
 
 from bench.results import hdr
-from bench.system.launcher import HOST, LaunchError, LaunchSettings, bind_listeners, gunicorn_command, is_ready
+from bench.system.launcher import (HOST, LaunchError, LaunchSettings, bind_listeners,
+                                   gunicorn_command, is_ready)
 from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
 from shop.address import address_of
 

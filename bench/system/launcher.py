@@ -32,11 +32,11 @@ from bench.system.processes import child_env, signals_held, spawn_group, stop_gr
 from bench.system.supervision import Supervisor
 from shop.address import address_of
 from shop.errors import DomainError
+from shop.hops import HopSettings
 from shop.placement import (COMPONENTS, GATEWAY, Deployment, Topology, discard_storage, leaf_of,
                             prepare_storage)
-from shop.search.leaves import LeafDelay
-from shop.hops import HopSettings
 from shop.readiness import answers
+from shop.search.leaves import LeafDelay
 from shop.search.service import SearchSettings
 from shop.server import DEPLOYMENT_ENV, PROCESS_ENV, THREADS_ENV
 from shop.telemetry import MULTIPROC_ENV

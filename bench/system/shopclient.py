@@ -1,10 +1,10 @@
 """A keep-alive JSON client for the shop's public API, for set-up work outside the load
-(registering the journey's users). Not used to measure anything."""
+(registering an experiment's users before its load). Not used to measure anything."""
 from __future__ import annotations
 
 import http.client
-import os
 import json
+import os
 
 from shop.address import address_of
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import hdr
 from bench.load.generator import (MAX_ERROR_RATE, TARGET, LoadResult, NameResult, run_load,
                                   target_summary, validity_problems)
 from bench.load.plan import LoadPlan
 from bench.load.recorder import Recorder, tag_of
+from bench.results import hdr
 from tests.bench.truth_server import running
 
 S = 1_000_000_000  # ns

@@ -6,8 +6,8 @@ import pytest
 
 from bench.results import hdr
 from bench.results.model import Estimate
-from bench.results.stats import Blocks, bootstrap_percentile, interval, paired_ratio, resample_weights, \
-    t_estimate
+from bench.results.stats import (Blocks, bootstrap_percentile, interval, paired_ratio,
+                                 resample_weights, t_estimate)
 
 
 def test_resampling_draws_whole_trials_then_seconds_within_them():

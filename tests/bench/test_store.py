@@ -5,7 +5,7 @@ import csv
 import json
 
 from bench.results.store import (MANIFEST, RESOURCES, STEPS, RunStore, assemble_parts,
-                         write_json_atomic)
+                                 write_json_atomic)
 
 
 def read(path):

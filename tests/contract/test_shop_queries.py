@@ -16,7 +16,7 @@ from shop.notify.service import rounded_us
 from shop.observe import PAYMENT_LAG_PATH
 from tests.contract.conftest import User
 from tests.contract.test_shop_contract import assert_error
-from tests.placements import HttpApi, topology_of, eventually
+from tests.placements import HttpApi, eventually, topology_of
 
 CHECKOUTS = 3
 

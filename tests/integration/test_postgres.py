@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from shop.billing.api import LineItem
-from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
+from shop.billing.service import SCHEMA as BILLING_SCHEMA
+from shop.billing.service import BillingService
 from shop.errors import InvalidValue, Unavailable
 from shop.events import OUTBOX_SCHEMA, Outbox, OutboxRelay
 from shop.storage import DuplicateKey

@@ -3,12 +3,14 @@ import time
 import pytest
 
 from shop.billing.api import LineItem
-from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
-from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay, PaymentCaptured
+from shop.billing.service import SCHEMA as BILLING_SCHEMA
+from shop.billing.service import BillingService
 from shop.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from shop.events import OUTBOX_SCHEMA, DirectDelivery, Outbox, OutboxRelay, PaymentCaptured
 from shop.notify.routes import parse_event
+from shop.notify.service import SCHEMA as NOTIFY_SCHEMA
+from shop.notify.service import NotifyService
 from shop.storage.sqlite import SqliteDatabase
-from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
 from tests.fakes import FakeNotify, FakeSearch
 
 

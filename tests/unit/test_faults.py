@@ -6,8 +6,8 @@ import pytest
 
 from bench.experiments.chaos.experiment import PROFILES, scaled
 from bench.experiments.chaos.measures import availability, recovery_s, summarise, timeline
-from bench.system.faults import PLANS, Fault, FaultPlan, PlanError, load_plan, parse_plan
 from bench.experiments.chaos.oracle import judge, outcome
+from bench.system.faults import PLANS, Fault, FaultPlan, PlanError, load_plan, parse_plan
 
 
 def test_every_fault_kind_against_every_dependency_is_built_in():

@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 
 from bench.system.launcher import (LaunchSettings, bind_listeners, new_deployment, process_names,
-                            process_settings, replica_name, split_name)
+                                   process_settings, replica_name, split_name)
 from shop.placement import Topology, load_topology, parse_topology
 
 

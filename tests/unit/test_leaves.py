@@ -10,8 +10,8 @@ import pytest
 
 from shop.errors import InvalidValue, Unavailable
 from shop.search.api import Hit
-from shop.search.leaves import (LeafDelay, LeafService, Scatter, draw, first_answer,
-                                seed_partition, shard_of)
+from shop.search.leaves import (LeafDelay, LeafService, Scatter, draw, first_answer, seed_partition,
+                                shard_of)
 from shop.search.service import SCHEMA, SearchService, SearchSettings, seed_catalog
 from shop.storage.sqlite import SqliteDatabase
 

@@ -5,8 +5,8 @@ import pytest
 
 from shop.auth.client import AuthClient
 from shop.auth.service import AuthService
-from shop.events import DirectDelivery
 from shop.balance import ReplicaSet
+from shop.events import DirectDelivery
 from shop.placement import (Deployment, ProcessScale, Topology, TopologyError, build_process,
                             load_topology, parse_topology)
 from shop.search.client import SearchClient

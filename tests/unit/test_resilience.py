@@ -3,9 +3,9 @@ real loopback socket, so every assertion can fail."""
 from __future__ import annotations
 
 import socket
-from dataclasses import replace
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 

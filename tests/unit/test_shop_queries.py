@@ -8,16 +8,17 @@ from dataclasses import asdict
 import pytest
 
 from bench.results import hdr
-
 from bench.system import shopquery
 from shop.billing.api import LineItem
-from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
+from shop.billing.service import SCHEMA as BILLING_SCHEMA
+from shop.billing.service import BillingService
 from shop.chain.api import CHAIN_ORDER, MAX_HOPS
 from shop.chain.client import ChainClient
 from shop.chain.service import chain_path
 from shop.errors import InvalidValue
 from shop.events import PaymentCaptured
-from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService, rounded_us
+from shop.notify.service import SCHEMA as NOTIFY_SCHEMA
+from shop.notify.service import NotifyService, rounded_us
 from shop.placement import Topology, build_process, chain_http_hops, load_topology
 from tests.fakes import FakeSearch, RecordingPublisher
 from tests.placements import unit_deployment

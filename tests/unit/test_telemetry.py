@@ -13,7 +13,8 @@ from monolith.app import create_app
 from shop.errors import Unavailable
 from shop.events import PaymentCaptured
 from shop.hops import HopClient
-from shop.notify.service import SCHEMA as NOTIFY_SCHEMA, NotifyService
+from shop.notify.service import SCHEMA as NOTIFY_SCHEMA
+from shop.notify.service import NotifyService
 from shop.placement import prepare_storage
 from shop.telemetry import Telemetry
 from tests.contract.conftest import User

@@ -11,7 +11,8 @@ import pytest
 
 from bench.system.faultproxy import read_request
 from microservices.gateway import is_idempotent
-from shop.billing.service import SCHEMA as BILLING_SCHEMA, BillingService
+from shop.billing.service import SCHEMA as BILLING_SCHEMA
+from shop.billing.service import BillingService
 from shop.events import OUTBOX_SCHEMA, Outbox
 from shop.hops import HopClient, HopSettings
 from tests.fakes import FakeSearch

@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.render.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from bench.experiments.base import Analysis
 from bench.experiments.chaos.experiment import DETAILS
 from bench.experiments.chaos.measures import fmt_share, summarise, timeline, window_span
-from bench.results.model import Headline
 from bench.experiments.chaos.oracle import read_ops
-from bench.render.plots import _pyplot, _save
+from bench.render.document import Block, Bullets, Figure, Heading, Paragraph, Table
+from bench.render.plots import pyplot, save
+from bench.results.model import Headline
 from bench.results.reader import RunData
 from bench.results.store import read_json
 
@@ -127,7 +127,7 @@ def timeline_figure(run: RunData, label: str, out_path: Path) -> Path | None:
     steps = [s for s in run.steps_of("chaos", rung=label) if s.key.trial == 0]
     if not steps:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(steps), figsize=(5.5 * len(steps), 5.5), sharex=True,
                              squeeze=False)
     for col, step in enumerate(steps):
@@ -157,7 +157,7 @@ def timeline_figure(run: RunData, label: str, out_path: Path) -> Path | None:
         bottom.set_xlabel("seconds since the schedule started")
         top.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
-    return _save(fig, out_path)
+    return save(fig, out_path)
 
 
 def details(run: RunData, step: Any) -> dict[str, Any]:

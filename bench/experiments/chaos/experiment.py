@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
 from bench.experiments.fanout.experiment import as_tuple
-from bench.system.faults import KINDS, NETWORK_KINDS, TARGETS, FaultInjector, FaultPlan, load_plan
 from bench.results.model import StepKey, StepResult
 from bench.results.store import write_json_atomic
+from bench.system.faults import KINDS, NETWORK_KINDS, TARGETS, FaultInjector, FaultPlan, load_plan
 
 if TYPE_CHECKING:
     from bench.render.document import Block
-    from bench.system.launcher import LaunchSettings, RunningShop
     from bench.results.reader import RunData
+    from bench.system.launcher import LaunchSettings, RunningShop
     from shop.placement import Topology
 
 SCENARIO = f"{__package__}.scenario"  # its locustfile, beside this module
@@ -134,7 +134,8 @@ class Chaos(Experiment):
 
     def load(self, session: RunSession, settings: ChaosSettings, rung: Rung,
              placement: str) -> StepLoad:
-        from bench.experiments.chaos.oracle import snapshot  # asks the shop over HTTP, before the load
+        from bench.experiments.chaos.oracle import \
+            snapshot  # asks the shop over HTTP, before the load
         state = session.state_of(self)
         shop = session.shop(self, placement)
         tokens = state["tokens"][placement]

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.stats import beta
 
+from bench.experiments.base import Analysis, validity
+from bench.experiments.fanout.experiment import (CONFIDENCE_SLOW, HEDGED, PLAIN, SLOW_REPLICA, TAIL,
+                                                 FanoutSettings, Kind, kind_name, kinds)
 from bench.results.model import QUANTILES, Estimate, Headline, Quantile, Ratio, estimates_to_json
 from bench.results.reader import RunData
 from bench.results.stats import (Blocks, interval, paired_ratio, percentile_estimate,
-                         percentile_of_counts, resample_weights)
-from bench.experiments.base import Analysis, validity
-from bench.experiments.fanout.experiment import (CONFIDENCE_SLOW, HEDGED, PLAIN, SLOW_REPLICA, TAIL, FanoutSettings,
-                                      Kind, kind_name, kinds)
+                                 percentile_of_counts, resample_weights)
 
 if TYPE_CHECKING:
     from bench.experiments.fanout.experiment import Fanout

@@ -206,6 +206,7 @@ def leaf_costs(shop: Any) -> dict[str, Any]:
     """What the leaf servers cost just after start-up: how many, and per server the mean CPU
     seconds spent so far (master and worker: the start-up) and PSS in MiB."""
     import psutil
+
     from shop.placement import leaf_of
     cpu, pss = [], []
     for name, server in shop.processes.items():
@@ -228,8 +229,9 @@ def one_leaf_p95_ms(base_url: str, token: str, settings: FanoutSettings) -> floa
     """The p95 (ms) of n = 1 scatters with the one-slow-replica injection, sent one at a
     time (untimed set-up): the default hedge delay, "the leaf's measured p95" as a client
     of one leaf sees it (the path to it included, so the hedge is a little late if anything)."""
-    from bench.system.shopclient import ShopSession
     import random
+
+    from bench.system.shopclient import ShopSession
     rng = random.Random(f"calibrate-{settings.calibration_requests}")
     session = ShopSession(base_url)
     took = []

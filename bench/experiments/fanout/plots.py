@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.render.plots import _pyplot, _save
+from bench.render.plots import pyplot, save
 
 US_PER_MS = 1000.0
 KEYS = ("p50", "p90", "p99", "p99.9")
@@ -56,7 +56,7 @@ def percentiles_vs_n(frame: pd.DataFrame, out_path: str | Path,
         return None
     panels = [(p, v) for p in frame["placement"].unique() for v in variants
               if not frame[(frame.placement == p) & (frame.variant == v)].empty]
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib import ticker
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False,
                              sharey=True)
@@ -84,7 +84,7 @@ def percentiles_vs_n(frame: pd.DataFrame, out_path: str | Path,
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("latency from intended send (ms)")
     axes[0][-1].legend(fontsize="x-small")
-    return _save(fig, out_path)
+    return save(fig, out_path)
 
 
 def hedging_bars(result: Mapping[str, Any], out_path: str | Path) -> Path | None:
@@ -92,7 +92,7 @@ def hedging_bars(result: Mapping[str, Any], out_path: str | Path) -> Path | None
     data = {p: e["hedging"] for p, e in result.get("placements", {}).items() if e.get("hedging")}
     if not data:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     labels, x = [], 0
     for placement, h in data.items():
@@ -118,27 +118,4 @@ def hedging_bars(result: Mapping[str, Any], out_path: str | Path) -> Path | None
     ax.set_title(f"hedging at n={n} with one slow replica per shard (95% CI)")
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.legend()
-    return _save(fig, out_path)
-
-
-def chain_p99(hops: Mapping[str, Any], out_path: str | Path) -> Path | None:
-    """p50/p99 (ms) of the hop chain against k per placement (summary["experiments"]["hops"]):
-    compounding along a chain, where each call adds its own tail in series."""
-    placements = {p: e.get("per_k") for p, e in hops.get("placements", {}).items() if e.get("per_k")}
-    if not placements:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for index, (placement, per_k) in enumerate(placements.items()):
-        ks = sorted(per_k, key=int)
-        for key, style in (("p50", ":"), ("p99", "-")):
-            values = [(per_k[k].get(key) or {}).get("value") for k in ks]
-            pairs = [(int(k), v / US_PER_MS) for k, v in zip(ks, values) if v is not None]
-            if pairs:
-                ax.plot(*zip(*pairs), "o" + style, color=f"C{index}", label=f"{placement} {key}")
-    ax.set_xlabel("k (component calls in a chain)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("compounding along a chain: /chain?k=")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, out_path)
+    return save(fig, out_path)

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.render import display, plots
-
 from bench.experiments.fanout import plots as fanout_figures
+from bench.render import display, plots
 from bench.render.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from bench.results.model import Estimate, Ratio
 from bench.results.reader import RunData

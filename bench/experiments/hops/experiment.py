@@ -19,21 +19,25 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.render import display, plots
-
-from bench.results import hdr
-from bench.render.document import Block, Figure, Heading, Paragraph, Table
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad, validity
-from bench.system.floors import floor_servers, http_round_trips, tcp_round_trips
-from bench.system.processes import pinned
+from bench.experiments.hops import plots as hop_plots
+from bench.render import display
+from bench.render.document import Block, Figure, Heading, Paragraph, Table
+from bench.results import hdr
 from bench.results.model import QUANTILES, Estimate, Headline, Ratio, estimates_to_json
 from bench.results.reader import RunData
 from bench.results.stats import (Blocks, least_squares_slope, paired_ratio, percentile_estimate,
-                         resample_weights, t_estimate)
+                                 resample_weights, t_estimate)
+from bench.system.floors import floor_servers, http_round_trips, tcp_round_trips
+from bench.system.processes import pinned
+
+if TYPE_CHECKING:
+    from bench.experiments.hops.budget import HopFigures
+
 
 FLOOR_HTTP, FLOOR_NESTED = "floor http", "floor nested"  # request names in the hop step
 SCENARIO = f"{__package__}.scenario"  # its locustfile, beside this module
@@ -70,6 +74,10 @@ class Hops(Experiment):
 
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> HopSettings:
         return replace(PROFILES[profile], **dict(overrides or {}))
+
+    def budget_figures(self) -> "HopFigures":
+        from bench.experiments.hops.budget import HopFigures
+        return HopFigures(self.name)
 
     def rungs(self, settings: HopSettings) -> list[Rung]:
         return [Rung("chain", float(settings.rate))]
@@ -282,7 +290,7 @@ def hops_report(result: Mapping[str, Any], figures_dir: Path) -> list[Block]:
                                             for q in ("p50", "p99")),
                               display.number(f.get("p50", {}).get("samples"))]
                              for f in floors.values()], "lrrr"))
-    figure = plots.hop_cost(
+    figure = hop_plots.hop_cost(
         {p: {"per_k": {k: {"p50": v.get("p50")} for k, v in e.get("per_k", {}).items()}}
          for p, e in per.items()},
         {kind: {"p50": f.get("p50")} for kind, f in floors.items()}, figures_dir / "hop-cost.png")

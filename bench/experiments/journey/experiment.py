@@ -12,21 +12,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.render import display, plots
-
-from bench.results import hdr
+from bench.experiments.base import (Analysis, Experiment, Rung, RunOption, RunSession, StepLoad,
+                                    validity)
+from bench.experiments.journey import plots as journey_plots
 from bench.load.generator import MAX_ERROR_RATE
+from bench.render import display, plots
 from bench.render.document import Block, Figure, Heading, Paragraph, Table
-from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad, validity
-from bench.results.model import QUANTILE, QUANTILES, Estimate, Headline, Ratio, StepResult, estimates_to_json
+from bench.results import hdr
+from bench.results.model import (QUANTILE, QUANTILES, Estimate, Headline, Ratio, StepResult,
+                                 estimates_to_json)
 from bench.results.reader import RunData
-from bench.system.shopclient import funded_users, log_in
 from bench.results.stats import paired_ratio, percentile_estimate, resample_weights, t_estimate
+from bench.system.shopclient import funded_users, log_in
 from shop.placement import GATEWAY
+
+if TYPE_CHECKING:
+    from bench.experiments.journey.budget import JourneyFigures
 
 SCENARIO = f"{__package__}.scenario"  # its locustfile, beside this module
 NAMES = ("search", "checkout", "inbox", "topup")
@@ -56,10 +61,17 @@ class Journey(Experiment):
     name = "journey"
     title = "The user mix at a ladder of open-loop arrival rates"
     default_order = 20
+    run_options = (RunOption("p99-objective-ms", "objective_p99_ms",
+                             "throughput is reported at this p99 objective", 0.1, 60_000,
+                             "50 ms"),)
 
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> JourneySettings:
         chosen = PROFILES[profile]
         return replace(chosen, **dict(overrides or {}))
+
+    def budget_figures(self) -> "JourneyFigures":
+        from bench.experiments.journey.budget import JourneyFigures
+        return JourneyFigures(self.name, NAMES)
 
     def rungs(self, settings: JourneySettings) -> list[Rung]:
         return [Rung(f"r{rate:g}", float(rate)) for rate in settings.rates]
@@ -379,7 +391,7 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
     blocks.append(Table(["placement", "objective", "verdict", "where"],
                         [[p, f"p99 <= {result['objective_p99_ms']:g} ms", t["verdict"], t["text"]]
                          for p, t in result.get("throughput_at_objective", {}).items()], "llll"))
-    figure = plots.latency_vs_rate(
+    figure = journey_plots.latency_vs_rate(
         {p: {f"{e['rate']:g}": {"p50": e.get("latency", {}).get("p50"),
                                 "p99": e.get("latency", {}).get("p99")}
              for e in rungs.values() if e.get("valid_trials")} for p, rungs in per.items()},
