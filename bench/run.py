@@ -24,7 +24,9 @@ from bench.experiments import Experiment, Progress, Rung, RunSession, default_ru
 from bench.experiments.base import step_key
 from bench.load.generator import LoadError, LoadResult, run_load
 from bench.load.plan import LoadPlan
-from bench.results.model import EXIT_FAILED, EXIT_INTERRUPTED, StepKey, StepResult
+from bench.results.codec import decode, encode
+from bench.results.model import (EXIT_FAILED, EXIT_INTERRUPTED, LATE_RELATIVE, Invalid, StepKey,
+                                 StepResult)
 from bench.results.store import CALLS, RESOURCES, RunStore
 from bench.system.fingerprint import fingerprint
 from bench.system.launcher import LaunchError, LaunchSettings, launch
@@ -116,15 +118,31 @@ class RunConfig:
         return out
 
     def describe(self) -> dict[str, Any]:
-        """The full configuration as plain data, for the manifest."""
-        variants = {exp: {p: {"topology": asdict(t), "launch": asdict(l)} for p, (t, l) in by.items()}
+        """The full configuration as plain data, for the manifest (``from_manifest`` reads
+        it back). ``variants`` is derived, recorded for the reader of the manifest."""
+        variants = {exp: {p: {"topology": encode(t), "launch": encode(l)} for p, (t, l) in by.items()}
                     for exp, by in self.variants().items()}
-        return {"profile": asdict(self.profile), "topologies": [asdict(t) for t in self.topologies],
+        return {"profile": encode(self.profile), "topologies": [encode(t) for t in self.topologies],
                 "variants": variants,
-                "launch": asdict(self.launch), "cpus": asdict(self.cpus), "seed": self.seed,
+                "launch": encode(self.launch), "cpus": encode(self.cpus), "seed": self.seed,
                 "arrival": self.arrival, "generator_processes": self.generator_processes,
                 "comparisons": [list(pair) for pair in self.comparisons],
-                "experiments": {name: asdict(s) for name, s in self.settings.items()}}
+                "experiments": {name: encode(s) for name, s in self.settings.items()}}
+
+    @classmethod
+    def from_manifest(cls, config: Mapping[str, Any]) -> "RunConfig":
+        """The config a manifest's ``config`` describes (the inverse of ``describe``).
+        Raises ValueError for a configuration that does not fit, KeyError for an experiment
+        that is not installed."""
+        profile = decode(Profile, config["profile"])
+        settings = {name: decode(type(get(name).settings(profile.name)), recorded,
+                                 get(name).settings(profile.name))
+                    for name, recorded in config.get("experiments", {}).items()}
+        return cls(profile, tuple(Topology.from_dict(t) for t in config["topologies"]),
+                   decode(LaunchSettings, config["launch"]), decode(CpuPlan, config["cpus"]),
+                   tuple(settings), settings, int(config["seed"]), str(config["arrival"]),
+                   int(config["generator_processes"]),
+                   tuple(tuple(pair) for pair in config.get("comparisons", ())))
 
 
 @dataclass(frozen=True)
@@ -162,6 +180,11 @@ class Harness:
         self.progress = progress or Progress()
 
     def run(self) -> None:
+        """Measure every planned step into the store, in ``plan_steps`` order. Starts each
+        experiment's helpers, then each placement (and any other shape of it an experiment
+        asks for) once, then runs the steps; every process started is stopped on exit,
+        whatever ends it. Raises LaunchError when a process of the system died, LoadError
+        when the generator could not run, KeyboardInterrupt on a stop signal."""
         config = self.config
         settings = replace(config.launch, cpus=config.cpus.system)
         steps = plan_steps(config)
@@ -270,9 +293,9 @@ def step_result(key: StepKey, seed: int, result: LoadResult) -> StepResult:
     lateness_p99 = result.lateness.get_value_at_percentile(99)
     reasons = list(result.invalid_reasons)
     if latency_p99 and lateness_p99 > LATENESS_SHARE * latency_p99:
-        reasons.append(f"sends were late relative to what was measured: lateness p99 "
-                       f"{lateness_p99} us is over {LATENESS_SHARE:.0%} of the latency p99 "
-                       f"({latency_p99} us)")
+        reasons.append(Invalid(LATE_RELATIVE, f"sends were late relative to what was measured: "
+                               f"lateness p99 {lateness_p99} us is over {LATENESS_SHARE:.0%} of "
+                               f"the latency p99 ({latency_p99} us)"))
     pss = getattr(usage, "pss_bytes_max", None)
     return StepResult(
         key, rate=result.plan.rate_per_s, seed=seed, scheduled=result.scheduled,

@@ -24,10 +24,9 @@
   gateway's and the services' 503s then say ``Retry-After``).
 - JSON errors are mapped back to the domain error the remote side raised.
 
-Why not urllib3: on this machine it cost ~65 µs more per call than a bare http.client
-connection (738 vs 663 µs p50 against the same gunicorn endpoint), and its retry may pick
-another stale pooled connection when threads interleave. The hop is what is being measured:
-tenacity (~20 µs a call here) is only entered after a first failure.
+Why not urllib3: it costs more per call than a bare http.client connection, and its retry
+may pick another stale pooled connection when threads interleave. The hop is what is being
+measured: tenacity is only entered after a first failure (figures: docs/methodology.md).
 """
 from __future__ import annotations
 

@@ -1,14 +1,11 @@
 """Wake gevent's hub at absolute deadlines on ``time.perf_counter_ns``'s clock, to the microsecond.
 
 gevent's own timers wake up to 1 ms late (libev rounds epoll timeouts up to whole
-milliseconds). The generator used to sleep to each deadline in a native thread and wake the
-hub through an async watcher, but that hand-over (an eventfd write, the hub thread's
-wake-up, a wait for the GIL) cost about 0.14 ms at the median on this project's VMs, and
-all of it counted as latency. Here the hub waits on a Linux ``timerfd`` set to the absolute
-CLOCK_MONOTONIC deadline (the clock ``perf_counter_ns`` reads), inside its own epoll: no
-second thread, no GIL hand-over, and the process's timer slack is cut to 1 ns (from the
-default 50 µs). What remains is the CPU's wake-up from idle (about 65 µs here), which the
-open-loop user covers by arming the timer a little before each intended time.
+milliseconds). Here the hub waits on a Linux ``timerfd`` set to the absolute CLOCK_MONOTONIC
+deadline (the clock ``perf_counter_ns`` reads), inside its own epoll: no second thread, no GIL
+hand-over, and the process's timer slack cut to 1 ns. What remains is the CPU's wake-up from
+idle, which the open-loop user covers by arming the timer a little before each intended time
+(figures: docs/methodology.md).
 
 Elsewhere (no timerfd, or a ``perf_counter`` that is not CLOCK_MONOTONIC) it falls back to
 gevent's timer and says so in ``precise``.

@@ -27,7 +27,9 @@ from hdrh.histogram import HdrHistogram
 
 from bench.load.plan import PLAN_ENV, LoadPlan, split
 from bench.results import hdr
-from bench.results.model import QUANTILES, Quantile
+from bench.results.model import (ERRORS, GENERATOR_BUSY, GENERATOR_FAILED, LATE_SENDS,
+                                 OUT_OF_RANGE, QUANTILES, RATE_MISSED, UNMATCHED, Invalid,
+                                 Quantile)
 from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
 from bench.system.sampler import ResourceSampler, Sample, window_usage
 
@@ -83,7 +85,7 @@ class LoadResult:
     timeseries: list[dict[str, Any]]
     samples: list[Sample]
     interval_logs: list[Path]
-    invalid_reasons: list[str] = field(default_factory=list)
+    invalid_reasons: list[Invalid] = field(default_factory=list)
     unmatched: int = 0  # completions that matched no request in flight (a harness bug)
 
     @property
@@ -201,7 +203,8 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
             raise LoadError(f"generator {p.process_index} wrote no result; end of its log:\n{tail}")
         docs.append(_read_json(path))
-    reasons = [f"generator {i} did not complete ({d.get('error') or 'no reason given'})"
+    reasons = [Invalid(GENERATOR_FAILED, f"generator {i} did not complete "
+                                         f"({d.get('error') or 'no reason given'})")
                for i, d in enumerate(docs) if not d.get("complete")]
     names: dict[str, NameResult] = {}
     for doc in docs:
@@ -235,35 +238,35 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
     return result
 
 
-def validity_problems(result: LoadResult) -> list[str]:
+def validity_problems(result: LoadResult) -> list[Invalid]:
     """Why the run cannot be trusted as a measurement of the target, if it cannot."""
     problems = []
     if result.scheduled and result.completed_in_time < result.scheduled * (1 - MAX_RATE_MISS):
-        problems.append(f"achieved {result.achieved_rate:.1f} req/s, more than "
+        problems.append(Invalid(RATE_MISSED, f"achieved {result.achieved_rate:.1f} req/s, more than "
                         f"{MAX_RATE_MISS:.0%} below the scheduled {result.scheduled_rate:.1f} req/s "
                         f"({result.dropped} dropped, {result.unfinished} unfinished, "
-                        f"{result.completed - result.completed_in_time} finished late)")
+                        f"{result.completed - result.completed_in_time} finished late)"))
     if result.error_rate > MAX_ERROR_RATE:
         unfinished = sum(n.unfinished for n in result.names.values())
-        problems.append(f"error rate {result.error_rate:.1%} above the {MAX_ERROR_RATE:.0%} limit: "
+        problems.append(Invalid(ERRORS, f"error rate {result.error_rate:.1%} above the {MAX_ERROR_RATE:.0%} limit: "
                         f"{result.errors} errors and {result.censored} censored "
                         f"({result.dropped} dropped, {unfinished} unfinished at the drain's end) "
-                        f"of {result.scheduled} scheduled")
+                        f"of {result.scheduled} scheduled"))
     if result.unmatched:
-        problems.append(f"{result.unmatched} completions matched no request in flight "
-                        f"(a request's event name differs from its arrival's?)")
+        problems.append(Invalid(UNMATCHED, f"{result.unmatched} completions matched no request in flight "
+                        f"(a request's event name differs from its arrival's?)"))
     lateness = result.lateness.get_value_at_percentile(99)
     if lateness > MAX_LATENESS_P99_US:
-        problems.append(f"sends were late: p99 {lateness} us after their intended time "
-                        f"(limit {MAX_LATENESS_P99_US} us)")
+        problems.append(Invalid(LATE_SENDS, f"sends were late: p99 {lateness} us after their intended time "
+                        f"(limit {MAX_LATENESS_P99_US} us)"))
     busiest = max(result.generator_cpu, default=0.0)
     if busiest > MAX_GENERATOR_CPU:
-        problems.append(f"generator used {busiest:.0%} of a core (limit {MAX_GENERATOR_CPU:.0%}): "
-                        f"the generator, not the target, may set the latency")
+        problems.append(Invalid(GENERATOR_BUSY, f"generator used {busiest:.0%} of a core (limit {MAX_GENERATOR_CPU:.0%}): "
+                        f"the generator, not the target, may set the latency"))
     out_of_range = sum(n.out_of_range for n in result.names.values())
     if out_of_range:
-        problems.append(f"{out_of_range} latencies outside the histogram range "
-                        f"({hdr.LOWEST_US} us .. {hdr.HIGHEST_US} us)")
+        problems.append(Invalid(OUT_OF_RANGE, f"{out_of_range} latencies outside the histogram range "
+                        f"({hdr.LOWEST_US} us .. {hdr.HIGHEST_US} us)"))
     return problems
 
 

@@ -1,10 +1,10 @@
 """A lean keep-alive HTTP/1.1 client for the open-loop generator, reporting through Locust's events.
 
-Locust's ``FastHttpSession`` cost about 0.27 CPU-ms per request on this project's machines
-(header dictionaries merged and validated per request, a cookie jar, compression, redirects,
-a response wrapper with charset detection), and every microsecond of it lands in a latency
-measured from the intended send time, and limits how fast one generator process can go.
-This client does only what the scenarios need: plain HTTP/1.1 on pooled keep-alive
+Locust's ``FastHttpSession`` does per request what the scenarios never need (header
+dictionaries merged and validated, a cookie jar, compression, redirects, charset detection),
+and every microsecond of it lands in a latency measured from the intended send time and
+limits how fast one generator process can go (its cost: docs/methodology.md). This client does
+only what the scenarios need: plain HTTP/1.1 on pooled keep-alive
 connections (TCP_NODELAY, at most ``connections`` of them), a request head written in one
 send together with its body (JSON or bytes), a response read by ``Content-Length``, chunked
 transfer or connection close, and one ``request`` event per request with the fields Locust's

@@ -158,6 +158,37 @@ class StepKey:
         return f"{self.experiment}-{self.placement}-{self.rung}-t{self.trial}"
 
 
+class Invalid(str):
+    """Why a step is not a measurement of the system: ``code`` for programs (stable), the
+    text for people. A str, so it reads and prints as its text wherever a reason is shown."""
+
+    code: str
+
+    def __new__(cls, code: str, text: str) -> "Invalid":
+        reason = super().__new__(cls, text)
+        reason.code = code
+        return reason
+
+    @property
+    def text(self) -> str:
+        return str.__str__(self)
+
+    def __reduce__(self) -> tuple:
+        return Invalid, (self.code, self.text)
+
+
+# The codes of the harness's own reasons (an experiment may add its own).
+RATE_MISSED = "rate_missed"  # completed in time more than 2% below the schedule
+ERRORS = "errors"  # errors and censored requests over 1% of the scheduled
+UNMATCHED = "unmatched"  # completions that matched no request in flight (a harness bug)
+LATE_SENDS = "late_sends"  # the generator sent late (p99 over its limit)
+LATE_RELATIVE = "late_relative"  # sends late relative to the latency measured
+GENERATOR_BUSY = "generator_busy"  # a generator process used more than 85% of a core
+OUT_OF_RANGE = "out_of_range"  # a latency outside the histograms' range
+GENERATOR_FAILED = "generator_failed"  # a generator process did not complete
+UNKNOWN = "unknown"  # read back from a run that recorded no code
+
+
 @dataclass
 class StepResult:
     """One measured step. Counts are of the measured window (warm-up excluded); a step is
@@ -181,7 +212,7 @@ class StepResult:
     generator_cpu: float = 0.0  # cores' worth, the busiest generator process
     lateness_p99_us: int = 0
     latency_p99_us: int = 0
-    invalid_reasons: list[str] = field(default_factory=list)
+    invalid_reasons: list[Invalid] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # experiment-specific figures
     raw_dir: str = ""  # the step's files, relative to the run directory
 
@@ -204,7 +235,8 @@ class StepResult:
     def to_row(self) -> dict[str, Any]:
         """A flat row for steps.csv."""
         row = {**asdict(self.key), "slug": self.key.slug, "rate": self.rate, "seed": self.seed,
-               "valid": self.valid, "invalid_reasons": "; ".join(self.invalid_reasons)}
+               "valid": self.valid, "invalid_reasons": "; ".join(self.invalid_reasons),
+               "invalid_codes": " ".join(getattr(r, "code", UNKNOWN) for r in self.invalid_reasons)}
         for name in ("scheduled", "completed", "completed_in_time", "errors", "dropped",
                      "unfinished", "censored", "served", "duration_s", "system_cpu_s",
                      "system_pss_mib", "system_rss_mib", "generator_cpu", "lateness_p99_us",
@@ -225,12 +257,15 @@ class StepResult:
                 else value
         experiment, rate = str(row["experiment"]), float(row["rate"])
         rung = num("rung", "")  # none in schema 1: the reader asks the experiment (legacy_rung)
-        reasons = str(num("invalid_reasons", "") or "")
+        texts = [r for r in str(num("invalid_reasons", "") or "").split("; ") if r]
+        codes = str(num("invalid_codes", "") or "").split()
+        if len(codes) != len(texts):  # older runs recorded no codes
+            codes = [UNKNOWN] * len(texts)
         known = {"experiment", "placement", "rung", "trial", "slug", "rate", "seed", "valid",
-                 "invalid_reasons", "raw_dir", "cpu_ms_per_request"}
+                 "invalid_reasons", "invalid_codes", "raw_dir", "cpu_ms_per_request"}
         step = cls(StepKey(experiment, str(row["placement"]), str(rung), int(row["trial"])),
                    rate, int(num("seed")), raw_dir=str(num("raw_dir", "")),
-                   invalid_reasons=[r for r in reasons.split("; ") if r])
+                   invalid_reasons=[Invalid(c, t) for c, t in zip(codes, texts)])
         for name in ("scheduled", "completed", "completed_in_time", "errors", "dropped",
                      "unfinished", "censored", "served", "lateness_p99_us", "latency_p99_us"):
             setattr(step, name, int(num(name)))
@@ -243,7 +278,7 @@ class StepResult:
             rss = num("system_rss_max_bytes", None)
             step.system_rss_mib = None if rss is None else float(rss) / 2**20
         if not bool(num("valid", True)) and not step.invalid_reasons:
-            step.invalid_reasons = ["invalid (no reason recorded)"]
+            step.invalid_reasons = [Invalid(UNKNOWN, "invalid (no reason recorded)")]
         step.extra = {k: v for k, v in row.items() if k not in known and not hasattr(step, k)
                       and k not in ("shop_completed", "system_rss_max_bytes")}
         return step

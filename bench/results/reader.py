@@ -13,16 +13,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from bench.load.recorder import tag_of
 from bench.results import hdr
+from bench.results.codec import decode
 from bench.results.model import StepResult
 from bench.results.stats import Blocks
 from bench.results.store import CALLS, HARNESS_LOG, MANIFEST, STEPS, read_json
+from shop.topology import Topology
+
+if TYPE_CHECKING:
+    from bench.experiments.base import Experiment
 
 LEGACY_FLOORS = "floors.csv"  # schema 1: base64 histograms in a column
 LEGACY_HISTOGRAMS = "histograms.hlog"  # schema 1: step totals, notification lag among them
@@ -33,6 +38,9 @@ LEGACY_REFERENCE_TAG = "floor_"
 
 @dataclass
 class RunData:
+    """One run as analysis sees it: its manifest, its steps and, read on demand and kept,
+    its interval logs. The only way anything reads a run's files; never talks to a service."""
+
     dir: Path
     manifest: dict[str, Any]
     steps: list[StepResult]
@@ -63,11 +71,20 @@ class RunData:
                     or dict.fromkeys(s.key.experiment for s in self.steps))
 
     def settings(self, experiment: str) -> dict[str, Any]:
-        """An experiment's settings as the manifest recorded them."""
+        """An experiment's settings as the manifest recorded them (plain data)."""
         return dict(self.config.get("experiments", {}).get(experiment, {}))
 
-    def topology(self, placement: str) -> dict[str, Any]:
-        return next(t for t in self.config.get("topologies", []) if t["name"] == placement)
+    def settings_of(self, experiment: "Experiment") -> Any:
+        """``experiment``'s settings as the run recorded them, as its own settings type; a
+        field the run did not record (a run older than the field) is the run's profile's."""
+        profile = self.config.get("profile", {}).get("name", "quick")
+        base = experiment.settings(profile)
+        return decode(type(base), self.settings(experiment.name), base)
+
+    def topology(self, placement: str) -> Topology:
+        """The topology ``placement`` ran, as the manifest recorded it."""
+        return Topology.from_dict(
+            next(t for t in self.config.get("topologies", []) if t["name"] == placement))
 
     def steps_of(self, experiment: str, placement: str | None = None, rung: str | None = None,
                  valid_only: bool = False) -> list[StepResult]:
@@ -121,6 +138,21 @@ class RunData:
                          if tags is None or tag in tags
                          for key, h in blocks.items()
                          if tags is not None or _of_the_system(key[0], tag))
+
+    def seconds(self, step: StepResult) -> list[tuple[float, HdrHistogram]]:
+        """The step's requests to the system under test as (epoch second it started, the
+        histogram of what completed in it), one per second and generator process, in order."""
+        out = []
+        for log in sorted((self.dir / step.raw_dir).glob("intervals-*.hlog")):
+            base = hdr.read_base_time(log) if SYSTEM_LOG.fullmatch(log.name) else None
+            if base is None:
+                continue
+            per_start: dict[float, list[HdrHistogram]] = {}
+            for iv in hdr.read_interval_log(log):
+                if _of_the_system(log.name, iv.tag):
+                    per_start.setdefault(iv.start_s, []).append(iv.histogram)
+            out += [(base + start, hdr.merge(hs)) for start, hs in per_start.items()]
+        return sorted(out, key=lambda pair: pair[0])
 
     def histogram_of(self, steps: Sequence[StepResult], names: Iterable[str] | None = None) -> HdrHistogram:
         """Several steps' ``histogram`` added (e.g. every valid trial of one rung)."""

@@ -3,49 +3,18 @@
 A group is a set of root pids (a topology's gunicorn masters, or the load generators); a group's
 members are the roots and all their descendants, so gunicorn workers are counted.
 
-What is read, and why (measured on the 2-core VM, microservices topology: 10 processes, 22 threads;
-CPU of the reading thread per pass):
+* **CPU** is each process's thread-group CPU clock (``clock_getcpuclockid``: the scheduler's
+  ``sum_exec_runtime``, user + system, in **nanoseconds**, including threads that have
+  exited); a process found after the start gets a zero reading at its birth, so all of its
+  CPU is counted.
+* **Memory** is ``/proc/<pid>/smaps_rollup``: RSS, **PSS** (shared pages divided among the
+  processes that map them) and USS; PSS is the headline. Each process's memory is read about
+  every ``memory_period_s``, in turn, and every process at start and stop.
+* **Membership** is cached and refreshed from ``/proc/<pid>/task/<tid>/children``.
 
-* **CPU** is each process's thread-group CPU clock, ``clock_gettime`` on the clock id that glibc's
-  ``clock_getcpuclockid(pid)`` returns (``CPUCLOCK_SCHED``): the scheduler's ``sum_exec_runtime``,
-  user + system, in **nanoseconds**, summed by the kernel over the process's threads *including
-  threads that have exited*. One syscall per process, about 0.3 µs, no file read. It replaces
-  psutil's ``cpu_times`` (``/proc/<pid>/stat``), whose 10 ms clock ticks made one 4 s window of
-  identical work read 0.59, 0.78 and 1.12 CPU-ms per request. Accuracy: exact for every thread
-  not on a CPU at the instant of reading; a thread running on *another* CPU at that instant is
-  behind by at most one scheduler tick (4 ms at ``CONFIG_HZ=250``). When the sampler runs on the
-  system under test's only CPU, no thread of the system is running while it reads, so the
-  system's figures are exact. A process that exits takes the CPU it used after its last reading
-  with it (at most one ``period_s``); a zombie still reads its final total.
-  (Checked here and not used: per-thread ``/proc/<pid>/task/<tid>/schedstat``, exact but blind to
-  exited threads and ~15 µs per process; cgroup v1 ``cpuacct.usage``, which root can create in
-  this container, but only if the launcher puts the processes in the group.)
-* **Memory** is ``/proc/<pid>/smaps_rollup``: RSS, **PSS** (each shared page divided among the
-  processes that map it, so a gunicorn master and its forked worker count their shared pages
-  once) and USS (private pages). PSS is the headline; RSS is kept for comparison. The kernel
-  walks the page tables for it: ~170 µs per process (psutil's ``memory_full_info``, full
-  ``smaps``, is about the same), so each process's memory is read about every
-  ``memory_period_s``, one or a few processes a pass in turn (short passes for whatever shares
-  the sampler's CPU), plus every process at start and stop and a new one when it is found.
-* **Membership** is cached. psutil's ``children(recursive=True)`` reads ``/proc/<pid>/stat`` of
-  every process on the machine: 4.3 ms per pass for five roots, the larger part of the old
-  sampler's 5.2 ms pass. Now the children of each member's main thread are read from
-  ``/proc/<pid>/task/<pid>/children`` every pass (where gunicorn and ``subprocess`` fork from),
-  every thread's about every ``memory_period_s``, at start and stop, and as soon as a
-  member has gone (a gunicorn worker replaced). A process found after the start gets a zero
-  reading at its birth, so all of its CPU is counted.
-
-Where it runs: every reading is taken on the sampler's own thread, pinned off the load
-generator's CPU (``cpus``; by default every CPU the creating thread is *not* pinned to, since the
-harness runs beside the generator). During a step nothing of the sampler runs on the generator's
-core; the old sampler walked ``/proc`` there for 5 ms every 250 ms and made sends late.
-
-CPU of one pass (median, microservices topology: 5 roots, 10 processes; monolith: 2 processes):
-the old psutil sampler 5.2-6.0 ms (monolith 1.0 ms), on the generator's core, every 250 ms. Now a
-CPU pass 58 µs (monolith 15 µs); a pass that also reads one process's memory +~200 µs (about two
-such reads a second at the defaults for the microservices); every thread's children +60 µs
-every 5 s; the start and stop passes, every process's memory, 2.0 ms (0.4 ms). All of it on
-the sampler's thread, off the generator's core: ~0.07% of the other core on average.
+Every reading is taken on the sampler's own thread, pinned off the load generator's CPUs
+(``cpus``), so sampling never makes a send late. Why these sources and not psutil's, what each
+costs and how exact it is: docs/methodology.md, "How resources are sampled".
 """
 from __future__ import annotations
 

@@ -126,7 +126,9 @@ def test_interrupted_run_keeps_partial_results_marked_incomplete(tmp_path):
     # Output to a file, not a pipe nobody reads until the end: the console's progress would
     # fill a pipe's 64 KiB and block the run (it did under CI=true, once start-up grew).
     output = open(tmp_path.parent / f"{tmp_path.name}-output.txt", "w")
-    run = subprocess.Popen([*SEAMBENCH, "run", *SMALL, "--trials", "50", "--results", str(tmp_path)],
+    # one experiment: what is started before the first step is what the interrupt must stop
+    run = subprocess.Popen([*SEAMBENCH, "run", *SMALL, "--experiment", "hops", "--trials", "50",
+                            "--results", str(tmp_path)],
                            stdout=output, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180

@@ -1,6 +1,7 @@
 """The chaos experiment's analysis (from the run's files) and its report sections: the
 availability and recovery table per placement and plan, the oracle's verdicts, and a
-timeline per plan (answered and errors per second, p99 per second, fault windows shaded)."""
+timeline per plan (answered and errors per second, median and maximum latency per second,
+fault windows shaded)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from bench.experiments.base import Analysis
 from bench.experiments.chaos.experiment import DETAILS
 from bench.experiments.chaos.measures import fmt_share, summarise, timeline, window_span
 from bench.experiments.chaos.oracle import read_ops
+from bench.render.display import TOO_FEW
 from bench.render.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from bench.render.plots import pyplot, save
 from bench.results.model import Headline
@@ -37,7 +39,8 @@ def analyse_chaos(experiment: "Experiment", run: RunData) -> Analysis:
             invalid = [f"trial {s.key.trial + 1}: {'; '.join(s.invalid_reasons)}"
                        for s in steps if not s.valid]
             written = [details(run, s) for s in steps]  # each step's file read once
-            entry = summarise([(read_ops(run.dir / s.raw_dir), d) for s, d in zip(steps, written)])
+            entry = summarise([(read_ops(run.dir / s.raw_dir), d, run.seconds(s))
+                               for s, d in zip(steps, written)])
             entry["invalid"] = invalid
             entry["trials"] = len(steps)
             breaker = {}
@@ -71,7 +74,10 @@ def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> 
         f"hits the server hosting its component, so in the monolith it hits the whole shop. "
         f"'Answered' means a definite reply (2xx or 4xx); a 5xx or silence is an error, for a "
         f"write an unknown outcome. 'During' is from a fault's start until it was undone (for a "
-        f"crash, until the restarted server answered). Recovery is the time from undoing a "
+        f"crash, until the restarted server answered); latency during a fault is that of the "
+        f"requests completed in the seconds a fault overlaps, from the same per-second "
+        f"histograms as every other figure, and a percentile is shown only where it has the "
+        f"samples it needs (10/(1-q): 1,000 for a p99). Recovery is the time from undoing a "
         f"fault to the first moment after which every operation for 1 s was answered. After "
         f"each step the oracle resends every unknown write with its own Idempotency-Key, waits "
         f"for the outbox to drain, and checks money, charges and notifications per user "
@@ -79,13 +85,15 @@ def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> 
     rows, oracle_rows, problems = [], [], []
     for placement, plans in result.get("placements", {}).items():
         for label, e in plans.items():
-            a, p, r, o = e["availability"], e["p99_ms"], e["recovery_s"], e["oracle"]
+            a, r, o = e["availability"], e["recovery_s"], e["oracle"]
+            during, outside = e["latency_ms"]["during"], e["latency_ms"]["outside"]
             if e["windows"] == 0 and e.get("not_applied"):
                 rows.append([placement, label, "not applicable: no hop into its target here",
-                             *["-"] * 9])
+                             *["-"] * 10])
                 continue
             rows.append([placement, label, str(e["windows"]), fmt_share(a["during"]),
-                         fmt_share(a["outside"]), _ms(p["during"]), _ms(p["outside"]),
+                         fmt_share(a["outside"]), _latency(during, "p90"),
+                         _latency(during, "p99"), _latency(outside, "p99"), _ms(during["max"]),
                          _s(r["median"]), _s(r["max"]) + (f" ({r['not_recovered_in_step']} not)"
                                                          if r["not_recovered_in_step"] else ""),
                          str(e["restarts"]),
@@ -103,9 +111,9 @@ def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> 
     if not rows:
         return blocks + [Paragraph("Chaos was not measured in this run.")]
     blocks.append(Table(["placement", "plan", "faults", "answered during", "answered outside",
-                         "p99 during ms", "p99 outside ms", "recovery median s",
-                         "recovery max s", "restarts", "breaker opened", "lag p99 ms"], rows,
-                        "llrrrrrrrrlr"))
+                         "p90 during ms", "p99 during ms", "p99 outside ms", "max during ms",
+                         "recovery median s", "recovery max s", "restarts", "breaker opened",
+                         "lag p99 ms"], rows, "llrrrrrrrrrrlr"))
     blocks.append(Heading("The oracle", 3))
     blocks.append(Table(["placement", "plan", "writes", "unknown", "resolved done/failed",
                          "money lost ¢", "money created ¢", "keys charged twice",
@@ -117,13 +125,14 @@ def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> 
         figure = timeline_figure(run, label, figures_dir / f"chaos-{label}.png")
         if figure:
             blocks.append(Figure(str(figure), f"timeline of {label}, first trial: answered and "
-                                              f"errors per second, p99 per second, faults shaded"))
+                                              f"errors per second, median and maximum latency "
+                                              f"per second, faults shaded"))
     return blocks
 
 
 def timeline_figure(run: RunData, label: str, out_path: Path) -> Path | None:
-    """One column per placement (first trial): answered and errors per second above, p99
-    per second below (log scale), each fault's span shaded."""
+    """One column per placement (first trial): answered and errors per second above, the
+    median and maximum latency per second below (log scale), each fault's span shaded."""
     steps = [s for s in run.steps_of("chaos", rung=label) if s.key.trial == 0]
     if not steps:
         return None
@@ -135,15 +144,17 @@ def timeline_figure(run: RunData, label: str, out_path: Path) -> Path | None:
         if not ops:
             continue
         t0 = ops[0]["t"]
-        rows = timeline(ops, t0)
+        rows = timeline(ops, run.seconds(step), t0)
         ts = [row["t"] for row in rows]
         top, bottom = axes[0][col], axes[1][col]
         # each value belongs to its whole second: drawn as steps from the second's start
         top.step(ts, [row["answered_per_s"] for row in rows], where="post", label="answered /s")
         top.step(ts, [row["errors_per_s"] for row in rows], where="post", label="errors /s",
                  color="tab:red")
-        bottom.step(ts, [row["p99_ms"] if row["p99_ms"] is not None else float("nan")
-                         for row in rows], where="post", color="tab:purple", linewidth=1)
+        for key, style in (("p50_ms", "-"), ("max_ms", ":")):
+            bottom.step(ts, [row[key] if row[key] is not None else float("nan") for row in rows],
+                        style, where="post", color="tab:purple", linewidth=1,
+                        label="median" if key == "p50_ms" else "maximum")
         bottom.set_yscale("log")
         for window in details(run, step).get("faults", []):
             if not window.get("applied", True):
@@ -153,7 +164,8 @@ def timeline_figure(run: RunData, label: str, out_path: Path) -> Path | None:
                 ax.axvspan(start - t0, end - t0, color="tab:orange", alpha=0.25, linewidth=0)
         top.set_title(f"{step.key.placement}: {label}")
         top.set_ylabel("operations per second")
-        bottom.set_ylabel("p99 per second, ms")
+        bottom.set_ylabel("latency per second, ms")
+        bottom.legend(loc="upper right", fontsize="small")
         bottom.set_xlabel("seconds since the schedule started")
         top.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
@@ -164,6 +176,13 @@ def details(run: RunData, step: Any) -> dict[str, Any]:
     """What the chaos experiment wrote beside the step's log: faults, restarts, oracle."""
     path = run.dir / step.raw_dir / DETAILS
     return read_json(path) if path.exists() else {}
+
+
+def _latency(figures: Mapping[str, Any], key: str) -> str:
+    """A percentile (ms), or why there is none: too few samples for it."""
+    if figures.get(key) is None:
+        return f"{TOO_FEW} ({figures.get('samples', 0):,})" if figures.get("samples") else "n/a"
+    return _ms(figures[key])
 
 
 def _ms(value: float | None) -> str:

@@ -1,20 +1,28 @@
-"""Chaos figures from a step's operation log and fault windows (pure functions, no I/O).
+"""Chaos figures from a step's operation log, its latency histograms and its fault windows
+(pure functions, no I/O).
 
 An operation is *answered* when the shop gave a definite answer (a 2xx or a 4xx); a 5xx or
-no answer is an error (for a write, an unknown outcome). Times are epoch seconds;
-latencies µs from the intended send time; percentiles come from the pooled raw values of
-every trial (never averaged), and are None below ``MIN_FOR_P99`` operations.
+no answer is an error (for a write, an unknown outcome). Times are epoch seconds. Latency
+comes from the one latency record every step has, the generators' per-second histograms (µs
+from the intended send time): a second is *during* a fault when it overlaps the fault's span.
+Histograms are merged over every trial, never averaged, and a percentile is given only where
+it has the samples the harness requires of it everywhere (``bench.results.model.Quantile``).
 """
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from hdrh.histogram import HdrHistogram
 
-MIN_FOR_P99 = 100  # fewer operations than this cannot support a p99
+from bench.results import hdr
+from bench.results.model import QUANTILE
+
+Second = tuple[float, HdrHistogram]  # (epoch start, what completed in that second), µs
 RECOVERED_AFTER_S = 1.0  # recovered: every operation of this long a span answered
+LATENCY_KEYS = ("p50", "p90", "p99")
 
 
 def answered(op: dict[str, Any]) -> bool:
@@ -37,10 +45,22 @@ def availability(ops: Sequence[dict[str, Any]]) -> float | None:
     return sum(map(answered, ops)) / len(ops) if ops else None
 
 
-def p99_ms(ops: Sequence[dict[str, Any]]) -> float | None:
-    if len(ops) < MIN_FOR_P99:
-        return None
-    return float(np.percentile([op["latency_us"] for op in ops], 99)) / 1000
+def overlaps(second: Second, spans: Sequence[tuple[float, float]]) -> bool:
+    start = second[0]
+    return any(begin < start + 1.0 and start < end for begin, end in spans)
+
+
+def latency_ms(seconds: Sequence[Second]) -> dict[str, Any]:
+    """Latency of the requests that completed in ``seconds``, ms: the count, p50/p90/p99
+    (None where the samples are fewer than the percentile needs) and the maximum."""
+    h = hdr.merge(histogram for _, histogram in seconds)
+    n = h.get_total_count()
+    out: dict[str, Any] = {"samples": n}
+    for key in LATENCY_KEYS:
+        q = QUANTILE[key]
+        out[key] = h.get_value_at_percentile(q.q) / 1000 if n >= q.min_samples else None
+    out["max"] = h.get_max_value() / 1000 if n else None
+    return out
 
 
 def recovery_s(ops: Sequence[dict[str, Any]], window: dict[str, Any],
@@ -52,7 +72,7 @@ def recovery_s(ops: Sequence[dict[str, Any]], window: dict[str, Any],
     if undone is None:
         return None
     # only operations over before the next fault began: one in flight then is its victim
-    after = [op for op in ops if undone <= op["t"] and op["t"] + op["latency_us"] / 1e6 < until]
+    after = [op for op in ops if undone <= op["t"] and op["done"] < until]
     if not after or after[-1]["t"] - undone < RECOVERED_AFTER_S:
         return None
     last_error = max((op["t"] for op in after if not answered(op)), default=None)
@@ -64,44 +84,56 @@ def recovery_s(ops: Sequence[dict[str, Any]], window: dict[str, Any],
     return rest[0]["t"] - undone
 
 
-def timeline(ops: Sequence[dict[str, Any]], t0: float, bucket_s: float = 1.0
+def timeline(ops: Sequence[dict[str, Any]], seconds: Sequence[Second], t0: float
              ) -> list[dict[str, Any]]:
-    """Per ``bucket_s`` from ``t0``: answered and error counts per second and the p99 (ms)
-    of the bucket's operations (None below 20 of them: a per-second p99 of fewer is noise)."""
+    """Per second from ``t0``: answered and error counts (operations by intended time), and
+    the median and maximum latency (ms) of what completed in it; the median is None where
+    the second has fewer samples than a p50 needs."""
     if not ops:
         return []
-    buckets: dict[int, list[dict[str, Any]]] = {}
+    counted: dict[int, list[dict[str, Any]]] = {}
     for op in ops:
-        buckets.setdefault(int((op["t"] - t0) // bucket_s), []).append(op)
+        counted.setdefault(int(op["t"] - t0), []).append(op)
+    timed: dict[int, list[HdrHistogram]] = {}
+    for start, histogram in seconds:
+        timed.setdefault(int(round(start - t0)), []).append(histogram)
+    need = QUANTILE["p50"].min_samples
     rows = []
-    for i in range(0, max(buckets) + 1):
-        chunk = buckets.get(i, [])
-        latencies = [op["latency_us"] for op in chunk]
-        rows.append({"t": i * bucket_s,
-                     "answered_per_s": sum(map(answered, chunk)) / bucket_s,
-                     "errors_per_s": sum(not answered(op) for op in chunk) / bucket_s,
-                     "p99_ms": (float(np.percentile(latencies, 99)) / 1000
-                                if len(latencies) >= 20 else None)})
+    for i in range(0, max(counted) + 1):
+        chunk = counted.get(i, [])
+        h = hdr.merge(timed.get(i, []))
+        n = h.get_total_count()
+        rows.append({"t": float(i),
+                     "answered_per_s": float(sum(map(answered, chunk))),
+                     "errors_per_s": float(sum(not answered(op) for op in chunk)),
+                     "p50_ms": h.get_value_at_percentile(50) / 1000 if n >= need else None,
+                     "max_ms": h.get_max_value() / 1000 if n else None})
     return rows
 
 
-def summarise(steps: Sequence[tuple[list[dict[str, Any]], dict[str, Any]]]) -> dict[str, Any]:
-    """One placement's figures for one plan over its trials: ``steps`` are (ops, extra) with
-    ``extra`` the step's ``faults`` (windows), ``oracle`` (verdict) and ``restarts``."""
+def summarise(steps: Sequence[tuple[list[dict[str, Any]], dict[str, Any], Sequence[Second]]]
+              ) -> dict[str, Any]:
+    """One placement's figures for one plan over its trials: ``steps`` are (ops, extra,
+    seconds) with ``extra`` the step's ``faults`` (windows), ``oracle`` (verdict) and
+    ``restarts``, and ``seconds`` its latency histograms."""
     during: list[dict[str, Any]] = []
     outside: list[dict[str, Any]] = []
+    seconds_during: list[Second] = []
+    seconds_outside: list[Second] = []
     recoveries: list[float] = []
     never = 0
     oracle: dict[str, Any] = {}
     restarts = windows = 0
     not_applied = 0
-    for ops, extra in steps:
+    for ops, extra, seconds in steps:
         applied = [w for w in extra.get("faults", []) if w.get("applied", True)]
         not_applied += len(extra.get("faults", [])) - len(applied)
         spans = [window_span(w) for w in applied]
         windows += len(spans)
         for op in ops:
             (during if inside(op, spans) else outside).append(op)
+        for second in seconds:
+            (seconds_during if overlaps(second, spans) else seconds_outside).append(second)
         starts = sorted(w["start"] for w in applied)
         for window in applied:
             later = [t for t in starts if t > window["start"]]
@@ -124,8 +156,9 @@ def summarise(steps: Sequence[tuple[list[dict[str, Any]], dict[str, Any]]]) -> d
         "not_applied": not_applied,
         "availability": {"overall": availability(everything), "during": availability(during),
                          "outside": availability(outside)},
-        "p99_ms": {"during": p99_ms(during), "outside": p99_ms(outside)},
-        "recovery_s": {"median": float(np.median(recoveries)) if recoveries else None,
+        "latency_ms": {"during": latency_ms(seconds_during),
+                       "outside": latency_ms(seconds_outside)},
+        "recovery_s": {"median": statistics.median(recoveries) if recoveries else None,
                        "max": max(recoveries) if recoveries else None,
                        "measured": len(recoveries), "not_recovered_in_step": never},
         "restarts": restarts,

@@ -26,11 +26,6 @@ if TYPE_CHECKING:
 PREDICTED = ("p50", "p90", "p99", "p99.9")
 
 
-def settings_from(doc: Mapping[str, Any]) -> FanoutSettings:
-    """The settings as the manifest recorded them (JSON) back as a FanoutSettings."""
-    return FanoutSettings(**doc)
-
-
 def predicted_quantile(q: float, n: int) -> float:
     """The percentile of one leaf's distribution that is the q-th percentile of the slowest
     of n independent leaves: F(t)^n = q/100, so F(t) = (q/100)^(1/n)."""
@@ -59,7 +54,7 @@ def binomial_interval(k: int, total: int, confidence: float = CONFIDENCE_SLOW) -
 
 def analyse_fanout(experiment: "Fanout", run: RunData, resamples: int, seed: int) -> Analysis:
     rng = np.random.default_rng(seed)
-    settings = settings_from(run.settings(experiment.name))
+    settings = run.settings_of(experiment)
     every = kinds(settings)
     per: dict[str, Any] = {}
     warnings: list[str] = []

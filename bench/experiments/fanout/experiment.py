@@ -138,6 +138,9 @@ def kinds(settings: FanoutSettings) -> list[Kind]:
 
 
 class Fanout(Experiment):
+    """GET /search/scatter?n= for each n, plain and with an injected leaf tail, hedged or
+    not, against the order-statistics prediction from the leaves' own timings."""
+
     name = "fanout"
     title = "Fan-out: p99 against n, against F(t)^n, and hedged"
     default_order = 30

@@ -36,6 +36,7 @@ from bench.system.floors import floor_servers, http_round_trips, tcp_round_trips
 from bench.system.processes import pinned
 
 if TYPE_CHECKING:
+    from shop.topology import Topology
     from bench.experiments.hops.budget import HopFigures
 
 
@@ -68,6 +69,12 @@ def chain_name(k: int) -> str:
 
 
 class Hops(Experiment):
+    """A chain of k = 0..4 component calls (/chain?k=) at a low constant rate, beside the raw
+    TCP and HTTP round trips (the floors) measured in the same run.
+
+    Per placement: each k's percentiles (µs), one call's cost (the slope over k), the bare
+    hop, CPU per request and per HTTP hop, and one call against each floor as paired ratios."""
+
     name = "hops"
     title = "The cost of one component call, against floors from the same run"
     default_order = 10
@@ -114,9 +121,8 @@ class Hops(Experiment):
 
     def analyse(self, run: RunData, resamples: int, seed: int) -> Analysis:
         rng = np.random.default_rng(seed)
-        settings = run.settings(self.name)
-        ks = [int(k) for k in settings.get("ks", (0, 1, 2, 3, 4))]
-        target = float(settings.get("target", HOP_TARGET))
+        settings = run.settings_of(self)
+        ks, target = list(settings.ks), settings.target
         trials = sorted({s.key.trial for s in run.steps_of(self.name)})
         floors, raw_p50 = self._floors(run, trials, rng, resamples)
         per: dict[str, Any] = {}
@@ -168,7 +174,7 @@ class Hops(Experiment):
         baseline = run.placements[0] if run.placements else None
         for other in run.placements[1:]:
             self._cpu_per_hop(per, per_trial_cpu, baseline, other)
-        result = {"title": self.title, "settings": settings, "floors": floors, "placements": per}
+        result = {"title": self.title, "settings": run.settings(self.name), "floors": floors, "placements": per}
         nothing = bool(per) and not any(e.get("valid_trials") for e in per.values())
         return Analysis(result, self._headlines(result, baseline), warnings, rests_on_nothing=nothing)
 
@@ -247,12 +253,11 @@ class Hops(Experiment):
         return hops_report(result, figures_dir)
 
 
-def http_hops(topology: Mapping[str, Any], ks: list[int]) -> list[int]:
+def http_hops(topology: Topology, ks: list[int]) -> list[int]:
     """How many HTTP hops ``/chain?k=`` crosses in ``topology`` for each k, as the shop
     itself counts them (``shop.placement``)."""
-    from shop.placement import Topology, chain_http_hops
-    placed = Topology.from_dict(dict(topology))
-    return [chain_http_hops(placed, k) for k in ks]
+    from shop.placement import chain_http_hops
+    return [chain_http_hops(topology, k) for k in ks]
 
 
 def hops_report(result: Mapping[str, Any], figures_dir: Path) -> list[Block]:
