@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 
 ADJECTIVES = ("compact", "rugged", "silent", "vintage", "smart", "portable", "classic", "modular",
               "wireless", "ergonomic", "heavy", "light", "solar", "folding", "premium", "basic")
@@ -23,6 +24,13 @@ class Product:
     name: str
     description: str
     price_cents: int
+
+
+@cache
+def products(count: int, seed: int) -> tuple[Product, ...]:
+    """``generate(count, seed)`` as a tuple, made once per process: every leaf's partition
+    is cut from the same catalog, and a fleet has dozens of leaves."""
+    return tuple(generate(count, seed))
 
 
 def generate(count: int, seed: int) -> Iterator[Product]:

@@ -51,7 +51,7 @@ def seed_catalog(db: Database, settings: SearchSettings,
         conn.executemany(
             "INSERT INTO search_products VALUES (?, ?, ?, ?, ?)",
             ((i, p.sku, p.name, p.description, p.price_cents)
-             for i, p in enumerate(catalog.generate(settings.catalog_size,
+             for i, p in enumerate(catalog.products(settings.catalog_size,
                                                     settings.catalog_seed), start=1)
              if keep is None or keep(i)))
         conn.execute("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import pytest
@@ -9,25 +10,36 @@ from tests.placements import PLACEMENTS, Api, start
 
 
 class Placements:
-    """Placements started on first use and kept for the session."""
+    """Placements started on first use and kept until ``close``, which stops them all at
+    once (each fleet waits for its workers to finish: one after another, that adds up)."""
 
-    def __init__(self, stack: ExitStack) -> None:
-        self._stack = stack
+    def __init__(self) -> None:
+        self._stacks: dict[str, ExitStack] = {}
         self._started: dict[str, tuple] = {}
 
     def get(self, name: str) -> tuple[Api, object]:
         if name not in self._started:
-            self._started[name] = start(name, self._stack)
+            self._stacks[name] = ExitStack()
+            self._started[name] = start(name, self._stacks[name])
         return self._started[name]
 
+    def close(self) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, len(self._stacks))) as pool:
+            list(pool.map(ExitStack.close, self._stacks.values()))
 
-@pytest.fixture(scope="session")
+
+@pytest.fixture(scope="package")
 def placements():
-    with ExitStack() as stack:
-        yield Placements(stack)
+    """Started on first use, stopped when the contract package is done: idle fleets would
+    otherwise poll their outboxes through every later test."""
+    started = Placements()
+    try:
+        yield started
+    finally:
+        started.close()
 
 
-@pytest.fixture(scope="session", params=PLACEMENTS)
+@pytest.fixture(scope="package", params=PLACEMENTS)
 def placement(request, placements):
     """(name, Api, running shop or None) for each placement in turn."""
     api, shop = placements.get(request.param)

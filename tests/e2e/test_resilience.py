@@ -38,12 +38,14 @@ def supervised_shop():
 
 @pytest.fixture
 def shop(supervised_shop):
-    """The module's shop, healthy again: every process answering, no restart pending, and a
-    breaker opened by the previous test's fault past its reset (1 s)."""
+    """The module's shop, healthy again after each test: every process answering and every
+    path through the shop answering 200, so no breaker a fault opened is still open."""
     yield supervised_shop
-    eventually(lambda: not supervised_shop.dead() and requests.get(
-        supervised_shop.base_url + "/readyz", timeout=2).status_code == 200, timeout_s=30)
-    time.sleep(EDGES["gateway->billing"]["breaker_reset_s"] * 1.2)
+    user = User(HttpApi(supervised_shop.base_url))
+    paths = ("/billing/balance", "/notify/inbox", "/search?q=lamp&limit=1")
+    eventually(lambda: not supervised_shop.dead()
+               and all(user.call("GET", path)[0] == 200 for path in paths), timeout_s=30,
+               interval_s=0.2)
 
 
 @contextmanager

@@ -134,10 +134,10 @@ def test_interrupted_run_keeps_partial_results_marked_incomplete(tmp_path):
         deadline = time.monotonic() + 180
         children: set[int] = set()
         run_dir = None
-        while time.monotonic() < deadline:  # until at least two steps are recorded
+        while time.monotonic() < deadline:  # until a step is recorded
             children |= {p.pid for p in psutil.Process(run.pid).children(recursive=True)}
             found = list(tmp_path.iterdir())
-            if found and (found[0] / "steps.csv").exists() and len(rows(found[0] / "steps.csv")) >= 2:
+            if found and (found[0] / "steps.csv").exists() and len(rows(found[0] / "steps.csv")) >= 1:
                 run_dir = found[0]
                 break
             time.sleep(0.2)
@@ -151,7 +151,7 @@ def test_interrupted_run_keeps_partial_results_marked_incomplete(tmp_path):
         output.close()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["complete"] is False and manifest["incomplete_reason"] == "interrupted"
-    assert len(rows(run_dir / "steps.csv")) >= 2  # what was measured is kept
+    assert len(rows(run_dir / "steps.csv")) >= 1  # what was measured is kept
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["complete"] is False and "INCOMPLETE" in summary["warnings"][0]
     assert not [pid for pid in children if alive(pid)]

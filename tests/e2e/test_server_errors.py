@@ -11,6 +11,19 @@ from shop.address import address_of
 from tests.placements import start
 
 
+@pytest.fixture(scope="module")
+def served():
+    """Each placement started once for the module: name -> the running shop."""
+    with ExitStack() as stack:
+        started: dict[str, object] = {}
+
+        def get(name: str):
+            if name not in started:
+                started[name] = start(name, stack)[1]
+            return started[name]
+        yield get
+
+
 def raw(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send ``request`` bytes as they are; the status, headers and body of the answer."""
     with socket.create_connection(address_of(base_url), timeout=10) as sock:
@@ -35,19 +48,18 @@ BAD = [
 
 
 @pytest.mark.parametrize("placement", ["monolith", "microservices"])
-def test_gunicorns_own_errors_are_json(placement):
-    with ExitStack() as stack:
-        _, shop = start(placement, stack)
-        urls = {shop.base_url, *(p.url for p in shop.processes.values())}  # every server
-        for url in sorted(urls):
-            for request, status, code in BAD:
-                got, headers, body = raw(url, request)
-                assert got == status, (url, request[:40], got, body[:200])
-                assert headers["content-type"] == "application/json"
-                assert headers["connection"] == "close"
-                doc = json.loads(body)
-                assert doc["error"] == code and isinstance(doc["detail"], str), doc
-            assert raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200
+def test_gunicorns_own_errors_are_json(served, placement):
+    shop = served(placement)
+    urls = {shop.base_url, *(p.url for p in shop.processes.values())}  # every server
+    for url in sorted(urls):
+        for request, status, code in BAD:
+            got, headers, body = raw(url, request)
+            assert got == status, (url, request[:40], got, body[:200])
+            assert headers["content-type"] == "application/json"
+            assert headers["connection"] == "close"
+            doc = json.loads(body)
+            assert doc["error"] == code and isinstance(doc["detail"], str), doc
+        assert raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200
 
 
 def chunked(path: str, body: bytes) -> bytes:
@@ -59,22 +71,21 @@ def chunked(path: str, body: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("placement", ["monolith", "microservices"])
-def test_bodies_over_the_limit_get_a_readable_413(placement):
+def test_bodies_over_the_limit_get_a_readable_413(served, placement):
     """Finding 6: a chunked body over 1 MiB got 400 (werkzeug cut it at the limit and it was
     no longer JSON); a large body with Content-Length got its 413 and then a reset on a
     keep-alive connection, so the client never read it."""
     import requests
 
-    with ExitStack() as stack:
-        _, shop = start(placement, stack)
-        big = b'{"username": "' + b"a" * 1_500_000 + b'", "password": "password1"}'
-        status, _, body = raw(shop.base_url, chunked("/auth/register", big))
-        assert status == 413 and json.loads(body)["error"] == "request_entity_too_large", body
-        small = b'{"username": "' + b"a" * 100_000 + b'", "password": "password1"}'
-        assert raw(shop.base_url, chunked("/auth/register", small))[0] == 422  # read in full
-        session = requests.Session()
-        for _ in range(3):  # 6 MiB, keep-alive: the 413 is read, the connection reused
-            r = session.post(shop.base_url + "/auth/register", data=b"x" * (6 << 20),
-                             headers={"Content-Type": "application/json"}, timeout=30)
-            assert r.status_code == 413 and r.json()["error"] == "request_entity_too_large"
-        assert session.get(shop.base_url + "/healthz", timeout=10).status_code == 200
+    shop = served(placement)
+    big = b'{"username": "' + b"a" * 1_500_000 + b'", "password": "password1"}'
+    status, _, body = raw(shop.base_url, chunked("/auth/register", big))
+    assert status == 413 and json.loads(body)["error"] == "request_entity_too_large", body
+    small = b'{"username": "' + b"a" * 100_000 + b'", "password": "password1"}'
+    assert raw(shop.base_url, chunked("/auth/register", small))[0] == 422  # read in full
+    session = requests.Session()
+    for _ in range(3):  # 6 MiB, keep-alive: the 413 is read, the connection reused
+        r = session.post(shop.base_url + "/auth/register", data=b"x" * (6 << 20),
+                         headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.status_code == 413 and r.json()["error"] == "request_entity_too_large"
+    assert session.get(shop.base_url + "/healthz", timeout=10).status_code == 200

@@ -33,13 +33,13 @@ def test_a_registered_toy_experiment_runs_through_the_core_and_its_budget(tmp_pa
     settings = replace(LaunchSettings(), scrypt_n=2**4,
                        search=replace(SearchSettings(), catalog_size=2000))
     config = RunConfig.build("smoke", [load_topology("monolith")], settings, cpu_plan(),
-                             experiments=("toy",), trials=3)
+                             experiments=("toy",), trials=4)
     outcome = execute(config, tmp_path / "runs")
     assert outcome.complete and outcome.summary is not None, outcome.reason
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     toy = summary["experiments"]["toy"]
     assert list(summary["experiments"]) == ["toy"]
-    assert toy["valid_steps"] + len(summary["invalid_steps"]) == 3
+    assert toy["valid_steps"] + len(summary["invalid_steps"]) == 4
     # the budget below needs two valid trials for an interval (a trial is invalid only when
     # the shared machine made the generator late)
     assert toy["valid_steps"] >= 2, summary["invalid_steps"]
@@ -49,7 +49,7 @@ def test_a_registered_toy_experiment_runs_through_the_core_and_its_budget(tmp_pa
     [row] = [h for h in summary["headlines"] if h["label"] == "toy health p50"]
     assert row["kind"] == "latency"
     steps = [s for s in summary["steps"] if s["experiment"] == "toy"]
-    assert [s["trial"] for s in steps] == [0, 1, 2] and all(s["rung"] == "health" for s in steps)
+    assert [s["trial"] for s in steps] == [0, 1, 2, 3] and all(s["rung"] == "health" for s in steps)
     manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
     assert manifest["config"]["experiments"] == {"toy": {"rate": 40.0, "warmup_s": 0.3,
                                                          "duration_s": 1.0}}
