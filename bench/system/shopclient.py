@@ -9,7 +9,7 @@ import os
 from shop.address import address_of
 
 
-class ShopSession:
+class ShopClient:
     """A keep-alive JSON client for the public API (http.client: the cheapest honest client)."""
 
     def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
@@ -45,7 +45,7 @@ class ShopSession:
 def funded_users(base_url: str, count: int) -> list[dict[str, str]]:
     """Register and fund ``count`` users; their credentials (set-up, not measured)."""
     users = []
-    session = ShopSession(base_url)
+    session = ShopClient(base_url)
     try:
         run = os.urandom(4).hex()
         for i in range(count):
@@ -63,7 +63,7 @@ def funded_users(base_url: str, count: int) -> list[dict[str, str]]:
 
 def log_in(base_url: str, users: list[dict[str, str]]) -> list[str]:
     """A bearer token for each user."""
-    session = ShopSession(base_url)
+    session = ShopClient(base_url)
     try:
         return [session.expect(200, "POST", "/auth/login", body)["token"] for body in users]
     finally:

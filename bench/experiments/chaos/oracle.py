@@ -177,9 +177,9 @@ def judge(ops: list[dict[str, Any]], users: list[Call], balances_before: list[in
 
 def user_call(base_url: str, token: str) -> Call:
     """The public API as the user holding ``token``, one fresh keep-alive session."""
-    from bench.system.shopclient import ShopSession
+    from bench.system.shopclient import ShopClient
 
-    session = ShopSession(base_url)
+    session = ShopClient(base_url)
     session.token = token
 
     def call(method: str, path: str, body: dict | None, headers: dict[str, str]

@@ -234,9 +234,9 @@ def one_leaf_p95_ms(base_url: str, token: str, settings: FanoutSettings) -> floa
     of one leaf sees it (the path to it included, so the hedge is a little late if anything)."""
     import random
 
-    from bench.system.shopclient import ShopSession
+    from bench.system.shopclient import ShopClient
     rng = random.Random(f"calibrate-{settings.calibration_requests}")
-    session = ShopSession(base_url)
+    session = ShopClient(base_url)
     took = []
     try:
         for _ in range(settings.calibration_requests):
