@@ -93,17 +93,6 @@ class IntervalLogWriter:
         self._out.write(f"Tag={tag},{start_s:.3f},{length_s:.3f},{max_ms:.3f},{encode(histogram)}\n")
 
 
-def read_base_time(path: str | Path) -> float | None:
-    """The epoch seconds an interval log's ``start_s`` are counted from (its BaseTime)."""
-    with open(path, encoding="ascii") as log:
-        for line in log:
-            if line.startswith("#[BaseTime: "):
-                return float(line.split()[1])
-            if not line.startswith("#"):
-                return None
-    return None
-
-
 def read_interval_log(path: str | Path) -> Iterator[Interval]:
     """The intervals of a log written by ``IntervalLogWriter`` (untagged lines get tag "")."""
     with open(path, encoding="ascii") as log:

@@ -139,21 +139,6 @@ class RunData:
                          for key, h in blocks.items()
                          if tags is not None or _of_the_system(key[0], tag))
 
-    def seconds(self, step: StepResult) -> list[tuple[float, HdrHistogram]]:
-        """The step's requests to the system under test as (epoch second it started, the
-        histogram of what completed in it), one per second and generator process, in order."""
-        out = []
-        for log in sorted((self.dir / step.raw_dir).glob("intervals-*.hlog")):
-            base = hdr.read_base_time(log) if SYSTEM_LOG.fullmatch(log.name) else None
-            if base is None:
-                continue
-            per_start: dict[float, list[HdrHistogram]] = {}
-            for iv in hdr.read_interval_log(log):
-                if _of_the_system(log.name, iv.tag):
-                    per_start.setdefault(iv.start_s, []).append(iv.histogram)
-            out += [(base + start, hdr.merge(hs)) for start, hs in per_start.items()]
-        return sorted(out, key=lambda pair: pair[0])
-
     def histogram_of(self, steps: Sequence[StepResult], names: Iterable[str] | None = None) -> HdrHistogram:
         """Several steps' ``histogram`` added (e.g. every valid trial of one rung)."""
         return hdr.merge(self.histogram(s, names) for s in steps)

@@ -39,8 +39,7 @@ def analyse_chaos(experiment: "Experiment", run: RunData) -> Analysis:
             invalid = [f"trial {s.key.trial + 1}: {'; '.join(s.invalid_reasons)}"
                        for s in steps if not s.valid]
             written = [details(run, s) for s in steps]  # each step's file read once
-            entry = summarise([(read_ops(run.dir / s.raw_dir), d, run.seconds(s))
-                               for s, d in zip(steps, written)])
+            entry = summarise([(read_ops(run.dir / s.raw_dir), d) for s, d in zip(steps, written)])
             entry["invalid"] = invalid
             entry["trials"] = len(steps)
             breaker = {}
@@ -74,10 +73,10 @@ def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> 
         f"hits the server hosting its component, so in the monolith it hits the whole shop. "
         f"'Answered' means a definite reply (2xx or 4xx); a 5xx or silence is an error, for a "
         f"write an unknown outcome. 'During' is from a fault's start until it was undone (for a "
-        f"crash, until the restarted server answered); latency during a fault is that of the "
-        f"requests completed in the seconds a fault overlaps, from the same per-second "
-        f"histograms as every other figure, and a percentile is shown only where it has the "
-        f"samples it needs (10/(1-q): 1,000 for a p99). Recovery is the time from undoing a "
+        f"crash, until the restarted server answered); an operation's latency counts during a "
+        f"fault when it was meant to be sent then, even if its answer came later, and a "
+        f"percentile is shown only where it has the samples it needs (10/(1-q): 1,000 for a "
+        f"p99). Recovery is the time from undoing a "
         f"fault to the first moment after which every operation for 1 s was answered. After "
         f"each step the oracle resends every unknown write with its own Idempotency-Key, waits "
         f"for the outbox to drain, and checks money, charges and notifications per user "
@@ -144,7 +143,7 @@ def timeline_figure(run: RunData, label: str, out_path: Path) -> Path | None:
         if not ops:
             continue
         t0 = ops[0]["t"]
-        rows = timeline(ops, run.seconds(step), t0)
+        rows = timeline(ops, t0)
         ts = [row["t"] for row in rows]
         top, bottom = axes[0][col], axes[1][col]
         # each value belongs to its whole second: drawn as steps from the second's start

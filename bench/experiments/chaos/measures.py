@@ -1,12 +1,14 @@
-"""Chaos figures from a step's operation log, its latency histograms and its fault windows
-(pure functions, no I/O).
+"""Chaos figures from a step's operation log and its fault windows (pure functions, no I/O).
 
 An operation is *answered* when the shop gave a definite answer (a 2xx or a 4xx); a 5xx or
-no answer is an error (for a write, an unknown outcome). Times are epoch seconds. Latency
-comes from the one latency record every step has, the generators' per-second histograms (µs
-from the intended send time): a second is *during* a fault when it overlaps the fault's span.
-Histograms are merged over every trial, never averaged, and a percentile is given only where
-it has the samples the harness requires of it everywhere (``bench.results.model.Quantile``).
+no answer is an error (for a write, an unknown outcome). Times are epoch seconds: each
+operation's intended send ``t`` and when its answer (or failure) came, ``done``. An operation
+is *during* a fault when it was meant to be sent in the fault's span; its latency, ``done``
+minus ``t``, counts there even when the answer came after the fault (the per-second
+histograms, bucketed by completion, would count a request a black hole held 3 s as after
+it). Latencies are pooled over every trial, never averaged, and a percentile is given only
+where it has the samples the harness requires of it everywhere
+(``bench.results.model.Quantile``: 10/(1-q)).
 """
 from __future__ import annotations
 
@@ -15,12 +17,10 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
+import numpy as np
 
-from bench.results import hdr
 from bench.results.model import QUANTILE
 
-Second = tuple[float, HdrHistogram]  # (epoch start, what completed in that second), µs
 RECOVERED_AFTER_S = 1.0  # recovered: every operation of this long a span answered
 LATENCY_KEYS = ("p50", "p90", "p99")
 
@@ -45,21 +45,15 @@ def availability(ops: Sequence[dict[str, Any]]) -> float | None:
     return sum(map(answered, ops)) / len(ops) if ops else None
 
 
-def overlaps(second: Second, spans: Sequence[tuple[float, float]]) -> bool:
-    start = second[0]
-    return any(begin < start + 1.0 and start < end for begin, end in spans)
-
-
-def latency_ms(seconds: Sequence[Second]) -> dict[str, Any]:
-    """Latency of the requests that completed in ``seconds``, ms: the count, p50/p90/p99
+def latency_ms(ops: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Latency of ``ops`` (answer time minus intended send time), ms: the count, p50/p90/p99
     (None where the samples are fewer than the percentile needs) and the maximum."""
-    h = hdr.merge(histogram for _, histogram in seconds)
-    n = h.get_total_count()
-    out: dict[str, Any] = {"samples": n}
+    values = np.array([(op["done"] - op["t"]) * 1000 for op in ops], dtype=float)
+    out: dict[str, Any] = {"samples": len(values)}
     for key in LATENCY_KEYS:
         q = QUANTILE[key]
-        out[key] = h.get_value_at_percentile(q.q) / 1000 if n >= q.min_samples else None
-    out["max"] = h.get_max_value() / 1000 if n else None
+        out[key] = float(np.percentile(values, q.q)) if len(values) >= q.min_samples else None
+    out["max"] = float(values.max()) if len(values) else None
     return out
 
 
@@ -84,56 +78,42 @@ def recovery_s(ops: Sequence[dict[str, Any]], window: dict[str, Any],
     return rest[0]["t"] - undone
 
 
-def timeline(ops: Sequence[dict[str, Any]], seconds: Sequence[Second], t0: float
-             ) -> list[dict[str, Any]]:
-    """Per second from ``t0``: answered and error counts (operations by intended time), and
-    the median and maximum latency (ms) of what completed in it; the median is None where
-    the second has fewer samples than a p50 needs."""
+def timeline(ops: Sequence[dict[str, Any]], t0: float) -> list[dict[str, Any]]:
+    """Per second of intended send time from ``t0``: answered and error counts, and the
+    median (None below the samples a p50 needs) and maximum latency, ms."""
     if not ops:
         return []
-    counted: dict[int, list[dict[str, Any]]] = {}
+    buckets: dict[int, list[dict[str, Any]]] = {}
     for op in ops:
-        counted.setdefault(int(op["t"] - t0), []).append(op)
-    timed: dict[int, list[HdrHistogram]] = {}
-    for start, histogram in seconds:
-        timed.setdefault(int(round(start - t0)), []).append(histogram)
-    need = QUANTILE["p50"].min_samples
+        buckets.setdefault(int(op["t"] - t0), []).append(op)
     rows = []
-    for i in range(0, max(counted) + 1):
-        chunk = counted.get(i, [])
-        h = hdr.merge(timed.get(i, []))
-        n = h.get_total_count()
+    for i in range(0, max(buckets) + 1):
+        chunk = buckets.get(i, [])
+        latency = latency_ms(chunk)
         rows.append({"t": float(i),
                      "answered_per_s": float(sum(map(answered, chunk))),
                      "errors_per_s": float(sum(not answered(op) for op in chunk)),
-                     "p50_ms": h.get_value_at_percentile(50) / 1000 if n >= need else None,
-                     "max_ms": h.get_max_value() / 1000 if n else None})
+                     "p50_ms": latency["p50"], "max_ms": latency["max"]})
     return rows
 
 
-def summarise(steps: Sequence[tuple[list[dict[str, Any]], dict[str, Any], Sequence[Second]]]
-              ) -> dict[str, Any]:
-    """One placement's figures for one plan over its trials: ``steps`` are (ops, extra,
-    seconds) with ``extra`` the step's ``faults`` (windows), ``oracle`` (verdict) and
-    ``restarts``, and ``seconds`` its latency histograms."""
+def summarise(steps: Sequence[tuple[list[dict[str, Any]], dict[str, Any]]]) -> dict[str, Any]:
+    """One placement's figures for one plan over its trials: ``steps`` are (ops, extra) with
+    ``extra`` the step's ``faults`` (windows), ``oracle`` (verdict) and ``restarts``."""
     during: list[dict[str, Any]] = []
     outside: list[dict[str, Any]] = []
-    seconds_during: list[Second] = []
-    seconds_outside: list[Second] = []
     recoveries: list[float] = []
     never = 0
     oracle: dict[str, Any] = {}
     restarts = windows = 0
     not_applied = 0
-    for ops, extra, seconds in steps:
+    for ops, extra in steps:
         applied = [w for w in extra.get("faults", []) if w.get("applied", True)]
         not_applied += len(extra.get("faults", [])) - len(applied)
         spans = [window_span(w) for w in applied]
         windows += len(spans)
         for op in ops:
             (during if inside(op, spans) else outside).append(op)
-        for second in seconds:
-            (seconds_during if overlaps(second, spans) else seconds_outside).append(second)
         starts = sorted(w["start"] for w in applied)
         for window in applied:
             later = [t for t in starts if t > window["start"]]
@@ -156,8 +136,7 @@ def summarise(steps: Sequence[tuple[list[dict[str, Any]], dict[str, Any], Sequen
         "not_applied": not_applied,
         "availability": {"overall": availability(everything), "during": availability(during),
                          "outside": availability(outside)},
-        "latency_ms": {"during": latency_ms(seconds_during),
-                       "outside": latency_ms(seconds_outside)},
+        "latency_ms": {"during": latency_ms(during), "outside": latency_ms(outside)},
         "recovery_s": {"median": statistics.median(recoveries) if recoveries else None,
                        "max": max(recoveries) if recoveries else None,
                        "measured": len(recoveries), "not_recovered_in_step": never},
