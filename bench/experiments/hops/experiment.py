@@ -48,7 +48,7 @@ HOP_TARGET = 1.3  # one call should cost at most this many floors
 
 
 @dataclass(frozen=True)
-class HopSettings:
+class HopCostSettings:
     rate: float  # req/s over all k together, evenly spaced: low, so chains never overlap
     warmup_s: float
     duration_s: float
@@ -58,9 +58,9 @@ class HopSettings:
 
 
 PROFILES = {
-    "quick": HopSettings(rate=50, warmup_s=1, duration_s=10, floor_round_trips=100),
-    "full": HopSettings(rate=50, warmup_s=2, duration_s=40, floor_round_trips=500),
-    "smoke": HopSettings(rate=50, warmup_s=0.5, duration_s=1.5, floor_round_trips=30),
+    "quick": HopCostSettings(rate=50, warmup_s=1, duration_s=10, floor_round_trips=100),
+    "full": HopCostSettings(rate=50, warmup_s=2, duration_s=40, floor_round_trips=500),
+    "smoke": HopCostSettings(rate=50, warmup_s=0.5, duration_s=1.5, floor_round_trips=30),
 }
 
 
@@ -79,23 +79,23 @@ class Hops(Experiment):
     title = "The cost of one component call, against floors from the same run"
     default_order = 10
 
-    def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> HopSettings:
+    def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> HopCostSettings:
         return replace(PROFILES[profile], **dict(overrides or {}))
 
     def budget_figures(self) -> "HopFigures":
         from bench.experiments.hops.budget import HopFigures
         return HopFigures(self.name)
 
-    def rungs(self, settings: HopSettings) -> list[Rung]:
+    def rungs(self, settings: HopCostSettings) -> list[Rung]:
         return [Rung("chain", float(settings.rate))]
 
-    def start(self, session: RunSession, settings: HopSettings) -> None:
+    def start(self, session: RunSession, settings: HopCostSettings) -> None:
         session.progress.on_phase("starting the floor servers")
         launch = replace(session.launch, cpus=session.system_cpus)
         session.state_of(self)["floors"] = session.stack.enter_context(
             floor_servers(launch, session.store.dir / "logs"))
 
-    def before_trial(self, session: RunSession, settings: HopSettings, trial: int) -> None:
+    def before_trial(self, session: RunSession, settings: HopCostSettings, trial: int) -> None:
         floors = session.state_of(self)["floors"]
         n, gap = settings.floor_round_trips, 1 / settings.rate  # paced like the hop step
         with pinned(session.system_cpus):
@@ -106,7 +106,7 @@ class Hops(Experiment):
         session.store.add_harness_histograms(f"raw/floors-t{trial}", measured, time.time(),
                                              "floor round trips in blocks of consecutive calls, us")
 
-    def load(self, session: RunSession, settings: HopSettings, rung: Rung,
+    def load(self, session: RunSession, settings: HopCostSettings, rung: Rung,
              placement: str) -> StepLoad:
         floors = session.state_of(self)["floors"]
         return StepLoad(SCENARIO, settings.warmup_s, settings.duration_s, "constant",
