@@ -1,6 +1,7 @@
 """The ``seambench`` command."""
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -95,8 +96,10 @@ def cli() -> None:
 COMMANDS_GROUP = "seambench.commands"  # entry points: commands a plug-in adds
 
 
+@functools.cache
 def _plug_in() -> None:
-    """Add what installed experiments bring: their options to ``run`` and their commands."""
+    """Add what installed experiments bring: their options to ``run`` and their commands
+    (once per process: ``main`` may be called again, e.g. by a test)."""
     names = {param.name for param in run.params}
     for name in registered():
         for option in get_experiment(name).run_options:

@@ -135,8 +135,7 @@ class RunConfig:
         Raises ValueError for a configuration that does not fit, KeyError for an experiment
         that is not installed."""
         profile = decode(Profile, config["profile"])
-        settings = {name: decode(type(get(name).settings(profile.name)), recorded,
-                                 get(name).settings(profile.name))
+        settings = {name: get(name).recorded_settings(recorded, profile.name)
                     for name, recorded in config.get("experiments", {}).items()}
         return cls(profile, tuple(Topology.from_dict(t) for t in config["topologies"]),
                    decode(LaunchSettings, config["launch"]), decode(CpuPlan, config["cpus"]),

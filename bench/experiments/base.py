@@ -184,6 +184,14 @@ class Experiment(ABC):
     def analyse(self, run: "RunData", resamples: int, seed: int) -> Analysis:
         ...
 
+    def recorded_settings(self, recorded: Mapping[str, Any], profile: str) -> Any:
+        """Settings as a manifest recorded them (plain data), back as this experiment's own
+        type; a field not recorded (a run older than the field) is ``profile``'s. Raises
+        ValueError for a value that does not fit."""
+        from bench.results.codec import decode
+        base = self.settings(profile)
+        return decode(type(base), recorded, base)
+
     def budget_figures(self) -> "BudgetFigures | None":
         """The figures it offers to budgets (``seambench check``); None: nothing to budget."""
         return None

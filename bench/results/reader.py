@@ -20,7 +20,6 @@ from hdrh.histogram import HdrHistogram
 
 from bench.load.recorder import tag_of
 from bench.results import hdr
-from bench.results.codec import decode
 from bench.results.model import StepResult
 from bench.results.stats import Blocks
 from bench.results.store import CALLS, HARNESS_LOG, MANIFEST, STEPS, read_json
@@ -77,9 +76,8 @@ class RunData:
     def settings_of(self, experiment: "Experiment") -> Any:
         """``experiment``'s settings as the run recorded them, as its own settings type; a
         field the run did not record (a run older than the field) is the run's profile's."""
-        profile = self.config.get("profile", {}).get("name", "quick")
-        base = experiment.settings(profile)
-        return decode(type(base), self.settings(experiment.name), base)
+        return experiment.recorded_settings(self.settings(experiment.name),
+                                            self.config.get("profile", {}).get("name", "quick"))
 
     def topology(self, placement: str) -> Topology:
         """The topology ``placement`` ran, as the manifest recorded it."""

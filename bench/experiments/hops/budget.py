@@ -59,9 +59,6 @@ class HopFigures(BudgetFigures):
             return [view.summary.baseline]
         return []
 
-    def steps_under(self, budget, view, label, steps):
-        return steps  # every step of the placement: the one rung
-
     def measure(self, view: RunView, placement: str, request: str, label: str,
                 metric: str) -> Measured:
         entry = view.placement(self.experiment, placement)
