@@ -28,7 +28,7 @@ from hdrh.histogram import HdrHistogram
 from bench.load.plan import PLAN_ENV, LoadPlan, split
 from bench.results import hdr
 from bench.results.model import (ERRORS, GENERATOR_BUSY, GENERATOR_FAILED, LATE_SENDS,
-                                 OUT_OF_RANGE, QUANTILES, RATE_MISSED, UNMATCHED, Invalid,
+                                 NOT_STEADY, OUT_OF_RANGE, QUANTILES, RATE_MISSED, UNMATCHED, Invalid,
                                  Quantile)
 from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
 from bench.system.sampler import ResourceSampler, Sample, window_usage
@@ -38,6 +38,12 @@ MAX_RATE_MISS = 0.02
 MAX_ERROR_RATE = 0.01  # (errors + censored) / scheduled, over the measured window
 MAX_GENERATOR_CPU = 0.85
 MAX_LATENESS_P99_US = 10_000  # sends later than this (p99) mean the generator fell behind
+# A step is not steady when the median latency of the window's second half (by intended send
+# time) exceeds the first half's by this factor and by at least STEADY_SLACK_US: a server
+# overloaded by 2% builds a queue that adds ~20 ms a second, far past both; a steady one
+# moves its halves' medians by a few percent.
+STEADY_GROWTH = 1.5
+STEADY_SLACK_US = 2_000
 SETUP_ALLOWANCE_S = 120.0  # a scenario's untimed set-up (logins) must fit in this
 
 
@@ -87,6 +93,8 @@ class LoadResult:
     interval_logs: list[Path]
     invalid_reasons: list[Invalid] = field(default_factory=list)
     unmatched: int = 0  # completions that matched no request in flight (a harness bug)
+    # the system's latencies (µs) by the half of the window their send was intended in
+    halves: tuple[HdrHistogram, HdrHistogram] | None = None
 
     @property
     def valid(self) -> bool:
@@ -233,7 +241,9 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
         measure_start_s=start, measure_end_s=end, generator_cpu=generator_cpu,
         timeseries=[dict(row, generator=i) for i, d in enumerate(docs) for row in d.get("timeseries", [])],
         samples=samples, interval_logs=[p.interval_log_path() for p in plans],
-        invalid_reasons=reasons, unmatched=sum(d.get("unmatched", 0) for d in docs))
+        invalid_reasons=reasons, unmatched=sum(d.get("unmatched", 0) for d in docs),
+        halves=(tuple(hdr.merge(hdr.decode(d["halves"][i]) for d in docs) for i in (0, 1))
+                if all("halves" in d for d in docs) else None))
     result.invalid_reasons.extend(validity_problems(result))
     return result
 
@@ -263,11 +273,27 @@ def validity_problems(result: LoadResult) -> list[Invalid]:
     if busiest > MAX_GENERATOR_CPU:
         problems.append(Invalid(GENERATOR_BUSY, f"generator used {busiest:.0%} of a core (limit {MAX_GENERATOR_CPU:.0%}): "
                         f"the generator, not the target, may set the latency"))
+    growth = steadiness(result)
+    if growth is not None:
+        problems.append(Invalid(NOT_STEADY, growth))
     out_of_range = sum(n.out_of_range for n in result.names.values())
     if out_of_range:
         problems.append(Invalid(OUT_OF_RANGE, f"{out_of_range} latencies outside the histogram range "
                         f"({hdr.LOWEST_US} us .. {hdr.HIGHEST_US} us)"))
     return problems
+
+
+def steadiness(result: LoadResult) -> str | None:
+    """Why the window was not a steady state, or None: the median latency of its second half
+    against its first (``STEADY_GROWTH``, ``STEADY_SLACK_US``). A queue growing through the
+    window makes every latency in it a reading of how long the window was, not of the system."""
+    if result.halves is None or min(h.get_total_count() for h in result.halves) < 20:
+        return None
+    first, second = (h.get_value_at_percentile(50) for h in result.halves)
+    if second > STEADY_GROWTH * first and second - first >= STEADY_SLACK_US:
+        return (f"not steady: the median latency rose from {first:,} us in the window's first "
+                f"half to {second:,} us in its second (a queue building up)")
+    return None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -81,6 +81,10 @@ class Recorder:
         self.completed_in_time = 0
         self.names: dict[str, NameStats] = {}
         self.lateness = new_histogram()  # actual send - intended send, µs
+        # every measured request of the system (reference names left out) by the half of the
+        # window its intended send fell in: a latency that grows from one to the other is a
+        # queue building up, not a steady state (``bench.load.generator.steadiness``)
+        self.halves = (new_histogram(), new_histogram())
         self.warmup_requests = 0
         self.scheduled = 0
         self.sent = 0
@@ -165,6 +169,7 @@ class Recorder:
             self.completed_in_time += 1
         stats = self._stats(name)
         latency_us = max(1, (done_ns - intended_ns) // NS_PER_US)
+        self._halve(name, intended_ns, latency_us)
         stats.interval.record_value(latency_us)
         if not stats.latency.record_value(latency_us):
             stats.out_of_range += 1
@@ -175,6 +180,12 @@ class Recorder:
         else:
             stats.errors += 1
             stats.interval_errors += 1
+
+    def _halve(self, name: str, intended_ns: int, latency_us: int, count: int = 1) -> None:
+        if self._end_ns is None or name in self._reference:
+            return
+        second = 2 * intended_ns >= self.measure_from_ns + self._end_ns
+        self.halves[second].record_value(min(HIGHEST_US, latency_us), count)
 
     def rotate(self, now_ns: int) -> None:
         """Close the open interval(s) if ``now_ns`` is past them."""
@@ -214,8 +225,9 @@ class Recorder:
         """Record every unanswered request as (drain end - intended), clamped to the
         histograms' range."""
 
-        def add(name: str, value_us: int, count: int) -> None:
+        def add(name: str, value_us: int, count: int, intended_ns: int) -> None:
             value_us = min(HIGHEST_US, max(1, value_us))
+            self._halve(name, intended_ns, value_us, count)
             stats = self._stats(name)
             stats.latency.record_value(value_us, count)
             stats.interval.record_value(value_us, count)
@@ -223,7 +235,7 @@ class Recorder:
 
         for (name, intended_ns), count in self._in_flight.items():
             self._stats(name).unfinished += count
-            add(name, (drain_end_ns - intended_ns) // NS_PER_US, count)
+            add(name, (drain_end_ns - intended_ns) // NS_PER_US, count, intended_ns)
         self._in_flight.clear()
         if self._end_ns is not None:
             after_end_us = (drain_end_ns - self._end_ns) // NS_PER_US
@@ -234,10 +246,11 @@ class Recorder:
                 for item in dropped.get_recorded_iterator():
                     # the bucket's lowest value: a censored value stays a lower bound
                     before_end_us = dropped.get_lowest_equivalent_value(item.value_iterated_to)
-                    add(name, after_end_us + before_end_us, item.count_at_value_iterated_to)
+                    add(name, after_end_us + before_end_us, item.count_at_value_iterated_to,
+                        self._end_ns - before_end_us * NS_PER_US)
                 dropped.reset()
         for name, intended_ns in self._dropped_exact:
-            add(name, (drain_end_ns - intended_ns) // NS_PER_US, 1)
+            add(name, (drain_end_ns - intended_ns) // NS_PER_US, 1, intended_ns)
         self._dropped_exact.clear()
 
     def result(self, **extra: Any) -> dict[str, Any]:
@@ -253,6 +266,7 @@ class Recorder:
                 "censored": sum(s.censored for s in self.names.values()),
                 "unmatched": self.unmatched,
                 "lateness_histogram": encode(self.lateness), "names": names,
+                "halves": [encode(h) for h in self.halves],
                 "timeseries": self.timeseries, **extra}
 
 

@@ -93,10 +93,12 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Ratio:
-    """B / A from paired trials. ``log_ratios`` holds one ln(B_t / A_t) per trial t in which
-    both sides were valid; the value is exp(mean) and the interval exp(mean +- t * se) with
-    n - 1 degrees of freedom (``bench.results.stats.paired_ratio``). ``p_value`` is the paired t
-    test of "no difference" (None with fewer than two pairs)."""
+    """B / A from paired trials. ``log_ratios`` holds one value per pair (trial t in which
+    both sides were valid): ln(B_t / A_t) for a per-trial figure (``paired_ratio``), or the
+    delete-one-trial jackknife's pseudo-value of ln(B/A) for a figure pooled over the trials
+    (``ratio_over_trials``; for a mean of per-trial values the two are the same). The
+    interval is exp(ln value +- t * se) with n - 1 degrees of freedom, se from those values;
+    ``p_value`` is the t test of "no difference" (None with fewer than two pairs)."""
 
     value: float | None
     low: float | None = None
@@ -186,7 +188,13 @@ LATE_RELATIVE = "late_relative"  # sends late relative to the latency measured
 GENERATOR_BUSY = "generator_busy"  # a generator process used more than 85% of a core
 OUT_OF_RANGE = "out_of_range"  # a latency outside the histograms' range
 GENERATOR_FAILED = "generator_failed"  # a generator process did not complete
+NOT_STEADY = "not_steady"  # latency grew through the window: a queue, not a latency
 UNKNOWN = "unknown"  # read back from a run that recorded no code
+
+# Reasons that are the harness's, not the system's: such a step was not measured (it is run
+# again at the end of the run, once), and it is never evidence that the system missed.
+HARNESS_CODES = frozenset({UNMATCHED, LATE_SENDS, LATE_RELATIVE, GENERATOR_BUSY, OUT_OF_RANGE,
+                           GENERATOR_FAILED})
 
 
 @dataclass
@@ -223,6 +231,11 @@ class StepResult:
     @property
     def valid(self) -> bool:
         return not self.invalid_reasons
+
+    @property
+    def spoiled(self) -> bool:
+        """Invalid for the harness's reasons (``HARNESS_CODES``): not a measurement at all."""
+        return any(getattr(r, "code", UNKNOWN) in HARNESS_CODES for r in self.invalid_reasons)
 
     @property
     def error_rate(self) -> float:

@@ -1,4 +1,15 @@
-"""Percentiles of histograms and bootstrap confidence intervals for them.
+"""Percentiles of histograms, and confidence intervals over trials.
+
+A figure pooled over trials (and every ratio of two such) is read from all of them at once: a percentile is
+read from all the trials' histograms added together, CPU per request is all the CPU over all
+the requests. Their 95% interval is the delete-one-trial jackknife on the log scale with
+Student-t over k - 1 degrees of freedom (``over_trials``, ``ratio_over_trials``): a trial is
+the unit that drifts, so it is the unit left out; a positive quantity's interval is
+symmetric in its logarithm, never below zero. For a statistic that is a mean of per-trial
+values the jackknife's pseudo-values are those values and the interval is the paired t
+interval exactly (``paired_ratio``).
+
+The other experiments still use the two-level bootstrap below.
 
 A measured step leaves one-second interval histograms (µs). A statistic's point estimate is
 read from all of them added together (exactly as HdrHistogram would); its 95% interval
@@ -172,3 +183,78 @@ def least_squares_slope(xs: Sequence[float], ys: Sequence[float | None]) -> floa
         return None
     x = np.asarray(xs, float) - np.mean(xs)
     return float(x @ np.asarray(ys, float) / (x @ x))
+
+
+# -- pooled over trials: the delete-one-trial jackknife ---------------------------------
+
+def leave_one_out_percentiles(counts: np.ndarray, values: np.ndarray,
+                              q: float) -> tuple[float, np.ndarray]:
+    """The q-th percentile (µs) of all rows of ``counts[trial, bucket]`` added, and of the
+    rows added without each trial in turn (NaN where nothing is left)."""
+    counts = np.atleast_2d(counts)
+    total = counts.sum(axis=0)
+    full = float(percentile_of_counts(total, values, q)[0]) if counts.size else float("nan")
+    without = percentile_of_counts(total[None, :] - counts, values, q) if len(counts) else np.zeros(0)
+    return full, np.asarray(without, dtype=float)
+
+
+def leave_one_out_ratio(numerators: Sequence[float],
+                        denominators: Sequence[float]) -> tuple[float, np.ndarray]:
+    """sum(numerators) / sum(denominators), and the same without each trial in turn (a
+    pooled mean, e.g. CPU-ms over requests served)."""
+    num, den = np.asarray(numerators, float), np.asarray(denominators, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(num.sum() / den.sum()), (num.sum() - num) / (den.sum() - den)
+
+
+def _pseudo_values(full_log: float, without_logs: np.ndarray) -> np.ndarray:
+    """The jackknife's pseudo-values k*theta - (k-1)*theta_(-i): for a mean of per-trial
+    values, exactly those values."""
+    k = len(without_logs)
+    return k * full_log - (k - 1) * without_logs
+
+
+def _half_width(pseudo: np.ndarray, confidence: float) -> tuple[float, float, int]:
+    """(t * se, se, degrees of freedom) of the mean of ``pseudo``."""
+    df = len(pseudo) - 1
+    se = float(np.std(pseudo, ddof=1) / np.sqrt(len(pseudo)))
+    return float(student_t.ppf((1 + confidence) / 2, df) * se), se, df
+
+
+def over_trials(full: float, without: Sequence[float], samples: int | None = None,
+                supported: bool = True, confidence: float = CONFIDENCE) -> Estimate:
+    """A positive figure pooled over k trials (``full``) and its values with each trial left
+    out (``without``), as an Estimate with the jackknife's interval on the log scale:
+    exp(ln full +- t(k-1) * se). No interval from one trial or a non-positive value."""
+    without = np.asarray(without, float)
+    if not np.isfinite(full) or full <= 0:
+        return Estimate(None if not np.isfinite(full) else full, samples=samples, supported=supported)
+    if len(without) < 2 or not np.all(np.isfinite(without)) or np.any(without <= 0):
+        return Estimate(full, samples=samples, supported=supported)
+    pseudo = _pseudo_values(float(np.log(full)), np.log(without))
+    half, _, _ = _half_width(pseudo, confidence)
+    return Estimate(full, full * float(np.exp(-half)), full * float(np.exp(half)),
+                    samples=samples, supported=supported)
+
+
+def ratio_over_trials(a: tuple[float, Sequence[float]], b: tuple[float, Sequence[float]],
+                      supported: bool = True, confidence: float = CONFIDENCE) -> Ratio:
+    """B / A of two figures pooled over the same k trials, each given as (pooled value,
+    values with each trial left out); the trials are the pairs (trial t of A ran back to back
+    with trial t of B). The value is B/A of the pooled figures; the interval and the t test
+    of "no difference" come from the jackknife pseudo-values of ln(B/A), stored as the
+    Ratio's ``log_ratios`` (one per pair)."""
+    (full_a, without_a), (full_b, without_b) = a, b
+    if not (np.isfinite(full_a) and np.isfinite(full_b) and full_a > 0 and full_b > 0):
+        return Ratio(None, supported=supported, note="no valid pair")
+    theta = float(np.log(full_b / full_a))
+    wa, wb = np.asarray(without_a, float), np.asarray(without_b, float)
+    if len(wa) < 2 or not (np.all(wa > 0) and np.all(wb > 0)):
+        return Ratio(float(np.exp(theta)), log_ratios=(theta,) if len(wa) == 1 else (),
+                     supported=supported, note="one pair: no interval")
+    pseudo = _pseudo_values(theta, np.log(wb / wa))
+    half, se, df = _half_width(pseudo, confidence)
+    p = 1.0 if se == 0 and theta == 0 else (0.0 if se == 0 else
+                                            float(2 * student_t.sf(abs(theta / se), df)))
+    return Ratio(float(np.exp(theta)), float(np.exp(theta - half)), float(np.exp(theta + half)),
+                 tuple(float(x) for x in pseudo), p, supported)

@@ -16,6 +16,7 @@ import pytest
 
 from bench.load.generator import TARGET, run_load
 from bench.load.plan import LoadPlan
+from bench.results.model import NOT_STEADY
 from tests.bench.truth_server import running
 
 CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
@@ -44,6 +45,20 @@ def test_known_mixture_p50_fast_p99_slow(truth_server, tmp_path):
     slow_share = sum(1 for v in [h.get_value_at_percentile(q) for q in (85, 89.5)] if v >= 20_000)
     assert slow_share == 0  # p85 and p89.5 are fast: the slow mass is exactly the top 10%
     assert h.get_value_at_percentile(90.5) >= 20_000 - precision
+
+
+@pytest.mark.parametrize("truth_server", [(1, 10.0, 0, True)], indirect=True)
+def test_a_server_past_its_capacity_is_not_steady_and_one_under_it_is(truth_server, tmp_path):
+    """A server that serves one 10 ms request at a time carries 100 req/s. At 115 req/s a
+    queue builds through the window (about 13 ms more every second): the step is not steady,
+    whatever its p99; at 50 req/s it is."""
+    _, url = truth_server
+    over = run_load(TARGET, url, LoadPlan(rate_per_s=115, duration_s=3, warmup_s=0.3,
+                                          arrival="constant", output_dir=str(tmp_path / "over")))
+    assert NOT_STEADY in [r.code for r in over.invalid_reasons], over.invalid_reasons
+    under = run_load(TARGET, url, LoadPlan(rate_per_s=50, duration_s=3, warmup_s=0.3,
+                                           arrival="constant", output_dir=str(tmp_path / "under")))
+    assert NOT_STEADY not in [r.code for r in under.invalid_reasons], under.invalid_reasons
 
 
 @pytest.mark.parametrize("truth_server", [(0, 0)], indirect=True)

@@ -115,3 +115,35 @@ def test_no_difference_is_rarely_called_significant_under_drift(trials, drift):
     fired = sum(paired_ratio(*simulated_trial_p99(rng, trials, drift, 1.0, 1500)).significant
                 for _ in range(repetitions))
     assert fired / repetitions <= 0.06
+
+
+def test_a_pooled_mean_of_per_trial_values_is_the_paired_t_interval():
+    from bench.results.stats import leave_one_out_ratio, ratio_over_trials
+    # each trial serves the same number of requests: the pooled ratio of means is the mean
+    # of per-trial values, and the jackknife's pseudo-values are the per-trial log ratios
+    a, b = [1.0, 1.1, 0.9, 1.05], [2.1, 2.0, 1.9, 2.3]
+    served = [100] * 4
+    pooled = ratio_over_trials(leave_one_out_ratio([x * 100 for x in a], served),
+                               leave_one_out_ratio([x * 100 for x in b], served))
+    assert pooled.value == pytest.approx(sum(b) / sum(a))
+    assert pooled.pairs == 4 and pooled.low < pooled.value < pooled.high
+    assert pooled.significant and pooled.p_value < 0.01
+
+
+def test_a_positive_figure_over_trials_has_a_positive_interval_on_the_log_scale():
+    from bench.results.stats import leave_one_out_ratio, over_trials
+    # a spread that would put a symmetric interval below zero (68 +- 76)
+    e = over_trials(*leave_one_out_ratio([10.0, 130.0, 64.0], [1, 1, 1]))
+    assert e.low > 0 and e.value == pytest.approx(68.0)
+    assert e.high / e.value == pytest.approx(e.value / e.low)
+    assert over_trials(*leave_one_out_ratio([5.0], [1])).ci95 is None  # one trial: no interval
+
+
+def test_a_pooled_percentile_is_read_from_every_trial_added():
+    from bench.results.stats import leave_one_out_percentiles
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    counts = np.array([[10, 0, 0, 0], [0, 0, 0, 10], [0, 10, 0, 0]])
+    full, without = leave_one_out_percentiles(counts, values, 50)
+    assert full == 2.0  # 30 samples: the 15th is in bucket 2
+    # without trial 1: ten 1s and ten 4s, the 10th sample is a 1; and so on
+    assert list(without) == [2.0, 1.0, 1.0]

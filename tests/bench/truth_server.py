@@ -1,8 +1,9 @@
 """A test server with known behaviour: every Nth request is delayed by exactly M ms, and,
 optionally, every request after the first H is held forever (a stalled dependency whose
-requests neither finish nor fail within a load generator's drain).
+requests neither finish nor fail within a load generator's drain), or (SERIAL = 1) the
+delays are served one at a time, so an arrival rate over 1000/M per second builds a queue.
 
-Run as ``python tests/bench/truth_server.py SLOW_EVERY SLOW_MS [HOLD_AFTER]``; prints its
+Run as ``python tests/bench/truth_server.py SLOW_EVERY SLOW_MS [HOLD_AFTER [SERIAL]]``; prints its
 port, then serves keep-alive HTTP/1.1 on 127.0.0.1 until killed. Nagle is off (two small
 writes would otherwise cost 40 ms with delayed ACKs). Tests start it with ``running``.
 """
@@ -21,10 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def running(slow_every: int, slow_ms: float, hold_after: int = 0
+def running(slow_every: int, slow_ms: float, hold_after: int = 0, serial: bool = False
             ) -> Iterator[tuple[subprocess.Popen, str]]:
     """The server as a process of its own session, and its URL; killed (group) on exit."""
-    proc = subprocess.Popen([sys.executable, __file__, str(slow_every), str(slow_ms), str(hold_after)],
+    proc = subprocess.Popen([sys.executable, __file__, str(slow_every), str(slow_ms), str(hold_after),
+                             str(int(serial))],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         port = int(proc.stdout.readline())
@@ -37,6 +39,7 @@ def running(slow_every: int, slow_ms: float, hold_after: int = 0
 def main() -> None:
     slow_every, slow_ms = int(sys.argv[1]), float(sys.argv[2])
     hold_after = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    serial = threading.Lock() if len(sys.argv) > 4 and sys.argv[4] == "1" else None
     counter = itertools.count(1)
     lock = threading.Lock()
     never = threading.Event()
@@ -51,7 +54,11 @@ def main() -> None:
             if hold_after and n > hold_after:
                 never.wait()  # held until the process is killed
             if slow_every and n % slow_every == 0:
-                time.sleep(slow_ms / 1000)
+                if serial is not None:
+                    with serial:  # one at a time: the others wait their turn
+                        time.sleep(slow_ms / 1000)
+                else:
+                    time.sleep(slow_ms / 1000)
             body = b'{"ok": true}'
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -37,7 +37,9 @@ def test_recorded_settings_are_read_back_as_their_type(tmp_path):
         experiment = get(name)
         typed = run.settings_of(experiment)
         assert type(typed) is type(experiment.settings("smoke"))
-        assert encode(typed) == json.loads(json.dumps(run.settings(name)))
+        recorded = json.loads(json.dumps(run.settings(name)))
+        # a field added since the run was recorded takes its default
+        assert {k: v for k, v in encode(typed).items() if k in recorded} == recorded
 
 
 def test_a_run_older_than_its_settings_takes_them_from_its_profile():

@@ -57,7 +57,7 @@ def test_report_writes_summary_report_and_figures(built):
     assert list(summary["experiments"]) == ["hops", "journey"]
     md = (built / "report.md").read_text()
     for needle in (summary["run_id"], "complete", "CPU 1", "smoke", "Hop cost", "Journey",
-                   "Ratios (paired by trial)", "Throughput at the p99 objective", "Invalid steps",
+                   "Ratios (paired by trial)", "Capacity and throughput at the p99 objective", "Invalid steps",
                    "Warnings", "How to read this", "intended send time", "no coordinated omission",
                    "Student-t"):
         assert needle in md, needle

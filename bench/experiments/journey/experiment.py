@@ -1,11 +1,12 @@
 """The journey: the user mix (search, checkout, inbox, top-up) at a ladder of open-loop rates.
 
 Per placement and rung: p50/p90/p99/p99.9 of all requests and per request name (µs, from
-the intended send time, two-level bootstrap over the valid trials), error rate, CPU-ms per
-request (per-trial values, t interval), memory (PSS, MiB), notification lag (asked of the
-shop after each step). Between placements, per rung: paired ratios over trials. The
-headline rate is the highest rate valid in every trial of every placement; the throughput
-at the p99 objective is a verdict on the interval, not the point.
+the intended send time), error rate, CPU-ms per request, memory (PSS, MiB), each pooled
+over the trials that count (``analysis``), and notification lag (asked of the shop after
+each step). Between placements, per rung: the ratio of the pooled figures, where both
+placements sustained the rung. The headline rate is one every placement sustained with a
+margin; capacity is the highest rate sustained; the throughput at the p99 objective is a
+verdict on the interval, not the point.
 """
 from __future__ import annotations
 
@@ -14,19 +15,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from bench.experiments.base import (Analysis, Experiment, Rung, RunOption, RunSession, StepLoad,
-                                    validity)
+from bench.experiments.base import Analysis, Experiment, Rung, RunOption, RunSession, StepLoad
 from bench.experiments.journey import plots as journey_plots
-from bench.load.generator import MAX_ERROR_RATE
 from bench.render import display, plots
 from bench.render.document import Block, Figure, Heading, Paragraph, Table
-from bench.results import hdr
-from bench.results.model import (QUANTILE, QUANTILES, Estimate, Headline, Ratio, StepResult,
-                                 estimates_to_json)
+from bench.experiments.journey.analysis import (Pooled, capacity, headline_rung,
+                                                notification_lag, ratios_at, rung_entry,
+                                                standing_trials, throughput_at_objective)
+from bench.results.model import Estimate, Headline, Ratio, StepResult
 from bench.results.reader import RunData
-from bench.results.stats import paired_ratio, percentile_estimate, resample_weights, t_estimate
 from bench.system.shopclient import funded_users, log_in
 from shop.placement import GATEWAY
 
@@ -35,14 +32,16 @@ if TYPE_CHECKING:
 
 SCENARIO = f"{__package__}.scenario"  # its locustfile, beside this module
 NAMES = ("search", "checkout", "inbox", "topup")
-RATIO_FIGURES = ("p50", "p99", "cpu_ms_per_request", "pss_mib")
 
 
 @dataclass(frozen=True)
 class JourneySettings:
     rates: tuple[float, ...]  # req/s, the ladder
     warmup_s: float
-    duration_s: float
+    duration_s: float  # the shortest measured window, s
+    # a rung's window is long enough for this many requests (at least ``duration_s``), so
+    # every rung's pooled percentiles rest on as many samples as the top one's
+    requests_per_step: int = 0
     users: int = 8
     skus: int = 1000  # checkouts pick among the first this many products
     objective_p99_ms: float = 50.0  # throughput is reported at this p99
@@ -50,7 +49,10 @@ class JourneySettings:
 
 
 PROFILES = {
-    "quick": JourneySettings(rates=(50, 120, 200), warmup_s=1.5, duration_s=4),
+    # five trials of 250 requests a rung: 1,250 per placement and rung, a p99's 1,000 and more;
+    # the headline at 50 req/s needs 120 req/s sustained (HEADLINE_MARGIN)
+    "quick": JourneySettings(rates=(50, 120), warmup_s=0.5, duration_s=2,
+                             requests_per_step=250),
     "full": JourneySettings(rates=(50, 100, 200, 300, 400, 500, 600, 800), warmup_s=5,
                             duration_s=20),
     "smoke": JourneySettings(rates=(30,), warmup_s=0.5, duration_s=1.5, users=2),
@@ -96,7 +98,8 @@ class Journey(Experiment):
     def load(self, session: RunSession, settings: JourneySettings, rung: Rung,
              placement: str) -> StepLoad:
         skus = min(settings.skus, session.launch.search.catalog_size)
-        return StepLoad(SCENARIO, settings.warmup_s, settings.duration_s, session.arrival,
+        window_s = max(settings.duration_s, settings.requests_per_step / rung.rate)
+        return StepLoad(SCENARIO, settings.warmup_s, window_s, session.arrival,
                         {"tokens": session.state_of(self)["tokens"][placement], "skus": skus})
 
     def after_step(self, session: RunSession, settings: JourneySettings, step: StepResult,
@@ -111,7 +114,6 @@ class Journey(Experiment):
 
     # -- analysis --------------------------------------------------------------------------
     def analyse(self, run: RunData, resamples: int, seed: int) -> Analysis:
-        rng = np.random.default_rng(seed)
         settings = run.settings(self.name)  # as recorded, for the result
         if settings:
             objective_us = run.settings_of(self).objective_p99_ms * 1000
@@ -121,118 +123,47 @@ class Journey(Experiment):
         placements = run.placements
         rungs = run.rungs(self.name)
         per: dict[str, dict[str, Any]] = {p: {} for p in placements}
-        per_trial: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+        pooled: dict[str, dict[str, Pooled | None]] = {}
         warnings: list[str] = []
-        for placement in placements:
-            for label, rate in rungs:
-                steps = run.steps_of(self.name, placement, label)
-                if not steps:
-                    continue
-                entry, trial_values = self._rung(run, steps, rng, resamples, warnings)
-                inside = inside_the_shop(run, placement, [s for s in steps if s.valid])
+        for label, rate in rungs:
+            by_placement = {p: steps for p in placements
+                            if (steps := run.steps_of(self.name, p, label))}
+            standing = standing_trials(by_placement)
+            pooled[label] = {}
+            for placement, steps in by_placement.items():
+                entry, rows = rung_entry(run, steps, standing, NAMES)
+                counted = [s for s in steps if s.key.trial in entry["counted_trials"]]
+                inside = inside_the_shop(run, placement, counted)
+                lag = notification_lag(run, counted)
+                if lag:
+                    entry["notification_lag_us"] = lag
+                    if lag["notifications"] < lag["payments"]:
+                        warnings.append(
+                            f"journey {placement} at {rate:g} req/s: "
+                            f"{lag['payments'] - lag['notifications']} of {lag['payments']} "
+                            "payments were not yet notified when the lag was read (the lag "
+                            "percentiles leave the slowest out)")
                 per[placement][label] = {"rate": rate, **entry, **({"inside": inside} if inside else {})}
-                per_trial[(placement, label)] = trial_values
-        headline_rate = self._headline_rung(run, placements, rungs)
-        ratios: dict[str, dict[str, dict[str, Any]]] = {}
-        baseline = placements[0] if placements else None
-        for other, under in run.pairs():
-            pair = f"{other}/{under}"
-            ratios[pair] = {}
-            for label, _rate in rungs:
-                a, b = per_trial.get((under, label)), per_trial.get((other, label))
-                if a is None or b is None:
-                    continue
-                trials = sorted(set(a["p50"]) | set(b["p50"]))
-                ratios[pair][label] = {
-                    fig: paired_ratio([a[fig].get(t) for t in trials], [b[fig].get(t) for t in trials],
-                                      supported=_supported(per, under, other, label, fig)).to_json()
-                    for fig in RATIO_FIGURES}
-        throughput = {p: throughput_at_objective(per[p], rungs, objective_us) for p in placements}
+                pooled[label][placement] = rows
+        label, why = headline_rung(per, rungs)
+        ratios = {f"{other}/{under}": {lab: at for lab, _rate in rungs
+                                       if (at := ratios_at(per, pooled[lab], under, other, lab))}
+                  for other, under in run.pairs()}
         result = {"title": self.title, "settings": settings, "objective_p99_ms": objective_us / 1000,
-                  "placements": per, "ratios": ratios, "headline_rung": headline_rate,
-                  "throughput_at_objective": throughput}
-        headlines = self._headlines(result, baseline)
-        return Analysis(result, headlines, warnings,
-                        rests_on_nothing=bool(rungs) and headline_rate is None)
+                  "placements": per, "ratios": ratios, "headline_rung": label,
+                  "headline_why": why,
+                  "capacity": {p: capacity(per[p], rungs) for p in placements},
+                  "throughput_at_objective": {p: throughput_at_objective(per[p], rungs, objective_us)
+                                              for p in placements}}
+        return Analysis(result, self._headlines(result), warnings,
+                        rests_on_nothing=bool(rungs) and label is None)
 
-    def _rung(self, run: RunData, steps: list[StepResult], rng: np.random.Generator,
-              resamples: int, warnings: list[str]) -> tuple[dict[str, Any], dict[str, dict[int, float]]]:
-        valid = [s for s in steps if s.valid]
-        entry: dict[str, Any] = {
-            **validity(steps),
-            "scheduled_rate": _mean([s.scheduled / s.duration_s for s in steps if s.duration_s]),
-            "achieved_rate": _mean([s.completed_in_time / s.duration_s for s in steps if s.duration_s]),
-            "completed": sum(s.completed for s in valid),
-            "censored": sum(s.censored for s in valid),
-            "error_rate": (sum(s.errors + s.censored for s in valid) / sum(s.scheduled for s in valid)
-                           if valid and sum(s.scheduled for s in valid) else None),
-            "lateness_p99_us": max((s.lateness_p99_us for s in steps), default=None),
-            "generator_cpu_max": max((s.generator_cpu for s in steps), default=None)}
-        trial_values: dict[str, dict[int, float]] = {f: {} for f in RATIO_FIGURES}
-        if not valid:
-            entry.update(latency=estimates_to_json({q.key: Estimate(None) for q in QUANTILES}),
-                         per_name={}, cpu_ms_per_request=Estimate(None).to_json(),
-                         pss_mib=Estimate(None).to_json())
-            return entry, trial_values
-        blocks = run.blocks(valid, NAMES)
-        strata = next(iter(blocks.values())).strata
-        weights = resample_weights(strata, resamples, rng)
-        everything = replace(blocks[NAMES[0]], counts=sum(b.counts for b in blocks.values()))
-        entry["latency"] = estimates_to_json({q.key: percentile_estimate(everything, q, weights)
-                                              for q in QUANTILES})
-        entry["per_name"] = {n: estimates_to_json({q.key: percentile_estimate(blocks[n], q, weights)
-                                                   for q in QUANTILES})
-                             for n in NAMES if blocks[n].total}
-        for s in valid:
-            h = run.histogram(s, NAMES)
-            trial_values["p50"][s.key.trial] = float(h.get_value_at_percentile(50))
-            trial_values["p99"][s.key.trial] = float(h.get_value_at_percentile(99))
-            if s.cpu_ms_per_request is not None:
-                trial_values["cpu_ms_per_request"][s.key.trial] = s.cpu_ms_per_request
-            memory = s.system_pss_mib if s.system_pss_mib is not None else s.system_rss_mib
-            if memory:
-                trial_values["pss_mib"][s.key.trial] = float(memory)
-        # each valid trial's own figure (µs, CPU-ms, MiB), for tests across runs (compare, check)
-        entry["by_trial"] = {fig: {str(t): v for t, v in values.items()}
-                             for fig, values in trial_values.items()}
-        entry["cpu_ms_per_request"] = t_estimate(list(trial_values["cpu_ms_per_request"].values())).to_json()
-        entry["pss_mib"] = t_estimate(list(trial_values["pss_mib"].values())).to_json()
-        entry["memory_kind"] = "PSS" if all(s.system_pss_mib is not None for s in valid) else "RSS"
-        lags = [h for s in valid if (h := run.notification_lag(s)) is not None]
-        if lags:
-            merged = hdr.merge(lags)
-            payments = sum(int(s.extra.get("payments") or 0) for s in valid)
-            notified = sum(int(s.extra.get("notifications") or 0) for s in valid)
-            entry["notification_lag_us"] = {
-                "count": merged.get_total_count(), "payments": payments, "notifications": notified,
-                **{q.key: Estimate(float(merged.get_value_at_percentile(q.q)),
-                                   samples=merged.get_total_count(),
-                                   supported=merged.get_total_count() >= q.min_samples).to_json()
-                   for q in QUANTILES},
-                "max": merged.get_max_value()}
-            if notified < payments:
-                warnings.append(f"journey {steps[0].key.placement} at {steps[0].rate:g} req/s: "
-                                f"{payments - notified} of {payments} payments were not yet notified "
-                                "when the lag was read (the lag percentiles leave the slowest out)")
-        return entry, trial_values
-
-    @staticmethod
-    def _headline_rung(run: RunData, placements: list[str], rungs: list[tuple[str, float]]) -> str | None:
-        """The highest rung valid in every trial of every placement (None: there is none)."""
-        best = None
-        for label, _rate in rungs:
-            steps = [s for p in placements for s in run.steps_of("journey", p, label)]
-            measured = {s.key.placement for s in steps}
-            if steps and measured == set(placements) and all(s.valid for s in steps):
-                best = label
-        return best
-
-    def _headlines(self, result: Mapping[str, Any], baseline: str | None) -> list[Headline]:
+    def _headlines(self, result: Mapping[str, Any]) -> list[Headline]:
         rows: list[Headline] = []
         label = result["headline_rung"]
         if label is None:
             rows.append(Headline("journey: headline rate", "text",
-                                 text="none: no rate was valid in every trial of every placement",
+                                 text=f"none: {result.get('headline_why', 'no rate was valid')}",
                                  verdict="nothing valid"))
         else:
             rate = next(e["rate"] for p in result["placements"].values()
@@ -245,6 +176,9 @@ class Journey(Experiment):
                         r = Ratio.from_json(at[fig])
                         rows.append(Headline(f"{name} {pair} @ {rate:g} req/s", "ratio", ratio=r,
                                              verdict=display.ratio_verdict(r)))
+        for placement, c in result.get("capacity", {}).items():
+            rows.append(Headline(f"journey capacity (highest rate sustained), {placement}", "text",
+                                 text=c["text"]))
         for placement, t in result["throughput_at_objective"].items():
             rows.append(Headline(f"journey throughput at p99 <= {result['objective_p99_ms']:g} ms, "
                                  f"{placement}", "text", text=t["text"], verdict=t["verdict"]))
@@ -280,65 +214,19 @@ def inside_the_shop(run: RunData, placement: str, steps: list[StepResult]) -> di
             "hops_per_edge_request": dict(sorted(hops.items())), "hop_errors": errors}
 
 
-def throughput_at_objective(rungs: Mapping[str, Mapping[str, Any]], ladder: list[tuple[str, float]],
-                            objective_us: float) -> dict[str, Any]:
-    """Where on the ladder p99 crosses the objective. A rung *meets* it when every trial was
-    valid, errors (with censored requests) are at most ``MAX_ERROR_RATE`` and the p99
-    interval's upper bound is within the objective;
-    it *misses* when the interval's lower bound is over it (or it is invalid); otherwise it
-    is inconclusive, and the verdict says so."""
-    verdicts = []
-    for label, rate in ladder:
-        e = rungs.get(label)
-        if e is None:
-            continue
-        p99 = Estimate.from_json(e.get("latency", {}).get("p99"))
-        if e["valid_trials"] < e["trials"] or (e.get("error_rate") or 0) > MAX_ERROR_RATE:
-            verdicts.append((rate, "misses"))
-        elif not p99.usable or p99.ci95 is None:
-            verdicts.append((rate, "inconclusive"))
-        elif p99.high <= objective_us:
-            verdicts.append((rate, "meets"))
-        elif p99.low > objective_us:
-            verdicts.append((rate, "misses"))
-        else:
-            verdicts.append((rate, "inconclusive"))
-    meets = [rate for rate, v in verdicts if v == "meets"]
-    best = max(meets, default=None)
-    said = ", ".join(f"{rate:g} req/s {v}" for rate, v in verdicts
-                     if best is None or rate > best)
-    if not verdicts:
-        text, verdict = "not measured", "not measured"
-    elif best is None and any(v == "inconclusive" for _, v in verdicts):
-        text, verdict = f"not shown to meet it at any rate ({said})", "inconclusive"
-    elif best is None:
-        text, verdict = f"no rate met it ({said})", "misses"
-    elif not said:
-        text, verdict = f"at least {best:g} req/s (the top of the ladder)", "meets"
-    else:
-        text, verdict = f"at least {best:g} req/s ({said})", "meets"
-    return {"highest_meeting_rate": best, "text": text, "verdict": verdict,
-            "per_rate": [{"rate": r, "verdict": v} for r, v in verdicts]}
-
-
-def _supported(per: Mapping[str, Mapping[str, Any]], a: str, b: str, label: str, fig: str) -> bool:
-    """A percentile ratio is supported when both sides' pooled percentile is."""
-    if fig not in QUANTILE:
-        return True
-    return all(Estimate.from_json(per[p].get(label, {}).get("latency", {}).get(fig)).supported
-               for p in (a, b))
-
-
-def _mean(values: list[float]) -> float | None:
-    return round(float(np.mean(values)), 2) if values else None
-
-
 def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> list[Block]:
     per = result.get("placements", {})
     blocks: list[Block] = [Heading("Journey"), Paragraph(
         "The user mix (search 55%, checkout 20%, inbox 15%, top-up 10%) at each open-loop "
-        "arrival rate. Only valid trials enter a figure; an invalid trial is listed with its "
-        "reasons. Latencies are µs from the intended send time and include failed requests and "
+        "arrival rate. A trial of a rate counts when it was measured in every placement and the "
+        "harness spoiled none of its steps (late sends, a busy generator: such a trial was not "
+        "measured, is run again once at the end of the run, and says nothing of the system); "
+        "a placement *sustains* a rate when every counted trial of it was valid (steady: its "
+        "latency did not climb through the window; errors at most 1%; the rate kept). Each "
+        "figure is pooled over the counted trials: a percentile is read from their histograms "
+        "added together, CPU per request is their CPU over their requests; its 95% interval is "
+        "the delete-one-trial jackknife on the log scale, Student-t over the trials. "
+        "Latencies are µs from the intended send time and include failed requests and "
         "censored ones (dropped or still in flight when the step ended, entered at their lower "
         "bound). CPU is CPU-ms of the system under test per request it served; memory is the "
         "peak PSS of its processes (pages shared between gunicorn's master and workers counted "
@@ -348,11 +236,12 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
     if not rows:
         return blocks + [Paragraph("The journey was not measured in this run.")]
     blocks.append(Table(
-        ["req/s", "placement", "valid trials", "requests", "p50 µs", "p99 µs", "p99.9 µs",
-         "errors+censored"],
-        [[f"{e['rate']:g}", p, f"{e['valid_trials']}/{e['trials']}", display.number(e.get("completed")),
+        ["req/s", "placement", "sustained", "counted trials", "requests", "p50 µs", "p99 µs",
+         "p99.9 µs", "errors+censored"],
+        [[f"{e['rate']:g}", p, _sustained(e), f"{len(e.get('counted_trials', []))}/{e['trials']}",
+          display.number(e.get("completed")),
           *(display.estimate(Estimate.from_json(e.get("latency", {}).get(k))) for k in ("p50", "p99", "p99.9")),
-          display.percent(e.get("error_rate"), 2)] for label, p, e in rows], "llrrrrrr"))
+          display.percent(e.get("error_rate"), 2)] for label, p, e in rows], "lllrrrrrr"))
     blocks.append(Heading("Load, resources and validity", 3))
     blocks.append(Table(
         ["req/s", "placement", "achieved req/s", "CPU-ms per request", "memory MiB",
@@ -388,16 +277,26 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
         for label, figs in per_rung.items():
             for fig, doc in figs.items():
                 r = Ratio.from_json(doc)
-                ratio_rows.append([pair, label.removeprefix("r"), fig, display.ratio(r),
-                                   str(r.pairs), display.ratio_verdict(r)])
+                ratio_rows.append([pair, label.removeprefix("r"), fig,
+                                   display.ratio(r) if r.value is not None else "-",
+                                   str(r.pairs), display.ratio_verdict(r) if r.value is not None
+                                   else r.note])
     if ratio_rows:
         blocks.append(Heading("Ratios (paired by trial)", 3))
-        blocks.append(Paragraph("Each trial ran both placements back to back with the same seed; "
-                                "a ratio is the geometric mean of the per-trial ratios, its 95% "
-                                "interval Student-t over the trials' log ratios."))
+        blocks.append(Paragraph("Each trial ran the placements back to back, in a random order, "
+                                "with the same arrivals; a ratio is the quotient of the two "
+                                "pooled figures in the tables above (over the same counted "
+                                "trials), its 95% interval the delete-one-pair jackknife of its "
+                                "logarithm, Student-t over the pairs. There is none where a "
+                                "placement did not sustain the rate: a queue's length is not "
+                                "a latency to compare."))
         blocks.append(Table(["ratio", "req/s", "figure", "value (95% CI)", "pairs", "verdict"],
                             ratio_rows, "llllrl"))
-    blocks.append(Heading("Throughput at the p99 objective", 3))
+    blocks.append(Heading("Capacity and throughput at the p99 objective", 3))
+    blocks.append(Paragraph(f"Headline rate: {_headline_text(result)}."))
+    blocks.append(Table(["placement", "capacity (highest rate sustained)", "p99 µs there"],
+                        [[p, c["text"], display.estimate(Estimate.from_json(c.get("p99")))]
+                         for p, c in result.get("capacity", {}).items()], "llr"))
     blocks.append(Table(["placement", "objective", "verdict", "where"],
                         [[p, f"p99 <= {result['objective_p99_ms']:g} ms", t["verdict"], t["text"]]
                          for p, t in result.get("throughput_at_objective", {}).items()], "llll"))
@@ -430,6 +329,19 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
         if figure:
             blocks.append(Figure(str(figure), "notification lag per placement"))
     return blocks
+
+
+def _sustained(entry: Mapping[str, Any]) -> str:
+    if not entry.get("standing_trials", entry.get("trials")):
+        return "not measured"
+    return "yes" if entry.get("sustained", entry.get("valid_trials") == entry.get("trials")) else "no"
+
+
+def _headline_text(result: Mapping[str, Any]) -> str:
+    label = result.get("headline_rung")
+    if label is None:
+        return f"none ({result.get('headline_why', 'no rate was valid')})"
+    return f"{label.removeprefix('r')} req/s ({result.get('headline_why', '')})"
 
 
 EXPERIMENT = Journey()
