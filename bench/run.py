@@ -38,9 +38,6 @@ from shop.placement import Topology
 
 log = logging.getLogger(__name__)
 
-# A step whose sends were later than this (p99, µs) was not measured: one absolute limit for
-# every placement, so the fast one is not held to a stricter rule than the slow one.
-MAX_RUN_LATENESS_P99_US = 1_000
 
 
 @dataclass(frozen=True)
@@ -288,7 +285,7 @@ class Harness:
         dead = shop.dead()
         if dead:
             raise LaunchError(f"during {key.slug}, {dead[0].exit_report()}")
-        step = step_result(key, planned.seed, result)
+        step = step_result(key, planned.seed, result, exp.max_lateness_p99_us)
         if planned.again is not None:
             step.extra["measures_again"] = planned.again
         exp.after_step(session, settings, step, result)
@@ -325,20 +322,21 @@ class Harness:
         return pids
 
 
-def step_result(key: StepKey, seed: int, result: LoadResult) -> StepResult:
+def step_result(key: StepKey, seed: int, result: LoadResult,
+                max_lateness_p99_us: int = 1_000) -> StepResult:
     """A measured step's counts, resources and validity. Validity adds one rule to the
     generator's own (``bench.load.generator.validity_problems``): a run holds its sends to
-    ``MAX_RUN_LATENESS_P99_US``, since every late send adds its lateness to a latency."""
+    ``max_lateness_p99_us`` (the experiment's), the same for every placement, since every
+    late send adds its lateness to a latency."""
     usage = window_usage(result.samples, "system", result.measure_start_s, result.measure_end_s)
     shop_names = [n for n in result.names if n not in result.plan.reference]
     served = sum(result.names[n].completed for n in shop_names)
     latency_p99 = result.latency(shop_names).get_value_at_percentile(99) if shop_names else 0
     lateness_p99 = result.lateness.get_value_at_percentile(99)
     reasons = list(result.invalid_reasons)
-    if lateness_p99 > MAX_RUN_LATENESS_P99_US and not any(r.code == LATE_SENDS for r in reasons):
+    if lateness_p99 > max_lateness_p99_us and not any(r.code == LATE_SENDS for r in reasons):
         reasons.append(Invalid(LATE_SENDS, f"sends were late: p99 {lateness_p99:,} us after "
-                               f"their intended time (a run's limit: "
-                               f"{MAX_RUN_LATENESS_P99_US:,} us)"))
+                               f"their intended time (the run's limit: {max_lateness_p99_us:,} us)"))
     pss = getattr(usage, "pss_bytes_max", None)
     return StepResult(
         key, rate=result.plan.rate_per_s, seed=seed, scheduled=result.scheduled,

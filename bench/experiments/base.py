@@ -138,6 +138,9 @@ class Experiment(ABC):
     # Its place in a default `seambench run` (lower first); None: only when asked for.
     default_order: ClassVar[int | None] = None
     run_options: ClassVar[tuple[RunOption, ...]] = ()  # options it adds to `seambench run`
+    # A step whose sends were later than this (p99, µs) was not measured (the harness's
+    # failure: measured again at the end of the run). One absolute limit for every placement.
+    max_lateness_p99_us: ClassVar[int] = 1_000
 
     @abstractmethod
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> Any:

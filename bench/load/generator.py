@@ -27,9 +27,8 @@ from hdrh.histogram import HdrHistogram
 
 from bench.load.plan import PLAN_ENV, LoadPlan, split
 from bench.results import hdr
-from bench.results.model import (ERRORS, GENERATOR_BUSY, GENERATOR_FAILED, LATE_SENDS,
-                                 NOT_STEADY, OUT_OF_RANGE, QUANTILES, RATE_MISSED, UNMATCHED, Invalid,
-                                 Quantile)
+from bench.results.model import (ERRORS, GENERATOR_BUSY, GENERATOR_FAILED, LATE_SENDS, NOT_STEADY,
+                                 OUT_OF_RANGE, QUANTILES, RATE_MISSED, UNMATCHED, Invalid, Quantile)
 from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
 from bench.system.sampler import ResourceSampler, Sample, window_usage
 

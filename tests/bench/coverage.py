@@ -25,7 +25,8 @@ from bench.experiments.journey.analysis import percentile_estimates
 from bench.experiments.journey.experiment import PROFILES as JOURNEY
 from bench.results import hdr
 from bench.results.model import QUANTILE
-from bench.results.stats import leave_one_out_percentiles, leave_one_out_ratio, over_trials, ratio_over_trials
+from bench.results.stats import (leave_one_out_percentiles, leave_one_out_ratio, over_trials,
+                                 ratio_over_trials)
 from bench.run import PROFILES
 
 DRIFTS = (0.0, 0.05, 0.10, 0.20, 0.40)

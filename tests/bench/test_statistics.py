@@ -119,6 +119,7 @@ def test_no_difference_is_rarely_called_significant_under_drift(trials, drift):
 
 def test_a_pooled_mean_of_per_trial_values_is_the_paired_t_interval():
     from bench.results.stats import leave_one_out_ratio, ratio_over_trials
+
     # each trial serves the same number of requests: the pooled ratio of means is the mean
     # of per-trial values, and the jackknife's pseudo-values are the per-trial log ratios
     a, b = [1.0, 1.1, 0.9, 1.05], [2.1, 2.0, 1.9, 2.3]
@@ -132,6 +133,7 @@ def test_a_pooled_mean_of_per_trial_values_is_the_paired_t_interval():
 
 def test_a_positive_figure_over_trials_has_a_positive_interval_on_the_log_scale():
     from bench.results.stats import leave_one_out_ratio, over_trials
+
     # a spread that would put a symmetric interval below zero (68 +- 76)
     e = over_trials(*leave_one_out_ratio([10.0, 130.0, 64.0], [1, 1, 1]))
     assert e.low > 0 and e.value == pytest.approx(68.0)

@@ -37,7 +37,9 @@ def assert_nothing_lost(entry: dict, plan: str) -> None:
     for count in ("money_lost_cents", "money_created_cents", "double_charged_keys",
                   "notifications_missing", "notifications_duplicated", "outbox_backlog"):
         assert oracle[count] == 0, (plan, count, oracle)
-    assert entry["windows"] == 1 and entry["ops_during"] > 0, (plan, entry)
+    # one fault window per step: one step, or two when the harness spoiled the first (late
+    # sends, a busy generator) and it was measured again at the end
+    assert entry["windows"] in (1, 2) and entry["ops_during"] > 0, (plan, entry)
 
 
 # One plan of every fault family, every dependency targeted: 7 steps of 4 s, a fault of

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from bench.experiments.base import Analysis, Experiment, Rung, RunOption, RunSession, StepLoad
 from bench.experiments.journey import plots as journey_plots
+from bench.experiments.journey.analysis import (Pooled, capacity, headline_rung, notification_lag,
+                                                ratios_at, rung_entry, standing_trials,
+                                                throughput_at_objective)
 from bench.render import display, plots
 from bench.render.document import Block, Figure, Heading, Paragraph, Table
-from bench.experiments.journey.analysis import (Pooled, capacity, headline_rung,
-                                                notification_lag, ratios_at, rung_entry,
-                                                standing_trials, throughput_at_objective)
 from bench.results.model import Estimate, Headline, Ratio, StepResult
 from bench.results.reader import RunData
 from bench.system.shopclient import funded_users, log_in
