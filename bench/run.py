@@ -51,8 +51,9 @@ class Profile:
 
 
 PROFILES = {
-    # more, shorter trials: the intervals are over trials (t with k - 1 degrees of freedom)
-    "quick": Profile("quick", trials=5, bootstrap_resamples=1000),  # ~5 min on 2 cores
+    # an experiment may make more, shorter trials of its own (its settings): intervals are
+    # over trials, Student-t with k - 1 degrees of freedom
+    "quick": Profile("quick", trials=4, bootstrap_resamples=1000),  # ~5 min on 2 cores
     "full": Profile("full", trials=5, bootstrap_resamples=2000),
     "smoke": Profile("smoke", trials=2, bootstrap_resamples=200),  # for tests of the harness
 }
@@ -105,6 +106,12 @@ class RunConfig:
         settings = {name: get(name).settings(profile, (overrides or {}).get(name))
                     for name in experiments}
         return cls(chosen, tuple(topologies), launch, cpus, tuple(experiments), settings, **kw)
+
+    def trials(self, experiment: str | None = None) -> int:
+        """How many trials ``experiment`` makes (None: the most any experiment makes)."""
+        if experiment is None:
+            return max([self.trials(name) for name in self.experiments] or [self.profile.trials])
+        return get(experiment).trials(self.settings[experiment], self.profile.trials)
 
     def variants(self) -> dict[str, dict[str, tuple[Topology, LaunchSettings]]]:
         """experiment -> placement -> the (topology, launch) it measures there, where that
@@ -163,9 +170,10 @@ def plan_steps(config: RunConfig) -> list[PlannedStep]:
     rungs = [(name, rung) for name in config.experiments
              for rung in get(name).rungs(config.settings[name])]
     steps = []
-    for trial in range(config.profile.trials):
+    for trial in range(config.trials()):
         for experiment, rung in rungs:
-            steps.extend(_group(config, experiment, rung, trial))
+            if trial < config.trials(experiment):
+                steps.extend(_group(config, experiment, rung, trial))
     return steps
 
 
@@ -229,8 +237,9 @@ class Harness:
             for i, step in enumerate(steps):
                 if i == 0 or steps[i - 1].trial != step.trial:
                     self.progress.on_phase(f"trial {step.trial + 1}")
-                    for exp in experiments:
-                        exp.before_trial(session, config.settings[exp.name], step.trial)
+                    for exp in experiments:  # those that measure in this trial
+                        if step.trial < config.trials(exp.name):
+                            exp.before_trial(session, config.settings[exp.name], step.trial)
                 result = self._run_step(session, step, i + 1, len(steps))
                 if result.spoiled and not any(s.experiment == step.experiment and
                                               s.rung == step.rung and s.trial == step.trial
@@ -243,7 +252,7 @@ class Harness:
         a step (late sends, a busy generator): in every placement, as a trial of its own
         numbered after the run's, since the pair stands or falls together."""
         config = self.config
-        groups = [_group(config, s.experiment, s.rung, config.profile.trials + j, again=s.trial)
+        groups = [_group(config, s.experiment, s.rung, config.trials() + j, again=s.trial)
                   for j, s in enumerate(spoiled)]
         total = done + sum(len(g) for g in groups)
         for group in groups:

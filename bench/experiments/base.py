@@ -147,6 +147,11 @@ class Experiment(ABC):
         """This experiment's settings for ``profile`` ("quick", "full", "smoke"), a frozen
         dataclass; ``overrides`` replace fields by name."""
 
+    def trials(self, settings: Any, profile_trials: int) -> int:
+        """How many trials of this experiment a run makes: the profile's, unless its settings
+        ask for more (an experiment whose figures need many short trials)."""
+        return max(profile_trials, int(getattr(settings, "trials", None) or 0))
+
     @abstractmethod
     def rungs(self, settings: Any) -> list[Rung]:
         ...

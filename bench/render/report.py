@@ -110,7 +110,8 @@ def run_section(summary: RunSummary, manifest: Mapping[str, Any]) -> list[Block]
         ("started / ended", f"{_utc(started)} / {_utc(ended)}{duration}"),
         ("placements (baseline first)", ", ".join(summary.placements) or "none"),
         ("profile", str(summary.profile or profile.get("name") or "?")),
-        ("trials per step", display.number(summary.trials)),
+        ("trials per step", f"{display.number(summary.trials)} (the profile's; an experiment "
+                            "may make more of its own)"),
         ("seed", display.number(config.get("seed"))),
         ("arrival process", str(config.get("arrival", "?"))),
         ("experiments", ", ".join(f"{name} ({_settings_text(s)})" for name, s in

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.stats import norm
 
 from bench.experiments.journey.analysis import percentile_estimates
+from bench.experiments.journey.experiment import EXPERIMENT
 from bench.experiments.journey.experiment import PROFILES as JOURNEY
 from bench.results import hdr
 from bench.results.model import QUANTILE
@@ -47,7 +48,7 @@ def quick_shape() -> Shape:
     """The quick profile's trials and its first rung's requests per step."""
     journey = JOURNEY["quick"]
     rate = journey.rates[0]
-    return Shape(PROFILES["quick"].trials,
+    return Shape(EXPERIMENT.trials(journey, PROFILES["quick"].trials),
                  int(round(max(journey.duration_s, journey.requests_per_step / rate) * rate)))
 
 
