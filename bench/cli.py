@@ -405,17 +405,31 @@ def report_command(run_dir: Path) -> None:
     click.echo(run_dir / REPORT_HTML)
 
 
+def _run_dirs(ctx: click.Context, param: click.Parameter, value: tuple[Path, ...]) -> tuple[Path, ...]:
+    return tuple(_run_dir(ctx, param, v) for v in value)
+
+
 @cli.command("compare")
-@click.argument("run_a", metavar="DIR_A", type=run_dir_argument, callback=_run_dir)
-@click.argument("run_b", metavar="DIR_B", type=run_dir_argument, callback=_run_dir)
+@click.argument("runs", metavar="DIR_A [DIR_B]", nargs=-1, required=True,
+                type=run_dir_argument, callback=_run_dirs)
+@click.option("--against", "against", multiple=True, type=run_dir_argument, callback=_run_dirs,
+              help="side B's runs (repeatable); then every DIR is a run of side A")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also write the comparison as Markdown to this file")
-def compare_command(run_a: Path, run_b: Path, output: Path | None) -> None:
-    """Two runs' headline figures side by side with the change B/A; "no clear change" where
-    the 95% intervals overlap. Reads summary.json (computed in memory when missing); writes
-    nothing unless --output is given. Runs that measured different things are compared
-    where they overlap, with a warning line."""
-    comparison = compare(load_summary(run_a), load_summary(run_b))
+def compare_command(runs: tuple[Path, ...], against: tuple[Path, ...], output: Path | None) -> None:
+    """Headline figures of two runs (DIR_A DIR_B), or of several runs a side (DIR_A ...
+    --against DIR_B --against ...), side by side with the change B/A and a test that counts
+    run-to-run variance, Holm-adjusted over the figures. Reads summary.json (computed in
+    memory when missing); writes nothing unless --output is given. Runs that measured
+    different things are compared where they overlap, with a warning line."""
+    if against:
+        side_a, side_b = runs, against
+    elif len(runs) == 2:
+        side_a, side_b = runs[:1], runs[1:]
+    else:
+        raise click.BadParameter("give two runs, or side A's runs and --against for each of "
+                                 "side B's", param_hint="DIR_A [DIR_B]")
+    comparison = compare([load_summary(r) for r in side_a], [load_summary(r) for r in side_b])
     click.echo(render_text(comparison), nl=False)
     if output is not None:
         write_text_atomic(output, render_markdown(comparison))

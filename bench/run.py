@@ -4,10 +4,11 @@ placements and trials, sample, store, and summarise. ``execute`` is the whole of
 
 Every placement is started once, pinned to the system's CPU set; the generators (and this
 process) run on the others. Then, trial by trial, each experiment's rungs run in every
-placement back to back, the order rotating from one rung and trial to the next, so drift in
-the machine hits all placements alike and each trial yields one *pair* per rung. Each step
-is one open-loop load run with its warm-up discarded; its result goes to the ``RunStore`` at
-once, so an interrupted run keeps every finished step.
+placement back to back, in an order drawn at random for each rung of each trial, so drift
+in the machine hits all placements alike and each trial yields one *pair* per rung. Each
+step is one open-loop load run with its warm-up discarded; its result goes to the
+``RunStore`` at once, so an interrupted run keeps every finished step. A rung of a trial
+that the harness spoiled (``StepResult.spoiled``) is measured once more at the end.
 """
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ from bench.system.shopquery import ShopQueryError, count_rows, shop_counts
 from shop.placement import Topology
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)

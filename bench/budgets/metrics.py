@@ -114,14 +114,16 @@ class RunView:
     def raw_percentiles(self, experiment: str, placement: str, rung: str,
                          names: list[str], q: str) -> dict[int, float]:
         """Each valid trial's own percentile ``q`` of ``names`` (ms), from the interval logs;
-        empty without the run's files."""
+        empty without the run's files, and empty unless every trial has the samples the
+        percentile needs (``Quantile.min_samples``: a trial's "p99" of 240 requests is no p99)."""
         if self.data is None:
             return {}
         out = {}
         for step in self.data.steps_of(experiment, placement, rung, valid_only=True):
             h = self.data.histogram(step, names)
-            if h.get_total_count():
-                out[step.key.trial] = h.get_value_at_percentile(QUANTILE[q].q) / US_PER_MS
+            if h.get_total_count() < QUANTILE[q].min_samples:
+                return {}
+            out[step.key.trial] = h.get_value_at_percentile(QUANTILE[q].q) / US_PER_MS
         return out
 
     def calibration(self, of: str) -> Measured:

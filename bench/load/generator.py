@@ -37,6 +37,10 @@ MAX_RATE_MISS = 0.02
 MAX_ERROR_RATE = 0.01  # (errors + censored) / scheduled, over the measured window
 MAX_GENERATOR_CPU = 0.85
 MAX_LATENESS_P99_US = 10_000  # sends later than this (p99) mean the generator fell behind
+# The generator's processes run at this niceness where permitted: a machine's own servers
+# (databases, brokers) are not pinned, and the busier the system's CPUs, the more of their
+# work the scheduler moves to the generator's, where at equal weight it delays sends by ms.
+GENERATOR_NICENESS = -10
 # A step is not steady when the median latency of the window's second half (by intended send
 # time) exceeds the first half's by this factor and by at least STEADY_SLACK_US: a server
 # overloaded by 2% builds a queue that adds ~20 ms a second, far past both; a steady one
@@ -172,7 +176,8 @@ def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
             p.result_path().unlink(missing_ok=True)
             popens.append(spawn_group(_locust_command(scenario, host, p),
                                       out / f"locust-{p.process_index}.log",
-                                      child_env(**{PLAN_ENV: str(plan_path)}), cpus))
+                                      child_env(**{PLAN_ENV: str(plan_path)}), cpus,
+                                      niceness=GENERATOR_NICENESS))
         groups = {generator_group(i): [popen.pid] for i, popen in enumerate(popens)}
         # the sampler reads /proc: never on the generators' CPUs while they send
         away = set(range(os.cpu_count() or 1)) - set(cpus) if cpus else None

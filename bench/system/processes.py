@@ -43,16 +43,22 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
                 cpus: tuple[int, ...] | None = None, pass_fds: tuple[int, ...] = (),
-                append: bool = False) -> subprocess.Popen:
+                append: bool = False, niceness: int = 0) -> subprocess.Popen:
     """Start ``cmd`` as the leader of a new process group (so ``stop_groups`` reaches all it
     forks), output to ``log_path`` (added to, with ``append``), dying with us, and pinned to
-    ``cpus`` if given (children inherit the affinity)."""
+    ``cpus`` if given (children inherit the affinity). A negative ``niceness`` raises its
+    scheduling weight where we may (root, or CAP_SYS_NICE); elsewhere it runs at ours."""
     libc = _libc()
 
     def in_child() -> None:
         _die_with_parent(libc)
         if cpus:
             os.sched_setaffinity(0, cpus)
+        if niceness:
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, niceness)
+            except PermissionError:
+                pass
 
     with open(log_path, "ab" if append else "wb") as log:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -67,3 +67,13 @@ def test_a_signal_during_clean_up_waits_until_it_is_done():
     finally:
         signal.signal(signal.SIGINT, inherited)
     assert finished == ["clean-up"]
+
+
+def test_a_group_may_be_given_more_scheduling_weight_where_permitted(tmp_path):
+    popen = spawn_group([sys.executable, "-c", "import time; time.sleep(30)"],
+                        tmp_path / "nice.log", child_env(), niceness=-5)
+    try:
+        expected = -5 if os.geteuid() == 0 else os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, popen.pid) == expected
+    finally:
+        stop_groups([popen], timeout_s=0.5)

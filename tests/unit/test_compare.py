@@ -77,6 +77,42 @@ def test_too_few_trials_get_no_verdict():
     assert row.verdict.startswith("no test")
 
 
+def test_two_runs_of_one_build_apart_by_less_than_runs_drift_are_not_called_different():
+    # tight within-run spreads (the trials agree to 1%) but 6% apart: on this machine runs of
+    # one build move that much (RUN_TO_RUN_SD), so one run a side cannot call it a change
+    a = run_with([per_call(1000, 1010, 990, 1005, 995)])
+    b = run_with([per_call(1060, 1070, 1050, 1065, 1055)])
+    [row] = compare(a, b).rows
+    assert row.verdict == NO_CLEAR_CHANGE and row.raw_p_value > 0.05
+    far = run_with([per_call(1300, 1310, 1290, 1305, 1295)])  # 30%: beyond any run's drift
+    assert compare(a, far).rows[0].verdict == "B higher"
+
+
+def test_several_runs_a_side_test_the_runs_themselves():
+    side_a = [run_with([per_call(v, v * 1.01, v * 0.99)]) for v in (1000, 1040, 980)]
+    same = [run_with([per_call(v, v * 1.01, v * 0.99)]) for v in (1010, 970, 1030)]
+    moved = [run_with([per_call(v, v * 1.01, v * 0.99)]) for v in (1400, 1430, 1380)]
+    assert compare(side_a, same).rows[0].verdict == NO_CLEAR_CHANGE
+    row = compare(side_a, moved).rows[0]
+    assert row.verdict == "B higher" and row.change == pytest.approx(1.39, abs=0.02)
+    assert "Welch's t test over 3 and 3 runs" in compare(side_a, moved).method
+
+
+def test_figures_tested_together_are_holm_adjusted():
+    from bench.render.compare import holm
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    # one figure alone at p ~ 0.03 is a change; among four tested together it is not
+    a = run_with([per_call(1000, 1020, 980)])
+    b = run_with([per_call(1170, 1190, 1150)])
+    [alone] = compare(a, b).rows
+    assert alone.verdict == "B higher" and alone.p_value == alone.raw_p_value < 0.05
+    same = [Headline(f"figure {i}", "latency", Estimate(1000, 900, 1100), per_trial=(1000, 1020, 980))
+            for i in range(3)]
+    rows = compare(run_with([*a.headlines, *same]), run_with([*b.headlines, *same])).rows
+    assert rows[0].raw_p_value == alone.raw_p_value and rows[0].p_value > 0.05
+    assert rows[0].verdict == NO_CLEAR_CHANGE
+
+
 def test_mismatched_runs_are_compared_with_warnings_not_errors():
     a = run_with([p99_ratio(1.1, 1.2)])
     b = run_with([per_call(1, 2)], placements=["monolith", "hybrid"], profile="smoke",
