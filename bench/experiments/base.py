@@ -149,8 +149,9 @@ class Experiment(ABC):
 
     def trials(self, settings: Any, profile_trials: int) -> int:
         """How many trials of this experiment a run makes: the profile's, unless its settings
-        ask for more (an experiment whose figures need many short trials)."""
-        return max(profile_trials, int(getattr(settings, "trials", None) or 0))
+        say (``trials``: more for figures that need many short trials, fewer for one whose
+        quick figures are only a sketch)."""
+        return int(getattr(settings, "trials", None) or profile_trials)
 
     @abstractmethod
     def rungs(self, settings: Any) -> list[Rung]:
