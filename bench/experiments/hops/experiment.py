@@ -58,7 +58,7 @@ class HopCostSettings:
 
 
 PROFILES = {
-    "quick": HopCostSettings(rate=50, warmup_s=0.5, duration_s=4, floor_round_trips=60),
+    "quick": HopCostSettings(rate=50, warmup_s=0.5, duration_s=3, floor_round_trips=40),
     "full": HopCostSettings(rate=50, warmup_s=2, duration_s=40, floor_round_trips=500),
     "smoke": HopCostSettings(rate=50, warmup_s=0.5, duration_s=1.5, floor_round_trips=30),
 }

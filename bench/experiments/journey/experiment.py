@@ -53,7 +53,7 @@ PROFILES = {
     # twelve short trials of at least 200 requests a rung: 2,400 per placement and rung, so a
     # pooled p99 is the 24th slowest (its 10/(1-q) = 1,000 and more), and t with 11 degrees
     # of freedom; the headline at 60 req/s needs 120 req/s sustained (HEADLINE_MARGIN)
-    "quick": JourneySettings(rates=(60, 120), warmup_s=0.5, duration_s=2,
+    "quick": JourneySettings(rates=(60, 120), warmup_s=0.3, duration_s=2,
                              requests_per_step=200, trials=12),
     "full": JourneySettings(rates=(50, 100, 200, 300, 400, 500, 600, 800), warmup_s=5,
                             duration_s=20),
