@@ -4,6 +4,7 @@ and `seambench check` without any core module knowing of it. And a distribution 
 an experiment in the seambench.experiments entry-point group is found like a pytest plugin."""
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from dataclasses import replace
@@ -39,7 +40,9 @@ def test_a_registered_toy_experiment_runs_through_the_core_and_its_budget(tmp_pa
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     toy = summary["experiments"]["toy"]
     assert list(summary["experiments"]) == ["toy"]
-    assert toy["valid_steps"] + len(summary["invalid_steps"]) == 4
+    measured = [s for s in summary["steps"] if s["experiment"] == "toy"]
+    again = [s for s in measured if s["trial"] >= 4]  # a spoiled trial measured once more
+    assert toy["valid_steps"] + len(summary["invalid_steps"]) == 4 + len(again)
     # the budget below needs two valid trials for an interval (a trial is invalid only when
     # the shared machine made the generator late)
     assert toy["valid_steps"] >= 2, summary["invalid_steps"]
@@ -49,7 +52,7 @@ def test_a_registered_toy_experiment_runs_through_the_core_and_its_budget(tmp_pa
     [row] = [h for h in summary["headlines"] if h["label"] == "toy health p50"]
     assert row["kind"] == "latency"
     steps = [s for s in summary["steps"] if s["experiment"] == "toy"]
-    assert [s["trial"] for s in steps] == [0, 1, 2, 3] and all(s["rung"] == "health" for s in steps)
+    assert [s["trial"] for s in steps][:4] == [0, 1, 2, 3] and all(s["rung"] == "health" for s in steps)
     manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
     assert manifest["config"]["experiments"] == {"toy": {"rate": 40.0, "warmup_s": 0.3,
                                                          "duration_s": 1.0}}
@@ -80,6 +83,37 @@ class Plugged(Toy):
 
 EXPERIMENT = Plugged()
 '''
+
+
+class LateToy(type(TOY)):
+    """The toy held to a lateness limit no generator can keep: every step is spoiled."""
+
+    name = "late-toy"
+    max_lateness_p99_us = 0
+
+
+def test_a_step_the_harness_spoiled_is_measured_again_once_at_the_end(tmp_path):
+    late = LateToy()
+    experiments.register(late)
+    settings = replace(LaunchSettings(), scrypt_n=2**4,
+                       search=replace(SearchSettings(), catalog_size=2000))
+    config = RunConfig.build("smoke", [load_topology("monolith")], settings, cpu_plan(),
+                             experiments=("late-toy",), trials=2)
+    outcome = execute(config, tmp_path / "runs")
+    assert outcome.complete, outcome.reason
+    with open(outcome.run_dir / "steps.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # trials 0 and 1 as planned, then each once more as trials 2 and 3, and never a third time
+    assert [(r["trial"], r["measures_again"]) for r in rows] == [("0", ""), ("1", ""), ("2", "0"),
+                                                                 ("3", "1")]
+    assert all("late_sends" in r["invalid_codes"] for r in rows)
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    assert summary["experiments"]["late-toy"]["valid_steps"] == 0
+    # a profile whose time for measuring again is up leaves them not measured
+    hurried = replace(config, profile=replace(config.profile, again_within_s=0))
+    outcome = execute(hurried, tmp_path / "hurried")
+    with open(outcome.run_dir / "steps.csv", newline="") as f:
+        assert [r["trial"] for r in csv.DictReader(f)] == ["0", "1"]
 
 
 def test_an_installed_distribution_adds_its_experiment_through_the_entry_point(tmp_path,

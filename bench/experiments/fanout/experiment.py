@@ -91,9 +91,8 @@ class FanoutSettings:
 # Rates are low because a split fan-out is dear: one leaf hop costs the system ~2 CPU-ms
 # (both ends) on this project's 2-core machine, so n = 16 is ~40 CPU-ms per request.
 PROFILES = {
-    # three trials (the profile's four go to the journey's and the hops' intervals)
     "quick": FanoutSettings(ns=(1, 2, 4, 8), rate=30, warmup_s=0.5, duration_s=3.5, shards=8,
-                            hedge_n=8, trials=3),
+                            hedge_n=8),
     "full": FanoutSettings(ns=(1, 2, 4, 8, 16, 32), rate=12, warmup_s=2, duration_s=90,
                            shards=32, hedge_n=16, calibration_requests=500),
     "smoke": FanoutSettings(ns=(1, 4), rate=30, warmup_s=0.5, duration_s=2, shards=4, hedge_n=4,
