@@ -36,8 +36,8 @@ from bench.system.floors import floor_servers, http_round_trips, tcp_round_trips
 from bench.system.processes import pinned
 
 if TYPE_CHECKING:
-    from shop.topology import Topology
     from bench.experiments.hops.budget import HopFigures
+    from shop.topology import Topology
 
 
 FLOOR_HTTP, FLOOR_NESTED = "floor http", "floor nested"  # request names in the hop step
