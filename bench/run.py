@@ -262,11 +262,11 @@ class Harness:
                   for j, s in enumerate(spoiled)]
         total = done + sum(len(g) for g in groups)
         limit = config.profile.again_within_s
-        for group in groups:
+        for index, group in enumerate(groups):
             if limit is not None and time.monotonic() - self.started > limit:
                 log.warning("not measured again (the profile's %g s are up): %s",
                             limit, ", ".join(f"{g[0].experiment} {g[0].rung.label} trial "
-                                             f"{g[0].again + 1}" for g in groups[groups.index(group):]))
+                                             f"{g[0].again + 1}" for g in groups[index:]))
                 break
             self.progress.on_phase(f"measuring again: {group[0].experiment} "
                                    f"{group[0].rung.label}, trial {group[0].again + 1}")
@@ -344,7 +344,7 @@ class Harness:
 
 
 def step_result(key: StepKey, seed: int, result: LoadResult,
-                max_lateness_p99_us: int = 1_000) -> StepResult:
+                max_lateness_p99_us: int) -> StepResult:
     """A measured step's counts, resources and validity. Validity adds one rule to the
     generator's own (``bench.load.generator.validity_problems``): a run holds its sends to
     ``max_lateness_p99_us`` (the experiment's), the same for every placement, since every

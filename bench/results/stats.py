@@ -145,25 +145,19 @@ def paired_ratio(a: Sequence[float | None], b: Sequence[float | None], supported
                  confidence: float = CONFIDENCE) -> Ratio:
     """B / A from per-trial values paired by index (trial t of A ran back to back with
     trial t of B, same seed). A pair enters only when both values are positive numbers (an
-    invalid step is passed as None). The interval is exp(mean ln(B/A) +- t * se) over the
-    pairs, with n - 1 degrees of freedom: drift between trials hits both sides of a pair and
-    cancels in its log ratio, and what is left is what the interval has to cover."""
-    logs = tuple(float(np.log(y / x)) for x, y in zip(a, b)
-                 if x is not None and y is not None and np.isfinite(x) and np.isfinite(y)
-                 and x > 0 and y > 0)
-    if not logs:
+    invalid step is passed as None). The value is the geometric mean of the per-trial ratios
+    and the interval exp(mean ln(B/A) +- t * se) over the pairs, n - 1 degrees of freedom:
+    drift between trials hits both sides of a pair and cancels in its log ratio. It is
+    ``ratio_over_trials`` of that mean, whose jackknife pseudo-values are the pairs' logs."""
+    logs = np.array([np.log(y / x) for x, y in zip(a, b)
+                     if x is not None and y is not None and np.isfinite(x) and np.isfinite(y)
+                     and x > 0 and y > 0], dtype=float)
+    if not len(logs):
         return Ratio(None, supported=supported, note="no valid pair")
-    mean = float(np.mean(logs))
-    if len(logs) < 2:
-        return Ratio(float(np.exp(mean)), log_ratios=logs, supported=supported,
-                     note="one pair: no interval")
-    se = float(np.std(logs, ddof=1) / np.sqrt(len(logs)))
-    df = len(logs) - 1
-    half = float(student_t.ppf((1 + confidence) / 2, df) * se)
-    p = 1.0 if se == 0 and mean == 0 else (0.0 if se == 0 else
-                                           float(2 * student_t.sf(abs(mean / se), df)))
-    return Ratio(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)),
-                 logs, p, supported)
+    k = len(logs)
+    left_out = (logs.sum() - logs) / (k - 1) if k > 1 else np.zeros(1)
+    return ratio_over_trials((1.0, np.ones(k)), (float(np.exp(logs.mean())), np.exp(left_out)),
+                             supported, confidence)
 
 
 def unpaired_change(a_logs: Sequence[float], b_logs: Sequence[float]) -> float | None:

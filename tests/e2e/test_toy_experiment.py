@@ -29,12 +29,17 @@ p50_ms = {limit}
 """
 
 
-def test_a_registered_toy_experiment_runs_through_the_core_and_its_budget(tmp_path):
-    experiments.register(TOY)
+def small_run(experiment: str, trials: int) -> RunConfig:
+    """A smoke-profile run of ``experiment`` alone on a small monolith."""
     settings = replace(LaunchSettings(), scrypt_n=2**4,
                        search=replace(SearchSettings(), catalog_size=2000))
-    config = RunConfig.build("smoke", [load_topology("monolith")], settings, cpu_plan(),
-                             experiments=("toy",), trials=4)
+    return RunConfig.build("smoke", [load_topology("monolith")], settings, cpu_plan(),
+                           experiments=(experiment,), trials=trials)
+
+
+def test_a_registered_toy_experiment_runs_through_the_core_and_its_budget(tmp_path):
+    experiments.register(TOY)
+    config = small_run("toy", trials=4)
     outcome = execute(config, tmp_path / "runs")
     assert outcome.complete and outcome.summary is not None, outcome.reason
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
@@ -93,12 +98,8 @@ class LateToy(type(TOY)):
 
 
 def test_a_step_the_harness_spoiled_is_measured_again_once_at_the_end(tmp_path):
-    late = LateToy()
-    experiments.register(late)
-    settings = replace(LaunchSettings(), scrypt_n=2**4,
-                       search=replace(SearchSettings(), catalog_size=2000))
-    config = RunConfig.build("smoke", [load_topology("monolith")], settings, cpu_plan(),
-                             experiments=("late-toy",), trials=2)
+    experiments.register(LateToy())
+    config = small_run("late-toy", trials=2)
     outcome = execute(config, tmp_path / "runs")
     assert outcome.complete, outcome.reason
     with open(outcome.run_dir / "steps.csv", newline="") as f:

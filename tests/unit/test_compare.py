@@ -151,6 +151,26 @@ def test_compare_command_prints_and_writes_only_with_output(tmp_path):
     assert out.read_text().startswith("# seambench compare") and "| figure |" in out.read_text()
 
 
+def test_compare_with_one_run_and_no_side_b_is_a_one_line_error(tmp_path):
+    run_a = tmp_path / "a"
+    shutil.copytree(FIXTURE, run_a)
+    done = subprocess.run([*SEAMBENCH, "compare", str(run_a)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "give two runs, or side A's runs and --against" in done.stderr
+
+
+def test_compare_takes_several_runs_a_side(tmp_path):
+    runs = []
+    for name in ("a1", "a2", "b1", "b2"):
+        shutil.copytree(FIXTURE, tmp_path / name)
+        runs.append(str(tmp_path / name))
+    done = CliRunner().invoke(cli, ["compare", runs[0], runs[1], "--against", runs[2],
+                                    "--against", runs[3]])
+    assert done.exit_code == 0, done.output
+    assert "Welch's t test over 2 and 2 runs" in done.stdout
+
+
 @pytest.mark.parametrize("args", [["report", "{dir}"], ["compare", "{dir}", "{dir}"]])
 def test_a_directory_that_is_not_a_run_is_one_line_and_exit_2(tmp_path, args):
     (tmp_path / "notes.txt").write_text("not a run")

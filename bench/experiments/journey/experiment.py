@@ -66,8 +66,9 @@ class Journey(Experiment):
 
     Per placement and rung: p50/p90/p99/p99.9 (µs) from every valid trial's interval
     histograms, CPU-ms and PSS MiB per request, error rate and notification lag; per pair of
-    placements, paired ratios per rung; throughput at the p99 objective; the headline rung
-    is the highest one valid in every trial of every placement."""
+    placements, the ratio of pooled figures per rung; capacity and throughput at the p99
+    objective; the headline rung is one every placement sustained with a margin
+    (``analysis.headline_rung``)."""
 
     name = "journey"
     title = "The user mix at a ladder of open-loop arrival rates"
