@@ -96,7 +96,8 @@ def openapi_document() -> dict[str, Any]:
                 {"type": "object", "required": ["results", "shards"],
                  "properties": {"results": {"type": "array", "items": HIT},
                                 "shards": {"type": "integer"}, "of": {"type": "integer"},
-                                "backups": {"type": "integer"}}},
+                                "backups": {"type": "integer"},
+                                "leaf_us": {"type": "array", "items": {"type": "integer"}}}},
                 (400, 401, 422, 503), parameters=[
                     *search_params, _query("n", {"type": "integer"}),
                     _query("hedge_ms", {"type": "number", "exclusiveMinimum": True,

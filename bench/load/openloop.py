@@ -91,6 +91,15 @@ class OpenLoopUser(User):
         """The next arrival: its name (for the histograms) and how to send it."""
         raise NotImplementedError
 
+    # Scenarios whose answers report timings of their own set this and define ``observe``.
+    observes = False
+
+    def observe(self, name: str, response: object) -> dict[str, list[int]]:
+        """Named values (µs) read from a successful answer to request ``name``, recorded
+        apart from latencies (``Recorder.observe``). Runs in the event listener, after the
+        latency was taken; its cost delays later sends, so keep it to a JSON parse."""
+        return {}
+
     @task
     def drive(self) -> None:
         plan = self.plan
@@ -105,6 +114,8 @@ class OpenLoopUser(User):
             with open(plan.interval_log_path(), "w") as log, ExitStack() as more:
                 reference_log = (more.enter_context(open(plan.reference_log_path(), "w"))
                                  if plan.reference else None)
+                observed_log = (more.enter_context(open(plan.observed_log_path(), "w"))
+                                if self.observes else None)
                 start_ns = time.perf_counter_ns() + 50_000_000  # a little lead to settle
                 start_epoch_s = time.time() + 0.05
                 recorder = Recorder(start_ns, start_epoch_s, int(plan.warmup_s * 1e9), log,
@@ -112,7 +123,8 @@ class OpenLoopUser(User):
                                             f"{socket.gethostname()}, latency in us",
                                     end_ns=start_ns + int(plan.options.get("phase_ns", 0))
                                     + int(plan.total_s * 1e9),
-                                    reference=plan.reference, reference_log=reference_log)
+                                    reference=plan.reference, reference_log=reference_log,
+                                observed_log=observed_log)
                 self._listen(recorder)
                 # the cyclic garbage collector's pauses would be send lateness: the set-up's
                 # objects are frozen out of it and it waits until the schedule has ended
@@ -137,6 +149,7 @@ class OpenLoopUser(User):
             gevent.sleep(60)
 
     def _listen(self, recorder: Recorder) -> None:
+        observes = self.observes
         def on_request(context: dict, response_time: float, exception: object,
                        response: object = None, name: str = "", **_: object) -> None:
             intended = context.get(INTENDED)
@@ -147,6 +160,9 @@ class OpenLoopUser(User):
             # the listeners before this one (Locust's statistics) are not the target's time
             done = getattr(response, "done_ns", 0) or time.perf_counter_ns()
             recorder.record(name, intended, done, exception is None, status)
+            if observes and exception is None and response is not None:
+                for what, values in self.observe(name, response).items():
+                    recorder.observe(what, intended, values)
 
         self.environment.events.request.add_listener(on_request)
 

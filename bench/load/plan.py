@@ -64,6 +64,10 @@ class LoadPlan:
     def reference_log_path(self) -> Path:
         return Path(self.output_dir) / f"intervals-reference-{self.process_index}.hlog"
 
+    def observed_log_path(self) -> Path:
+        """What the scenario read from its answers (``OpenLoopUser.observe``)."""
+        return Path(self.output_dir) / f"intervals-observed-{self.process_index}.hlog"
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 

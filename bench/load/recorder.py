@@ -71,7 +71,8 @@ class Recorder:
 
     def __init__(self, start_ns: int, start_epoch_s: float, warmup_ns: int, log: TextIO,
                  comment: str = "", end_ns: int | None = None, grace_ns: int = 500_000_000,
-                 reference: Iterable[str] = (), reference_log: TextIO | None = None) -> None:
+                 reference: Iterable[str] = (), reference_log: TextIO | None = None,
+                 observed_log: TextIO | None = None) -> None:
         self.start_ns = start_ns
         self.start_epoch_s = start_epoch_s
         self.measure_from_ns = start_ns + warmup_ns
@@ -94,6 +95,11 @@ class Recorder:
         self._reference = frozenset(reference)
         self._reference_log = (IntervalLogWriter(reference_log, start_epoch_s, comment)
                                if reference_log is not None else self._log)
+        # values a scenario read from its answers (``observe``), by name: interval histograms
+        # to a log of their own, so they count toward no request figure
+        self._observed: dict[str, Any] = {}
+        self._observed_log = (IntervalLogWriter(observed_log, start_epoch_s, comment)
+                              if observed_log is not None else None)
         self._interval = 0  # index of the open one-second interval, counted from start_ns
         self._end_ns = end_ns
         self._in_flight: Counter[tuple[str, int]] = Counter()  # (name, intended ns), measured
@@ -181,6 +187,18 @@ class Recorder:
             stats.errors += 1
             stats.interval_errors += 1
 
+    def observe(self, name: str, intended_ns: int, values_us: Iterable[int]) -> None:
+        """Values (µs) a measured request's answer reported about itself (timings of
+        its own parts, say), under ``name``; ignored in the warm-up, after ``finish`` or
+        without an observations log."""
+        if self._observed_log is None or self._finished or not self.measured(intended_ns):
+            return
+        histogram = self._observed.get(name)
+        if histogram is None:
+            histogram = self._observed[name] = new_histogram()
+        for value in values_us:
+            histogram.record_value(min(HIGHEST_US, max(1, int(value))))
+
     def _halve(self, name: str, intended_ns: int, latency_us: int, count: int = 1) -> None:
         if self._end_ns is None or name in self._reference:
             return
@@ -210,6 +228,10 @@ class Recorder:
                 "ok": stats.interval_ok, "errors": stats.interval_errors})
             clear(stats.interval)
             stats.interval_ok = stats.interval_errors = stats.interval_censored = 0
+        for name, histogram in self._observed.items():
+            if histogram.get_total_count():
+                self._observed_log.write(tag_of(name), start_s, 1.0, histogram)
+                clear(histogram)
 
     def finish(self, now_ns: int) -> None:
         """The drain ended at ``now_ns``: censor what never got an answer, close the log.

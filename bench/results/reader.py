@@ -32,6 +32,7 @@ LEGACY_FLOORS = "floors.csv"  # schema 1: base64 histograms in a column
 LEGACY_HISTOGRAMS = "histograms.hlog"  # schema 1: step totals, notification lag among them
 Key = tuple[str, float]  # (log file name, interval start): the same block across names
 SYSTEM_LOG = re.compile(r"intervals-\d+\.hlog")  # a generator's (LoadPlan.interval_log_path)
+OBSERVED_PART = "-observed-"  # ... and what its requests' answers reported (observed_log_path)
 LEGACY_REFERENCE_TAG = "floor_"
 
 
@@ -143,15 +144,18 @@ class RunData:
 
     def blocks(self, steps: Sequence[StepResult], names: Sequence[str]) -> dict[str, Blocks]:
         """Each name's interval histograms over ``steps`` (the trials of one rung) as Blocks
-        aligned across names: block i is the same second of the same step for every name,
-        its stratum the step's trial. Empty when nothing was recorded."""
+        aligned across names: block i is the same second of the same step (and generator
+        process) for every name, its stratum the step's trial; what the requests' answers
+        reported (the observed log) shares the seconds of the requests. Empty when nothing
+        was recorded."""
         tags = {name: tag_of(name) for name in names}
         keyed: dict[str, dict[tuple, HdrHistogram]] = {name: {} for name in names}
         for step in steps:
             logged = self.intervals(step.raw_dir)
             for name, tag in tags.items():
-                for key, h in logged.get(tag, {}).items():
-                    keyed[name][(step.key.trial, step.raw_dir, *key)] = h
+                for (log_name, start_s), h in logged.get(tag, {}).items():
+                    log_name = log_name.replace(OBSERVED_PART, "-")
+                    keyed[name][(step.key.trial, step.raw_dir, log_name, start_s)] = h
         return aligned_blocks(keyed)
 
     def harness_series(self, raw_dir: str, tag: str) -> list[HdrHistogram]:

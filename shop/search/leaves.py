@@ -28,7 +28,8 @@ from typing import Protocol
 
 from shop.errors import InvalidValue
 from shop.search.api import Hit
-from shop.search.service import SCHEMA, SearchSettings, check_limit, match_expression, ranked, seed_catalog
+from shop.search.service import (SCHEMA, SearchSettings, check_limit, match_expression, ranked,
+                                 seed_catalog)
 from shop.storage import Database
 
 MAX_SHARDS, MAX_REPLICAS = 64, 4
@@ -141,6 +142,10 @@ def delay_of(delays: Mapping[str, LeafDelay], name: str) -> LeafDelay:
 class Scattered:
     hits: list[Hit]
     backups: int  # hedge calls sent (0 without hedging)
+    # per shard asked, µs from the moment the scatter asked its leaves until that shard's
+    # answer (the first, if hedged) was in: a wait in the bounded pool, the hop and the
+    # leaf's work. Their maximum is the scatter's own wait (F(t)^n's "slowest of n").
+    leaf_us: tuple[int, ...] = ()
 
 
 ScatterObserver = Callable[[int, int, bool], None]
@@ -187,6 +192,7 @@ class Scatter:
         if (delay is None) != (seed is None):
             raise InvalidValue("an injected delay needs both delay and seed")
         primary = [self._primary(s, seed) for s in range(n)]
+        asked_ns = time.perf_counter_ns()
         calls: list[list[Future]] = [[self._ask(s, primary[s], q, limit, delay, seed)]
                                      for s in range(n)]
         backups = 0
@@ -197,10 +203,12 @@ class Scatter:
                 if replicas > 1 and not pending[0].done():
                     pending.append(self._ask(s, (primary[s] + 1) % replicas, q, limit, delay, seed))
                     backups += 1
-        hits = [hit for pending in calls for hit in first_answer(pending)]
+        answers = [first_answer(pending) for pending in calls]
         if self.observer is not None:
             self.observer(n, backups, hedge_ms is not None)
-        return Scattered(sorted(hits, key=lambda h: (-h.score, h.sku))[:limit], backups)
+        hits = [hit for found, _ in answers for hit in found]
+        return Scattered(sorted(hits, key=lambda h: (-h.score, h.sku))[:limit], backups,
+                         tuple(max(1, (done - asked_ns) // 1000) for _, done in answers))
 
     def _primary(self, shard: int, seed: int | None) -> int:
         replicas = len(self.leaves[shard])
@@ -212,15 +220,22 @@ class Scatter:
 
     def _ask(self, shard: int, replica: int, q: str, limit: int, delay: str | None,
              seed: int | None) -> Future:
-        return self._pool.submit(self.leaves[shard][replica].query, q, limit, delay, seed)
+        return self._pool.submit(timed, self.leaves[shard][replica].query, q, limit, delay, seed)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def first_answer(calls: list[Future]) -> list[Hit]:
-    """The result of whichever call answers first; a failure counts only if every call
-    fails (then the first call's error is raised)."""
+def timed(query: Callable[..., list[Hit]], *args: object) -> tuple[list[Hit], int]:
+    """``query(*args)`` and the ``perf_counter_ns`` when it returned, taken on the thread
+    that ran it: a gathering thread woken later would add its own wake-up to the leaf."""
+    hits = query(*args)
+    return hits, time.perf_counter_ns()
+
+
+def first_answer(calls: list[Future]) -> tuple[list[Hit], int]:
+    """The result of whichever call answers first, with when it returned (``timed``); a
+    failure counts only if every call fails (then the first call's error is raised)."""
     pending = set(calls)
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)

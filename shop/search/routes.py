@@ -25,7 +25,9 @@ def scatter_blueprint(scatter: Scatter, auth: Auth) -> Blueprint:
     searches the whole catalog), served where the scatter runs: the process hosting search
     when leaf calls are local, the gateway when they cross hops. Optional: ``hedge_ms`` (a
     backup call to another replica of a shard that has not answered by then) and
-    ``delay``/``seed`` (a latency injection the deployment defines, for measurement)."""
+    ``delay``/``seed`` (a latency injection the deployment defines, for measurement). The
+    answer says, per shard asked, how long it took as the scatter timed it (``leaf_us``, µs:
+    what F(t)^n is estimated from)."""
     bp = Blueprint("scatter", __name__)
 
     @bp.get("/search/scatter")
@@ -37,7 +39,8 @@ def scatter_blueprint(scatter: Scatter, auth: Auth) -> Blueprint:
         result = scatter.scatter(str_arg("q"), n, int_arg("limit", DEFAULT_LIMIT), hedge_ms=hedge,
                                  delay=request.args.get("delay"), seed=seed)
         return json_response({"results": hits_json(result.hits), "shards": n,
-                              "of": scatter.shards, "backups": result.backups})
+                              "of": scatter.shards, "backups": result.backups,
+                              "leaf_us": list(result.leaf_us)})
 
     return bp
 

@@ -202,3 +202,33 @@ def test_a_stalled_server_puts_censored_values_in_the_tail_and_invalidates_the_s
     assert count_at_least(last, drain_us * 0.999) == UNANSWERED
     censored_rows = [row for row in result.timeseries if row["censored"]]
     assert sum(row["censored"] for row in censored_rows) == UNANSWERED
+
+
+def test_what_an_answer_reports_is_logged_apart_by_second_and_never_counted_as_a_request(tmp_path):
+    """``observe``: values an answer reported (a scatter's per-shard times) go to the
+    observations log, in the second their request completed in, after the warm-up only;
+    they add no request, error or completion."""
+    log, observed = io.StringIO(), io.StringIO()
+    r = Recorder(start_ns=0, start_epoch_s=100.0, warmup_ns=1 * S, log=log, end_ns=3 * S,
+                 observed_log=observed)
+    r.admitted("n=2", 500 * MS)  # in the warm-up: its observation is dropped
+    r.record("n=2", 500 * MS, 510 * MS, True, 200)
+    r.observe("n=2 leaves", 500 * MS, [9_000, 9_500])
+    for intended in (1200 * MS, 2200 * MS):
+        r.admitted("n=2", intended)
+        r.record("n=2", intended, intended + 10 * MS, True, 200)
+        r.observe("n=2 leaves", intended, [3_000, 7_000])
+        r.observe("n=2 slowest leaf", intended, [7_000])
+    r.finish(3 * S)
+    by_tag = tags(observed.getvalue(), tmp_path)
+    leaves, slowest = by_tag[tag_of("n=2 leaves")], by_tag[tag_of("n=2 slowest leaf")]
+    assert [iv.start_s for iv in leaves] == pytest.approx([1.0, 2.0])
+    assert [iv.histogram.get_total_count() for iv in leaves] == [2, 2]
+    assert slowest[0].histogram.get_max_value() == pytest.approx(7_000, rel=0.002)
+    assert set(tags(log.getvalue(), tmp_path)) == {tag_of("n=2")}
+    doc = r.result()
+    assert doc["names"].keys() == {"n=2"} and doc["names"]["n=2"]["ok"] == 2
+    # without an observations log, nothing is kept
+    quiet = Recorder(start_ns=0, start_epoch_s=100.0, warmup_ns=0, log=io.StringIO())
+    quiet.observe("x", 1 * S, [1])
+    assert quiet.result()["names"] == {}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bench.experiments.fanout.analysis import binomial_interval, predicted_quantile
+from bench.results import hdr
 from shop.search.api import Hit
 from shop.search.leaves import LeafDelay, Scatter, draw
 
@@ -127,3 +128,67 @@ def test_hedging_bounds_the_tail_and_costs_what_the_slow_calls_are():
     slow_primaries = sum(int(draw(seed, s, -1) * 2) == 0 and slow_replica.is_slow(seed, s, 0)
                          for seed in range(requests) for s in range(4))
     assert slow_primaries <= backups <= slow_primaries + 0.02 * requests * 4
+
+
+# -- F(t)^n from every leaf call (bench/experiments/fanout/theory.py) ----------------------
+
+def leaf_blocks(n: int, correlated: bool, seed: int, trials: int = 3, seconds: int = 10,
+                per_second: int = 100):
+    """Blocks of (every leaf, slowest leaf) for synthetic n-leaf requests: leaf times
+    lognormal (median 2 ms, sigma 0.5), drawn independently per leaf, or (``correlated``)
+    one draw shared by all n leaves of a request."""
+    from bench.results.reader import aligned_blocks
+    rng = np.random.default_rng(seed)
+    every, slowest = {}, {}
+    for trial in range(trials):
+        for second in range(seconds):
+            draws = rng.lognormal(np.log(2000), 0.5, (per_second, 1 if correlated else n))
+            leaves = np.repeat(draws, n, axis=1) if correlated else draws
+            a, b = hdr.new_histogram(), hdr.new_histogram()
+            for value in leaves.ravel():
+                a.record_value(int(value))
+            for value in leaves.max(axis=1):
+                b.record_value(int(value))
+            every[(trial, second)], slowest[(trial, second)] = a, b
+    blocks = aligned_blocks({"leaves": every, "slowest": slowest})
+    return blocks["leaves"], blocks["slowest"]
+
+
+@pytest.mark.parametrize("n", [2, 8])
+def test_independent_leaves_agree_with_f_to_the_n_within_the_margin(n):
+    from bench.experiments.fanout.theory import AGREES, leaf_prediction
+    from bench.results.stats import resample_weights
+    leaves, slowest = leaf_blocks(n, correlated=False, seed=n)
+    weights = resample_weights(slowest.strata, 400, np.random.default_rng(0))
+    out = leaf_prediction(n, leaves, slowest, weights)
+    for key in ("p50", "p90", "p99"):  # 3,000 requests: p99 has its 1,000
+        assert out[key]["supported"], key
+        assert out[key]["verdict"] == AGREES, (key, out[key]["measured_over_predicted"])
+        assert out[key]["ratio"] == pytest.approx(1.0, abs=0.08)
+    assert not out["p99.9"]["supported"]  # 10,000 needed
+
+
+def test_leaves_that_move_together_differ_from_f_to_the_n():
+    """One draw for all 8 leaves: the slowest is just a leaf, so its p50 is F's p50, where
+    F(t)^8 predicts F's p91.7 (exp(0.5 * 1.39) = 2.0x higher): measured/predicted ~0.5."""
+    from bench.experiments.fanout.theory import DIFFERS, leaf_prediction
+    from bench.results.stats import resample_weights
+    leaves, slowest = leaf_blocks(8, correlated=True, seed=3)
+    weights = resample_weights(slowest.strata, 400, np.random.default_rng(0))
+    out = leaf_prediction(8, leaves, slowest, weights)
+    assert out["p50"]["verdict"] == DIFFERS
+    assert out["p50"]["ratio"] == pytest.approx(np.exp(-0.5 * 1.383), rel=0.1)
+
+
+def test_the_equivalence_verdict_and_the_requests_that_would_decide():
+    from bench.experiments.fanout.theory import AGREES, CANNOT_TELL, DIFFERS, equivalence
+    assert equivalence((0.85, 1.2), 1.0, 100) == (AGREES, None)
+    assert equivalence((0.5, 0.78), 0.6, 100) == (DIFFERS, None)
+    assert equivalence((1.3, 2.0), 1.6, 100) == (DIFFERS, None)
+    # inside the margin, the upper side too wide: (log(1.3/1.05) / log(1.25/1.05))^2 x 100
+    verdict, needed = equivalence((0.9, 1.3), 1.05, 100)
+    assert verdict == CANNOT_TELL and needed == pytest.approx(151, abs=1)
+    # outside, the side facing the margin decides "differs"
+    verdict, needed = equivalence((1.1, 1.6), 1.3, 100)
+    assert verdict == CANNOT_TELL and needed > 1000
+    assert equivalence(None, None, 10) == (CANNOT_TELL, None)

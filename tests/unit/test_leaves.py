@@ -11,7 +11,7 @@ import pytest
 from shop.errors import InvalidValue, Unavailable
 from shop.search.api import Hit
 from shop.search.leaves import (LeafDelay, LeafService, Scatter, draw, first_answer, seed_partition,
-                                shard_of)
+                                shard_of, timed)
 from shop.search.service import SCHEMA, SearchService, SearchSettings, seed_catalog
 from shop.storage.sqlite import SqliteDatabase
 
@@ -140,10 +140,36 @@ def test_no_hedge_when_the_primary_answers_in_time():
 def test_first_answer_takes_a_success_over_an_earlier_failure():
     scatter = Scatter([[TimedLeaf(1, fail=True), TimedLeaf(30)]], threads=4)
     try:
-        calls = [scatter._pool.submit(r.query, "q", 1) for r in scatter.leaves[0]]
-        assert first_answer(calls)[0].sku == "SKU-000030"
-        failing = [scatter._pool.submit(TimedLeaf(1, fail=True).query, "q", 1)]
+        calls = [scatter._pool.submit(timed, r.query, "q", 1) for r in scatter.leaves[0]]
+        assert first_answer(calls)[0][0].sku == "SKU-000030"
+        failing = [scatter._pool.submit(timed, TimedLeaf(1, fail=True).query, "q", 1)]
         with pytest.raises(Unavailable):
             first_answer(failing)
     finally:
         scatter.close()
+
+
+def test_the_scatter_times_each_shard_from_its_ask_to_its_answer():
+    """Ground truth: leaves that sleep 5, 40 and 80 ms. Each shard's time is at least its
+    sleep and not much more (threads enough for all: no pool wait), and the slowest is the
+    scatter's own wait; a hedged shard's time is its first answer's."""
+    sleeps = (5, 40, 80)
+    scatter = Scatter([[TimedLeaf(ms)] for ms in sleeps], threads=8)
+    try:
+        started = time.perf_counter_ns()
+        result = scatter.scatter("lamp", 3, 3)
+        took_us = (time.perf_counter_ns() - started) // 1000
+        assert len(result.leaf_us) == 3
+        for ms, us in zip(sleeps, result.leaf_us):
+            assert ms * 1000 <= us < ms * 1000 + 30_000, (ms, us)
+        assert max(result.leaf_us) <= took_us
+    finally:
+        scatter.close()
+    slow, fast = TimedLeaf(300), TimedLeaf(1)
+    hedged = Scatter([[slow, fast]], threads=4)
+    try:
+        seed = next(s for s in range(100) if int(draw(s, 0, -1) * 2) == 0)  # primary: slow
+        result = hedged.scatter("lamp", 1, 1, hedge_ms=20, delay="ignored", seed=seed)
+        assert 20_000 <= result.leaf_us[0] < 200_000, result.leaf_us
+    finally:
+        hedged.close()

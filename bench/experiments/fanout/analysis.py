@@ -15,6 +15,8 @@ from scipy.stats import beta
 from bench.experiments.base import Analysis, validity
 from bench.experiments.fanout.experiment import (CONFIDENCE_SLOW, HEDGED, PLAIN, SLOW_REPLICA, TAIL,
                                                  FanoutSettings, Kind, kind_name, kinds)
+from bench.experiments.fanout.theory import (PREDICTED, leaf_prediction, observed_names,
+                                             predicted_quantile, verdict_text)
 from bench.results.model import QUANTILES, Estimate, Headline, Quantile, Ratio, estimates_to_json
 from bench.results.reader import RunData
 from bench.results.stats import (Blocks, interval, paired_ratio, percentile_estimate,
@@ -22,15 +24,6 @@ from bench.results.stats import (Blocks, interval, paired_ratio, percentile_esti
 
 if TYPE_CHECKING:
     from bench.experiments.fanout.experiment import Fanout
-
-PREDICTED = ("p50", "p90", "p99", "p99.9")
-
-
-def predicted_quantile(q: float, n: int) -> float:
-    """The percentile of one leaf's distribution that is the q-th percentile of the slowest
-    of n independent leaves: F(t)^n = q/100, so F(t) = (q/100)^(1/n)."""
-    return 100.0 * (q / 100.0) ** (1.0 / n)
-
 
 def slow_probability(kind: Kind, settings: FanoutSettings) -> float | None:
     """The probability that one leaf call of ``kind`` draws the slow delay (None: no tail)."""
@@ -71,7 +64,8 @@ def analyse_fanout(experiment: "Fanout", run: RunData, resamples: int, seed: int
         per[placement] = entry
         if not valid:
             continue
-        blocks = run.blocks(valid, [k.name for k in every])
+        blocks = run.blocks(valid, [name for k in every
+                                    for name in (k.name, *observed_names(k.name))])
         if not blocks:
             continue
         weights = resample_weights(next(iter(blocks.values())).strata, resamples, rng)
@@ -120,8 +114,12 @@ def kind_entry(kind: Kind, blocks: Mapping[str, Blocks], weights: np.ndarray,
     resampled_mine = weights @ mine.counts
     out: dict[str, Any] = {"n": kind.n, "variant": kind.variant, **estimates_to_json(
         {q.key: percentile_estimate(mine, q, weights, resampled_mine) for q in QUANTILES})}
+    leaves, slowest = (blocks.get(name) for name in observed_names(kind.name))
     base = blocks.get(kind.base())
-    if kind.variant != HEDGED and base is not None and base.total:
+    if kind.variant != HEDGED and leaves is not None and leaves.total and slowest is not None:
+        out["predicted"] = leaf_prediction(kind.n, leaves, slowest, weights)
+    elif kind.variant != HEDGED and base is not None and base.total:
+        # a run from before the scatterer timed its leaves: F is the measured n = 1 requests
         resampled_base = weights @ base.counts
         out["predicted"] = {}
         for q in QUANTILES:
@@ -135,7 +133,7 @@ def kind_entry(kind: Kind, blocks: Mapping[str, Blocks], weights: np.ndarray,
             measured = Estimate.from_json(out.get(q.key))
             supported = (measured.supported and base.total >= Quantile(q.key, q_one).min_samples)
             out["predicted"][q.key] = {
-                "value": point, "ci95": interval(boot_predicted),
+                "basis": "n=1 requests", "value": point, "ci95": interval(boot_predicted),
                 "measured_over_predicted": None if ratio is None else list(ratio),
                 "supported": supported,
                 "agrees": None if ratio is None or not supported else ratio[0] <= 1.0 <= ratio[1]}
@@ -173,20 +171,14 @@ def explain(entry: dict[str, Any], settings: FanoutSettings) -> None:
             missed.append("slow fraction")
         if not missed:
             continue
-        plain = per.get(kind_name(k["n"], PLAIN), {}).get("predicted", {}).get("p50", {})
-        ratio = plain.get("measured_over_predicted")
-        if k["n"] > 1 and ratio and ratio[0] > 1:
-            reasons.append(f"without any injected delay n={k['n']} already takes "
-                           f"{ratio[0]:.2f}-{ratio[1]:.2f}x the F(t)^n prediction at p50: the n "
-                           f"leaf calls are not independent (they share the system's CPU, the "
-                           f"scatter pool and, split, the gateway), so waiting for them queues")
-        below = [q for q in missed if q in k.get("predicted", {})
-                 and (k["predicted"][q].get("measured_over_predicted") or [1, 1])[1] < 1]
-        if below and k["n"] > 1:
-            reasons.append(f"measured under the prediction at {', '.join(below)}: F comes from "
-                           f"whole n=1 requests, and what such a request pays once (its own HTTP "
-                           f"and token check, and any wait behind other requests) F(t)^n counts "
-                           f"as if each of the n leaves paid it independently, so it overshoots")
+        predicted = k.get("predicted", {})
+        if any(predicted[q].get("basis") == "leaf" for q in missed if q in predicted):
+            reasons.append(f"the {k['n']} leaf times of one request are not independent draws "
+                           f"from F: they run at the same moment on the same scatter pool and "
+                           f"system CPU, so queued one behind another they spread out in order, "
+                           f"and delayed together they move together (F(t)^n assumes neither)")
+        else:
+            reasons.extend(request_basis_reasons(k, per))
         plain_slow = slow.get("plain_over_threshold")
         if slow and not slow.get("agrees") and plain_slow and plain_slow > 0.25 * slow["expected"]:
             reasons.append(f"with nothing injected, {plain_slow:.1%} of n={k['n']} requests already "
@@ -205,6 +197,27 @@ def explain(entry: dict[str, Any], settings: FanoutSettings) -> None:
         k["disagrees_on"] = missed
         k["why"] = reasons or ["no cause found in what was measured (the interval may simply "
                                "have missed: at 95% one figure in twenty does)"]
+
+
+def request_basis_reasons(k: Mapping[str, Any], per: Mapping[str, Any]) -> list[str]:
+    """Why a prediction from whole n = 1 requests (runs from before the scatterer timed its
+    leaves) missed."""
+    reasons = []
+    missed = [q for q, p in k.get("predicted", {}).items() if p.get("agrees") is False]
+    plain = per.get(kind_name(k["n"], PLAIN), {}).get("predicted", {}).get("p50", {})
+    ratio = plain.get("measured_over_predicted")
+    if k["n"] > 1 and ratio and ratio[0] > 1:
+        reasons.append(f"without any injected delay n={k['n']} already takes "
+                       f"{ratio[0]:.2f}-{ratio[1]:.2f}x the F(t)^n prediction at p50: the n "
+                       f"leaf calls are not independent (they share the system's CPU, the "
+                       f"scatter pool and, split, the gateway), so waiting for them queues")
+    below = [q for q in missed if (k["predicted"][q].get("measured_over_predicted") or [1, 1])[1] < 1]
+    if below and k["n"] > 1:
+        reasons.append(f"measured under the prediction at {', '.join(below)}: F comes from "
+                       f"whole n=1 requests, and what such a request pays once (its own HTTP "
+                       f"and token check, and any wait behind other requests) F(t)^n counts "
+                       f"as if each of the n leaves paid it independently, so it overshoots")
+    return reasons
 
 
 def measured_p50(kind: Mapping[str, Any]) -> float | None:
@@ -261,17 +274,9 @@ def headlines(result: Mapping[str, Any], settings: FanoutSettings) -> list[Headl
             rows.append(Headline(f"fan-out, {placement}", "text", text="no valid trial",
                                  verdict="nothing valid"))
             continue
+        rows.extend(compounding_headline(e, top, placement))
         k = e.get("kinds", {}).get(kind_name(top, TAIL))
         if k:
-            key = next((q for q in ("p99", "p90", "p50") if (k.get(q) or {}).get("supported", True)
-                        and (k.get(q) or {}).get("value") is not None), "p99")
-            pred = k.get("predicted", {}).get(key, {})
-            verdict = {True: "agrees with F(t)^n", False: "disagrees with F(t)^n",
-                       None: "no supported prediction"}[pred.get("agrees")]
-            if pred.get("value"):
-                verdict += f" ({pred['value'] / 1000:.1f} ms predicted)"
-            rows.append(Headline(f"{key} at n={top} with the leaf tail, {placement}", "latency",
-                                 Estimate.from_json(k.get(key)), verdict=verdict))
             slow = k.get("slow_fraction")
             if slow and slow.get("measured") is not None:
                 lo, hi = slow["ci99"]
@@ -288,3 +293,26 @@ def headlines(result: Mapping[str, Any], settings: FanoutSettings) -> list[Headl
                                  f"{placement}", "ratio", ratio=Ratio.from_json(red),
                                  verdict="" if extra is None else f"{extra:.1%} extra leaf calls"))
     return rows
+
+
+def compounding_headline(entry: Mapping[str, Any], top: int, placement: str) -> list[Headline]:
+    """p99 (or the highest percentile with enough samples) of the slowest of ``top`` leaves
+    beside F(t)^n, for the plain kind (else the tail kind), with the equivalence verdict."""
+    for variant in (PLAIN, TAIL):
+        k = entry.get("kinds", {}).get(kind_name(top, variant))
+        if k and k.get("predicted"):
+            break
+    else:
+        return []
+    predicted = k["predicted"]
+    key = next((q for q in ("p99", "p90", "p50") if (predicted.get(q) or {}).get("supported")),
+               "p99")
+    pred = predicted.get(key) or {}
+    if pred.get("basis") != "leaf":  # a run from before leaf timings: its tables say it
+        return []
+    measured = Estimate.from_json(pred.get("measured"))
+    verdict = verdict_text(pred)
+    if pred.get("value"):
+        verdict += f"; F(t)^n {pred['value'] / 1000:.1f} ms"
+    return [Headline(f"{key} of the slowest of n={top} leaves ({k['variant']}), {placement}",
+                     "latency", measured, verdict=verdict)]
