@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 class Rung:
     label: str  # unique within the experiment, safe in a file name: "r120", "chain"
     rate: float  # scheduled arrivals per second
+    # measured in the experiment's first this many trials only (a short probe, such as a
+    # capacity rung); None: in every trial
+    trials: int | None = None
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,18 @@ def test_fanout_measures_each_placement_in_its_own_shape():
     recorded = json.loads(json.dumps(config.describe()))["variants"]["fanout"]
     assert recorded["microservices"]["topology"]["leaves"]["processes"] is True
     assert Topology.from_dict(recorded["microservices"]["topology"]) == micro
+
+
+def test_the_journey_probe_rung_runs_in_its_first_trials_only():
+    """quick: 12 trials at 60 req/s, the 120 req/s capacity probe in 4 of them (both
+    placements each time); every other experiment keeps the profile's trials."""
+    from bench import run as lifecycle
+    config = lifecycle.RunConfig.build("quick", [load_topology("monolith"),
+                                                 load_topology("microservices")],
+                                       LaunchSettings(), lifecycle.cpu_plan({0, 1}))
+    steps = lifecycle.plan_steps(config)
+    journey = [s for s in steps if s.experiment == "journey"]
+    assert sorted({s.trial for s in journey if s.rung.label == "r60"}) == list(range(12))
+    assert sorted({s.trial for s in journey if s.rung.label == "r120"}) == [0, 1, 2, 3]
+    assert len(journey) == (12 + 4) * 2
+    assert {s.trial for s in steps if s.experiment == "fanout"} == {0, 1, 2}

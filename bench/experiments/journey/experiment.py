@@ -43,10 +43,17 @@ class JourneySettings:
     # every rung's pooled percentiles rest on as many samples as the top one's
     requests_per_step: int = 0
     trials: int | None = None  # None: the profile's; more for many short trials (RMIT)
+    # The top rate is measured in this many trials only (None: all): with the headline's
+    # margin (HEADLINE_MARGIN) the top rung is never the headline, only the capacity probe.
+    probe_trials: int | None = None
     users: int = 8
     skus: int = 1000  # checkouts pick among the first this many products
     objective_p99_ms: float = 50.0  # throughput is reported at this p99
     lag_settle_s: float = 5.0  # how long to wait for the last payments to be notified
+
+    def __post_init__(self) -> None:
+        if self.probe_trials is not None and self.probe_trials < 1:
+            raise ValueError("journey.probe_trials: at least 1 (or null: every trial)")
 
 
 PROFILES = {
@@ -54,7 +61,7 @@ PROFILES = {
     # pooled p99 is the 24th slowest (its 10/(1-q) = 1,000 and more), and t with 11 degrees
     # of freedom; the headline at 60 req/s needs 120 req/s sustained (HEADLINE_MARGIN)
     "quick": JourneySettings(rates=(60, 120), warmup_s=0.3, duration_s=2,
-                             requests_per_step=200, trials=12),
+                             requests_per_step=200, trials=12, probe_trials=4),
     "full": JourneySettings(rates=(50, 100, 200, 300, 400, 500, 600, 800), warmup_s=5,
                             duration_s=20),
     "smoke": JourneySettings(rates=(30,), warmup_s=0.5, duration_s=1.5, users=2),
@@ -86,7 +93,11 @@ class Journey(Experiment):
         return JourneyFigures(self.name, NAMES)
 
     def rungs(self, settings: JourneySettings) -> list[Rung]:
-        return [Rung(f"r{rate:g}", float(rate)) for rate in settings.rates]
+        """One rung per rate; the top one in ``probe_trials`` trials only, when set."""
+        top = max(settings.rates)
+        return [Rung(f"r{rate:g}", float(rate),
+                     settings.probe_trials if rate == top and len(settings.rates) > 1 else None)
+                for rate in settings.rates]
 
     def prepare(self, session: RunSession, settings: JourneySettings, placement: str) -> None:
         users = funded_users(session.shop(self, placement).base_url, settings.users)
