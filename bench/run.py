@@ -355,9 +355,12 @@ def step_result(key: StepKey, seed: int, result: LoadResult,
     latency_p99 = result.latency(shop_names).get_value_at_percentile(99) if shop_names else 0
     lateness_p99 = result.lateness.get_value_at_percentile(99)
     reasons = list(result.invalid_reasons)
+    stolen_ms = round(1000 * (result.steal_s or {}).get("generator", 0.0))
     if lateness_p99 > max_lateness_p99_us and not any(r.code == LATE_SENDS for r in reasons):
         reasons.append(Invalid(LATE_SENDS, f"sends were late: p99 {lateness_p99:,} us after "
-                               f"their intended time (the run's limit: {max_lateness_p99_us:,} us)"))
+                               f"their intended time (the run's limit: {max_lateness_p99_us:,} us)"
+                               + (f"; the hypervisor took {stolen_ms:,} ms of the generator's "
+                                  f"CPU meanwhile (steal time)" if stolen_ms else "")))
     pss = getattr(usage, "pss_bytes_max", None)
     return StepResult(
         key, rate=result.plan.rate_per_s, seed=seed, scheduled=result.scheduled,
@@ -370,7 +373,8 @@ def step_result(key: StepKey, seed: int, result: LoadResult,
         system_rss_mib=round(usage.rss_bytes_max / 2**20, 2),
         generator_cpu=round(max(result.generator_cpu, default=0.0), 3),
         lateness_p99_us=int(lateness_p99), latency_p99_us=int(latency_p99),
-        invalid_reasons=reasons)
+        invalid_reasons=reasons,
+        extra={f"steal_{where}_ms": round(1000 * s) for where, s in (result.steal_s or {}).items()})
 
 
 @dataclass

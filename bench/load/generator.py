@@ -30,7 +30,7 @@ from bench.results import hdr
 from bench.results.model import (ERRORS, GENERATOR_BUSY, GENERATOR_FAILED, LATE_SENDS, NOT_STEADY,
                                  OUT_OF_RANGE, QUANTILES, RATE_MISSED, UNMATCHED, Invalid, Quantile)
 from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
-from bench.system.sampler import ResourceSampler, Sample, window_usage
+from bench.system.sampler import ResourceSampler, Sample, steal_s, window_usage
 
 TARGET = "bench.load.target"  # the generic scenario: one method and path at a given rate
 MAX_RATE_MISS = 0.02
@@ -101,6 +101,9 @@ class LoadResult:
     unmatched: int = 0  # completions that matched no request in flight (a harness bug)
     # the system's latencies (µs) by the half of the window their send was intended in
     halves: tuple[HdrHistogram, HdrHistogram] | None = None
+    # CPU seconds the hypervisor took (steal) from the generator's CPUs and from the others,
+    # from the generators' start to their end (None: not measured)
+    steal_s: dict[str, float] | None = None
 
     @property
     def valid(self) -> bool:
@@ -172,6 +175,9 @@ def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
     plans = split(plan, processes)
     popens = []
     sampler = None
+    mine = set(cpus) if cpus else set(range(os.cpu_count() or 1))
+    others = set(range(os.cpu_count() or 1)) - mine
+    stolen = (steal_s(mine), steal_s(others))
     try:
         for p in plans:
             plan_path = out / f"plan-{p.process_index}.json"
@@ -195,7 +201,10 @@ def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
         with signals_held():  # a second Ctrl-C must not leave generators behind
             samples = sampler.stop() if sampler else []
             stop_groups(popens, timeout_s=5)
-    return collect(scenario, host, plan, plans, samples)
+    result = collect(scenario, host, plan, plans, samples)
+    result.steal_s = {"generator": round(steal_s(mine) - stolen[0], 3),
+                      "system": round(steal_s(others) - stolen[1], 3)}
+    return result
 
 
 def _locust_command(scenario: str, host: str, plan: LoadPlan) -> list[str]:

@@ -94,6 +94,24 @@ def _read_children(pid: int, every_thread: bool) -> list[int]:
     return children
 
 
+def steal_s(cpus: Iterable[int]) -> float:
+    """CPU seconds the hypervisor has taken from ``cpus`` since boot (``/proc/stat``'s steal
+    column: time a virtual CPU had work but the host ran something else); 0.0 where the
+    kernel does not say. Read before and after a step, it tells a stall of the machine from
+    one of the system or the generator."""
+    wanted = {f"cpu{c}" for c in cpus}
+    try:
+        lines = _read("/proc/stat").decode().splitlines()
+    except OSError:
+        return 0.0
+    ticks = 0
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in wanted and len(fields) > 8:
+            ticks += int(fields[8])
+    return ticks / _CLK_TCK
+
+
 def _read(path: str) -> bytes:
     """A small /proc file, unbuffered (half the cost of ``open``)."""
     fd = os.open(path, os.O_RDONLY)

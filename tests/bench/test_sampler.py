@@ -218,3 +218,16 @@ def test_a_young_process_that_grows_and_exits_between_start_and_stop_still_shows
     usage = window_usage(samples, "gen", 0, float("inf"))
     assert usage.pss_bytes_max >= 64 * MIB
     assert samples[0].pss_bytes is not None and samples[0].pss_bytes < 32 * MIB  # before it grew
+
+
+def test_steal_is_read_per_cpu_in_seconds_and_never_goes_back():
+    """/proc/stat's steal column, summed over the CPUs asked for: cumulative seconds (so a
+    later reading is never smaller), 0 for CPUs the machine does not have."""
+    from bench.system.sampler import steal_s
+    cpus = sorted(os.sched_getaffinity(0))
+    first = steal_s(cpus)
+    time.sleep(0.05)
+    assert 0.0 <= first <= steal_s(cpus)
+    assert steal_s([10_000]) == 0.0
+    uptime_s = float(open("/proc/uptime").read().split()[0])
+    assert steal_s(cpus) <= uptime_s * len(cpus)
