@@ -359,8 +359,8 @@ def step_result(key: StepKey, seed: int, result: LoadResult,
     if lateness_p99 > max_lateness_p99_us and not any(r.code == LATE_SENDS for r in reasons):
         reasons.append(Invalid(LATE_SENDS, f"sends were late: p99 {lateness_p99:,} us after "
                                f"their intended time (the run's limit: {max_lateness_p99_us:,} us)"
-                               + (f"; the hypervisor took {stolen_ms:,} ms of the generator's "
-                                  f"CPU meanwhile (steal time)" if stolen_ms else "")))
+                               + (f", while the hypervisor took {stolen_ms:,} ms of the "
+                                  f"generator's CPU (steal time)" if stolen_ms else "")))
     pss = getattr(usage, "pss_bytes_max", None)
     return StepResult(
         key, rate=result.plan.rate_per_s, seed=seed, scheduled=result.scheduled,

@@ -248,7 +248,9 @@ class StepResult:
     def to_row(self) -> dict[str, Any]:
         """A flat row for steps.csv."""
         row = {**asdict(self.key), "slug": self.key.slug, "rate": self.rate, "seed": self.seed,
-               "valid": self.valid, "invalid_reasons": "; ".join(self.invalid_reasons),
+               # "; " separates the reasons: a reason's own is written ", " so each keeps its code
+               "valid": self.valid,
+               "invalid_reasons": "; ".join(str(r).replace("; ", ", ") for r in self.invalid_reasons),
                "invalid_codes": " ".join(getattr(r, "code", UNKNOWN) for r in self.invalid_reasons)}
         for name in ("scheduled", "completed", "completed_in_time", "errors", "dropped",
                      "unfinished", "censored", "served", "duration_s", "system_cpu_s",

@@ -68,3 +68,16 @@ def test_an_invalid_reason_keeps_its_code_through_steps_csv():
     assert back.invalid_reasons[0] == "error rate 2.0% above the 1% limit"  # reads as its text
     del row["invalid_codes"]  # a run written before codes: the text, code unknown
     assert [r.code for r in StepResult.from_row(row).invalid_reasons] == [UNKNOWN, UNKNOWN]
+
+
+def test_a_reason_with_a_semicolon_of_its_own_keeps_every_reason_its_code():
+    """A run once wrote "sends were late ...; the hypervisor took ..." and read back three
+    reasons for two codes: every code became unknown and a spoiled step counted as the
+    system's. A reason's own "; " is written ", "."""
+    from bench.results.model import LATE_SENDS, NOT_STEADY, Invalid, StepKey, StepResult
+    step = StepResult(StepKey("e", "p", "r1", 0), 1.0, 1,
+                      invalid_reasons=[Invalid(LATE_SENDS, "sends were late; the hypervisor took 9 ms"),
+                                       Invalid(NOT_STEADY, "not steady")])
+    back = StepResult.from_row(json.loads(json.dumps(step.to_row())))
+    assert [r.code for r in back.invalid_reasons] == [LATE_SENDS, NOT_STEADY]
+    assert back.spoiled
