@@ -196,7 +196,9 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
     Each placement is started once; then trial by trial each experiment's rungs run in every
     placement back to back. Latencies are µs HDR histograms from each request's intended
     send time. Exit codes: 0 done; 1 failed (a process died, the generator or the report
-    failed); 3 done, but a headline figure rests on no valid step; 130 interrupted. An
+    failed); 3 done, but a headline figure rests on no valid step; 4 done, and an
+    experiment found the system wrong (money or notifications lost, created, duplicated or
+    left unresolved under faults, say); 130 interrupted. An
     interrupted or failed run keeps what was measured, marked incomplete.
     """
     stop_on_signals()

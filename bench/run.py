@@ -393,8 +393,8 @@ def execute(config: RunConfig, results_root: Path, progress: Progress | None = N
 
     Any failure or interruption (KeyboardInterrupt) keeps what was measured, marked
     incomplete; every process the run started is stopped first. The exit code is
-    EXIT_INTERRUPTED, EXIT_FAILED, EXIT_NOTHING_VALID (a headline rests on no valid step) or
-    EXIT_OK."""
+    EXIT_INTERRUPTED, EXIT_FAILED, EXIT_VIOLATION (an experiment found the system wrong),
+    EXIT_NOTHING_VALID (a headline rests on no valid step) or EXIT_OK."""
     from bench.render.report import build_report  # the report pulls in matplotlib: only when needed
 
     store = RunStore(results_root, run_id)

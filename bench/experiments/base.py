@@ -124,12 +124,15 @@ class Analysis:
     """An experiment's analysis of a run: ``result`` goes into summary.json under the
     experiment's name; ``headlines`` into the headline table; ``rests_on_nothing`` is True
     when a headline figure of this experiment had no valid step to rest on (the run then
-    exits with ``bench.run.EXIT_NOTHING_VALID``)."""
+    exits with ``EXIT_NOTHING_VALID``); ``violations`` are what the experiment found wrong
+    with the system itself, each a sentence (the run then exits with ``EXIT_VIOLATION``,
+    whatever else it found: a gate must fail on them)."""
 
     result: dict[str, Any]
     headlines: list[Headline] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rests_on_nothing: bool = False
+    violations: list[str] = field(default_factory=list)
 
 
 class Experiment(ABC):

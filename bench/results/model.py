@@ -29,6 +29,9 @@ NOT_SIGNIFICANT = "not significant"  # the one wording, everywhere
 EXIT_OK = 0
 EXIT_FAILED = 1  # a process died, the generator failed, or the report could not be built
 EXIT_NOTHING_VALID = 3  # finished, but a headline figure rests on no valid step
+# finished, and an experiment found the system wrong: a fact, not a figure (money lost or
+# duplicated under faults, say: ``Analysis.violations``); it wins over 3
+EXIT_VIOLATION = 4
 EXIT_INTERRUPTED = 130
 
 

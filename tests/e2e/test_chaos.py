@@ -90,3 +90,16 @@ def test_faults_on_the_monolith_hit_the_whole_shop_and_lose_nothing(tmp_path):
     assert placement["latency-search"]["windows"] == 0
     assert placement["latency-search"]["not_applied"] == 1
     assert placement["latency-search"]["oracle"]["ok"]
+    # the gate: the same run with a double credit planted in one step's verdict is rebuilt
+    # with `seambench report`, and the run's exit code becomes 4, the problem said first
+    [run_dir] = tmp_path.iterdir()
+    [details] = sorted(run_dir.glob("raw/chaos-monolith-crash-billing-t*/chaos.json"))[:1]
+    doc = json.loads(details.read_text())
+    doc["oracle"].update(ok=False, money_created_cents=500,
+                         problems=["user 1: 500 cents credited twice (planted)"])
+    details.write_text(json.dumps(doc))
+    subprocess.run([*SEAMBENCH, "report", str(run_dir)], check=True, capture_output=True,
+                   timeout=120)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["exit_code"] == 4
+    assert "500 cents credited twice (planted)" in summary["warnings"][0]

@@ -29,7 +29,7 @@ ORACLE_COUNTS = ("money_lost_cents", "money_created_cents", "double_charged_keys
 
 def analyse_chaos(experiment: "Experiment", run: RunData) -> Analysis:
     result: dict[str, Any] = {"settings": run.settings("chaos"), "placements": {}}
-    headlines, warnings = [], []
+    headlines, violations = [], []
     for placement in run.placements:
         plans = {}
         for label, _ in run.rungs("chaos"):
@@ -53,15 +53,15 @@ def analyse_chaos(experiment: "Experiment", run: RunData) -> Analysis:
             entry["lag_p99_ms_max"] = max(lags) if lags else None
             plans[label] = entry
             if not entry["oracle"].get("ok", False):
-                warnings.append(f"chaos {placement} {label}: the oracle found problems: "
-                                + "; ".join(entry["oracle"].get("problems", [])[:5]))
+                violations.append(f"chaos {placement} {label}: the oracle found problems: "
+                                  + ", ".join(entry["oracle"].get("problems", [])[:5]))
             headlines.append(Headline(
                 f"chaos {label}, {placement}: availability during faults", "text",
                 text=fmt_share(entry["availability"]["during"]),
                 verdict=("oracle: nothing lost or duplicated" if entry["oracle"].get("ok")
                          else "oracle: PROBLEMS")))
         result["placements"][placement] = plans
-    return Analysis(result, headlines, warnings)
+    return Analysis(result, headlines, violations=violations)
 
 
 def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> list[Block]:
