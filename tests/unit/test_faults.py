@@ -120,9 +120,14 @@ def test_outcomes_of_the_operation_log():
 class FakeShop:
     """One user's wallet and inbox that honour keys, as the oracle expects a shop to."""
 
-    def __init__(self, balance=0, lose_notification=False, credit_twice=False):
+    def __init__(self, balance=0, lose_notification=False, credit_twice=False,
+                 charge_again=False, credits=None):
         self.balance, self.orders, self.inbox, self.keys = balance, {}, [], {}
         self.lose_notification, self.credit_twice = lose_notification, credit_twice
+        # charge_again: a checkout sent again with its key is executed again (a second order)
+        self.charge_again = charge_again
+        # credits: how many times each top-up (in arrival order) is really credited
+        self.credits, self.topups = list(credits or []), 0
 
     def __call__(self, method, path, body, headers):
         if path == "/billing/balance":
@@ -130,10 +135,12 @@ class FakeShop:
         if path == "/notify/inbox":
             return 200, {"notifications": [{"order_id": o} for o in self.inbox]}
         key = headers["Idempotency-Key"]
-        if key in self.keys:
+        if key in self.keys and not (self.charge_again and path == "/billing/checkout"):
             return self.keys[key]
         if path == "/billing/topup":
-            self.balance += body["amount_cents"] * (2 if self.credit_twice else 1)
+            times = self.credits[self.topups] if self.topups < len(self.credits) else 1
+            self.topups += 1
+            self.balance += body["amount_cents"] * (2 if self.credit_twice else times)
             answer = (200, {"balance_cents": self.balance})
         else:
             self.balance -= 100
@@ -166,6 +173,47 @@ def test_the_oracle_resolves_unknowns_and_finds_what_was_lost_or_made():
     assert verdict.money_created_cents == 500 and not verdict.ok
     stuck = FakeShop()
     assert not judge(history(stuck), [stuck], [0], [set()], lambda: 3).ok  # outbox not drained
+
+
+def answered(shop, op: str, key: str, t: int, **what) -> dict:
+    """One write sent to ``shop`` and answered, as the chaos scenario logs it."""
+    if op == "topup":
+        status, body = shop("POST", "/billing/topup", {"amount_cents": what["amount"]},
+                            {"Idempotency-Key": key})
+    else:
+        status, body = shop("POST", "/billing/checkout", {"items": []}, {"Idempotency-Key": key})
+    return {"op": op, "user": 0, "key": key, "status": status, "outcome": outcome(op, status),
+            "t": t, "items": [], **what,
+            **({"order_id": body["order_id"], "total": body["total_cents"]} if op != "topup" else {})}
+
+
+def test_a_checkout_charged_again_under_its_key_is_a_double_charge():
+    """Every answered checkout is sent once more with its key: a shop that executes it again
+    names a second order for one key. (The oracle before this read one answer per key, so
+    its double-charge check could not fire.)"""
+    correct, careless = FakeShop(balance=1000), FakeShop(balance=1000, charge_again=True)
+    for shop in (correct, careless):
+        log = [answered(shop, "checkout", "c1", 1), answered(shop, "checkout", "c2", 2)]
+        verdict = judge(log, [shop], [1000], [set()], lambda: 0)
+        if shop is correct:
+            assert verdict.ok, verdict.problems
+        else:
+            assert verdict.double_charged_keys == 2 and not verdict.ok
+
+
+def test_one_credit_doubled_and_another_lost_do_not_cancel():
+    """Top-ups of one amount let a doubled credit and a lost one cancel in the balance (ok,
+    under the oracle's per-user sums); the scenario's amounts are distinct, so they cannot."""
+    from bench.experiments.chaos.oracle import TOPUP_BASE_CENTS, topup_amount
+    amounts = [topup_amount(0, 0), topup_amount(0, 1)]
+    assert len({topup_amount(p, n) for p in range(64) for n in range(200)}) == 64 * 200
+    for same, expect_ok in ((True, True), (False, False)):
+        shop = FakeShop(credits=[2, 0])  # the first credited twice, the second never
+        log = [answered(shop, "topup", f"k{i}", i,
+                        amount=TOPUP_BASE_CENTS if same else amounts[i]) for i in range(2)]
+        verdict = judge(log, [shop], [0], [set()], lambda: 0)
+        assert verdict.ok is expect_ok, (same, verdict.problems)
+    assert verdict.money_lost_cents == amounts[1] - amounts[0]
 
 
 @pytest.mark.parametrize("overrides, why", [

@@ -7,7 +7,9 @@ Idempotency-Key and body, as a careful client would (the answer says what happen
 stored receipt if it had, a fresh execution if it had not), and then checks, per user:
 
 - money: balance after - balance before == top-ups credited - checkouts charged, exactly;
-- no double charge: every answer for one checkout key names the same order;
+- no double charge: every answer for one checkout key names the same order, including the
+  answer to sending each answered checkout once more (a shop that charged again would name
+  a second order);
 - every payment notified exactly once: the inbox gained exactly the orders the log has, each
   once, and nothing else;
 - nothing pending: the outbox holds no undelivered event, no write is still unknown.
@@ -26,6 +28,15 @@ from pathlib import Path
 from typing import Any
 
 WRITES = ("topup", "checkout")
+TOPUP_BASE_CENTS = 200_000
+MAX_GENERATORS = 64  # the generator processes a step may split over (seambench load --processes)
+
+
+def topup_amount(process_index: int, n: int) -> int:
+    """The amount (cents) of generator ``process_index``'s ``n``-th top-up: distinct across
+    a step, so one credit doubled and another lost cannot cancel in a user's balance, as
+    they did when every top-up was the same amount."""
+    return TOPUP_BASE_CENTS + process_index + MAX_GENERATORS * n
 
 
 def outcome(op: str, status: int) -> str:
@@ -132,6 +143,12 @@ def judge(ops: list[dict[str, Any]], users: list[Call], balances_before: list[in
                 continue
         if not 200 <= status < 300:
             continue
+        if op["outcome"] != "unknown":
+            # a definite answer is sent once more: a correct shop replays its receipt (the
+            # same order, no second credit); one that executes it again is caught below
+            again_status, again = resend(users[who], op)
+            if op["op"] == "checkout" and 200 <= again_status < 300:
+                orders_by_key[(who, op["key"])].add(again.get("order_id"))
         if op["op"] == "topup":
             credited[who] += op["amount"]
         else:

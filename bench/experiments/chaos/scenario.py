@@ -23,12 +23,11 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.experiments.chaos.oracle import outcome
+from bench.experiments.chaos.oracle import outcome, topup_amount
 from bench.load.openloop import INTENDED, OpenLoopUser, Send
 
 DEFAULT_WEIGHTS = {"topup": 25, "checkout": 35, "search": 25, "inbox": 15}
 QUERIES = ("lamp", "kettle", "oak chair", "camping tent", "steel knife")
-TOPUP_CENTS = 200_000
 
 
 class ChaosUser(OpenLoopUser):
@@ -41,6 +40,7 @@ class ChaosUser(OpenLoopUser):
         self._skus = int(options.get("skus", 200))
         # offset between the monotonic intended times and the epoch, fixed once
         self._epoch_offset_s = time.time() - time.perf_counter_ns() / 1e9
+        self._topups = 0
         path = Path(self.plan.output_dir) / f"ops-{self.plan.process_index}.jsonl"
         self._log = open(path, "a", buffering=1)
 
@@ -51,9 +51,11 @@ class ChaosUser(OpenLoopUser):
         headers = {"Authorization": f"Bearer {self._tokens[who]}"}
         op: dict = {"op": kind, "user": who}
         if kind == "topup":
-            op.update(key=uuid.UUID(int=rng.getrandbits(128)).hex, amount=TOPUP_CENTS)
+            amount = topup_amount(self.plan.process_index, self._topups)
+            self._topups += 1
+            op.update(key=uuid.UUID(int=rng.getrandbits(128)).hex, amount=amount)
             headers["Idempotency-Key"] = op["key"]
-            request = self.client.prepare("POST", "/billing/topup", json={"amount_cents": TOPUP_CENTS},
+            request = self.client.prepare("POST", "/billing/topup", json={"amount_cents": amount},
                                           headers=headers, name=kind)
         elif kind == "checkout":
             items = [{"sku": f"SKU-{rng.randrange(1, self._skus + 1):06d}", "qty": 1}
