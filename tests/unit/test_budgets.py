@@ -302,6 +302,27 @@ def test_an_invalid_step_under_a_budget_is_refused_and_one_elsewhere_is_not(run,
     assert "1 invalid step(s) left out" in line
 
 
+def test_an_error_rate_ceiling_counts_the_steps_its_errors_made_invalid(run, tmp_path):
+    """The split shop answering 5% errors in every step at the headline rung: each step is
+    invalid for it (over 1%), and the 1% ceiling must breach, not go "missing" for want of a
+    valid step (pooled over valid steps only, it could never fail). 5%, because the smoke
+    fixture has ~180 requests a rung; the quick run's 2,400 at 60 req/s resolve 2%."""
+    rung = summary_of(run)["experiments"]["journey"]["headline_rung"]
+
+    def erring(row: dict[str, str]) -> None:
+        if (row["experiment"], row["placement"], row["rung"]) == ("journey", "microservices", rung):
+            row.update(valid="False", errors=str(max(1, int(row["scheduled"]) // 20)),
+                       invalid_reasons="error rate 5.0% over the 1% limit (doctored)")
+    edit_steps(run, erring)
+    write_summary(run)
+    limit = budgets(tmp_path, f'[[budget]]\nexperiment = "journey"\nplacement = "microservices"\n'
+                              f'rung = "{rung}"\n[budget.ceiling]\nerror_rate = 0.01\n')
+    for flags in ((), ("--allow-invalid",)):  # nothing left out, so nothing to refuse
+        done = check(str(run), "--budgets", str(limit), *flags)
+        [line] = verdict_lines(done.stdout)
+        assert done.exit_code == 1 and "BREACH" in line and "left out" not in line, done.output
+
+
 @pytest.mark.parametrize("where,change,needle", [
     ("environment", lambda env: env.update(cpu_count=64), "cpu_count"),
     ("environment", lambda env: env.update(cpu_model="Another CPU"), "cpu_model"),

@@ -68,11 +68,12 @@ class JourneyFigures(BudgetFigures):
         return Measured(e, v.Spread.of_t_estimate(e), by_trial(entry.get("by_trial", {}).get(metric)))
 
     def _error_rate(self, view: RunView, placement: str, label: str) -> Measured:
-        """Errors and censored requests over scheduled ones, valid steps pooled, with the
-        Clopper-Pearson interval."""
-        rows = [s for s in view.steps(self.experiment, placement, label) if s.get("valid")]
+        """Errors and censored requests over scheduled ones, every step of the rung pooled,
+        invalid ones included, with the Clopper-Pearson interval. A step with over 1% errors
+        is invalid for that reason: pooling the valid ones only, this limit could never fail."""
+        rows = list(view.steps(self.experiment, placement, label))
         if not rows:
-            raise Missing("error rate: not measured (no valid trial)")
+            raise Missing("error rate: not measured (no step)")
         bad = [int(s.get("errors") or 0) + int(s.get("censored") or 0) for s in rows]
         scheduled = [int(s.get("scheduled") or 0) for s in rows]
         k, n = sum(bad), sum(scheduled)
@@ -103,6 +104,10 @@ class JourneyFigures(BudgetFigures):
 
     def steps_under(self, budget: Budget, view: RunView, label: str | None,
                     steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if budget.limit.metric == "error_rate":
+            # pooled over every step, invalid ones included (``_error_rate``): none of them
+            # is left out of the figure, so none is refused or noted as left out
+            return []
         if budget.limit.metric == "throughput_rps":
             # a rung over the floor that the system could not sustain is the throughput's
             # bound, not a broken measurement
