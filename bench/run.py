@@ -177,7 +177,7 @@ def plan_steps(config: RunConfig) -> list[PlannedStep]:
     steps = []
     for trial in range(config.trials()):
         for experiment, rung in rungs:
-            if trial < min(config.trials(experiment), rung.trials or config.trials(experiment)):
+            if trial < min(config.trials(experiment), rung.trials or config.trials()):
                 steps.extend(_group(config, experiment, rung, trial))
     return steps
 

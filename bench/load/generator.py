@@ -39,9 +39,9 @@ MAX_GENERATOR_CPU = 0.85
 MAX_LATENESS_P99_US = 10_000  # sends later than this (p99) mean the generator fell behind
 # The generator's processes run at this niceness where permitted, so that a machine's own
 # servers (databases, brokers: not pinned, and moved to the generator's CPU when the system's
-# is busy) do not take its CPU at equal weight when a send is due. Sends still ran over 1 ms
-# (p99) in 1-9 of ~65 steps a quick run here, in either placement: the rest of that noise is
-# not yet found.
+# is busy) do not take its CPU at equal weight when a send is due. What still makes sends
+# late is mostly the hypervisor's steal, recorded per step (docs/methodology.md, "What still
+# makes sends late"); real-time priority was tried and made it worse.
 GENERATOR_NICENESS = -10
 # A step is not steady when the median latency of the window's second half (by intended send
 # time) exceeds the first half's by this factor and by at least STEADY_SLACK_US: a server

@@ -97,7 +97,7 @@ class Recorder:
                                if reference_log is not None else self._log)
         # values a scenario read from its answers (``observe``), by name: interval histograms
         # to a log of their own, so they count toward no request figure
-        self._observed: dict[str, Any] = {}
+        self._observed: dict[str, HdrHistogram] = {}
         self._observed_log = (IntervalLogWriter(observed_log, start_epoch_s, comment)
                               if observed_log is not None else None)
         self._interval = 0  # index of the open one-second interval, counted from start_ns
