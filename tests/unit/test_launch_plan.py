@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
+
 from bench.system.launcher import (LaunchSettings, bind_listeners, new_deployment, process_names,
                                    process_settings, replica_name, split_name)
 from shop.placement import Topology, load_topology, parse_topology
@@ -120,3 +122,10 @@ def test_the_journey_probe_rung_runs_in_its_first_trials_only():
     assert sorted({s.trial for s in journey if s.rung.label == "r120"}) == [0, 1, 2, 3]
     assert len(journey) == (12 + 4) * 2
     assert {s.trial for s in steps if s.experiment == "fanout"} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("value", ["abc", 1.5, -3, 0, True])
+def test_a_probe_trials_that_is_not_a_whole_number_of_at_least_1_is_refused(value):
+    from bench.experiments import get
+    with pytest.raises(ValueError, match="journey.probe_trials must be a whole number"):
+        get("journey").settings("quick", {"probe_trials": value})

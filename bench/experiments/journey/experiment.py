@@ -52,8 +52,11 @@ class JourneySettings:
     lag_settle_s: float = 5.0  # how long to wait for the last payments to be notified
 
     def __post_init__(self) -> None:
-        if self.probe_trials is not None and self.probe_trials < 1:
-            raise ValueError("journey.probe_trials: at least 1 (or null: every trial)")
+        probe = self.probe_trials
+        if probe is not None and (not isinstance(probe, int) or isinstance(probe, bool)
+                                  or probe < 1):
+            raise ValueError(f"journey.probe_trials must be a whole number of at least 1 (or "
+                             f"null: every trial), not {probe!r}")
 
 
 PROFILES = {
