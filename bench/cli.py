@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import fields, replace
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -30,6 +31,7 @@ from bench.render.console import RunConsole
 from bench.render.report import REPORT_HTML, build_report
 from bench.results.model import QUANTILES
 from bench.results.store import MANIFEST, new_run_id, read_json, write_text_atomic
+from bench.system.gitref import RefError, ShopSource, base_name, checked_out
 from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.system.processes import stop_requested
 from shop.hops import HopSettings
@@ -186,11 +188,16 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
                                       "not fix its own")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results"), show_default=True, help="runs are written under this")
+@click.option("--baseline-ref", metavar="GIT_REF", default=None,
+              help="also run the shop of this git ref (HEAD~1, a tag, a merge base) as the "
+                   "placements NAME@base, interleaved and paired by trial with this checkout's, "
+                   "each NAME over NAME@base as a paired ratio; its worktree is removed after")
 @with_common_options
 def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
         experiments: tuple[str, ...], assignments: tuple[str, ...], trials: int | None,
-        seed: int, arrival: str, results: Path, workers: int, threads: int,
-        catalog_size: int, kdf_log2: int, hop_delay_ms: float, **options: Any) -> None:
+        seed: int, arrival: str, results: Path, baseline_ref: str | None, workers: int,
+        threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float,
+        **options: Any) -> None:
     """Measure the placements side by side and write results/<run-id>/ with its report.
 
     Each placement is started once; then trial by trial each experiment's rungs run in every
@@ -214,28 +221,62 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
                 overrides.setdefault(name, {})[option.field] = options[option.dest]
     measure("run", profile, placements, comparisons, chosen, assignments, overrides, trials,
             seed, arrival, results,
-            launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms))
+            launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms), baseline_ref)
 
 
 def measure(command: str, profile: str, placements: list[Topology],
             comparisons: tuple[str, ...], chosen: tuple[str, ...], assignments: tuple[str, ...],
             overrides: dict[str, dict[str, Any]], trials: int | None, seed: int, arrival: str,
-            results: Path, launch: LaunchSettings) -> NoReturn:
+            results: Path, launch: LaunchSettings, baseline_ref: str | None = None) -> NoReturn:
     """What ``seambench run`` (and a command an experiment adds) does once its options are
-    read: build the config, execute it, say how it went, and exit with the run's code."""
+    read: build the config, execute it, say how it went, and exit with the run's code.
+    ``baseline_ref``: a git ref whose shop runs beside, as each placement NAME@base."""
     for name, fields in _assignments(assignments, chosen).items():
         overrides.setdefault(name, {}).update(fields)
+    asked = _comparisons(comparisons, [t.name for t in placements])
+    with ExitStack() as stack:
+        sources: dict[str, ShopSource] = {}
+        if baseline_ref is not None:
+            placements, asked, sources = _with_baseline(stack, baseline_ref, placements, asked)
+        try:
+            config = lifecycle.RunConfig.build(
+                profile, placements, launch,
+                lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
+                comparisons=asked, sources=sources)
+        except (TypeError, ValueError) as exc:  # a --set the experiment's settings refuse
+            raise click.BadParameter(str(exc).splitlines()[0], param_hint="--set") from None
+        run_id = new_run_id()
+        console = RunConsole(results / run_id, len(lifecycle.plan_steps(config)))
+        with console:
+            outcome = lifecycle.execute(config, results, console.progress(), run_id)
+    _conclude(command, outcome, console)
+
+
+def _with_baseline(stack: ExitStack, ref: str, placements: list[Topology],
+                   asked: tuple[tuple[str, str], ...]
+                   ) -> tuple[list[Topology], tuple[tuple[str, str], ...], dict[str, ShopSource]]:
+    """The placements with each one's NAME@base from ``ref`` after them, each NAME over
+    NAME@base among the ratios, and where the NAME@base code is (checked out into a worktree
+    that ``stack`` removes). Raises click.BadParameter for a ref that cannot be run."""
+    names = {t.name for t in placements}
+    clash = [t.name for t in placements if base_name(t.name) in names]
+    if clash:
+        raise click.BadParameter(f"a placement is already named {base_name(clash[0])!r}",
+                                 param_hint="--baseline-ref")
     try:
-        config = lifecycle.RunConfig.build(
-            profile, placements, launch,
-            lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
-            comparisons=_comparisons(comparisons, [t.name for t in placements]))
-    except (TypeError, ValueError) as exc:  # a --set the experiment's settings refuse
-        raise click.BadParameter(str(exc).splitlines()[0], param_hint="--set") from None
-    run_id = new_run_id()
-    console = RunConsole(results / run_id, len(lifecycle.plan_steps(config)))
-    with console:
-        outcome = lifecycle.execute(config, results, console.progress(), run_id)
+        source = stack.enter_context(checked_out(
+            ref, say=lambda text: click.echo(f"seambench: {text}", err=True)))
+    except RefError as exc:
+        raise click.BadParameter(str(exc).splitlines()[0], param_hint="--baseline-ref") from None
+    click.echo(f"seambench: baseline {source.describe()}", err=True)
+    bases = [replace(t, name=base_name(t.name)) for t in placements]
+    pairs = tuple((t.name, b.name) for t, b in zip(placements, bases))
+    return ([*placements, *bases], tuple(dict.fromkeys(asked + pairs)),
+            {b.name: source for b in bases})
+
+
+def _conclude(command: str, outcome: lifecycle.Outcome, console: RunConsole) -> NoReturn:
+    """Say how the run went and exit with its code."""
     if outcome.reason == "interrupted":
         click.echo(f"seambench {command}: interrupted; keeping what was measured (incomplete)",
                    err=True)

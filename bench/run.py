@@ -32,6 +32,7 @@ from bench.results.model import (EXIT_FAILED, EXIT_INTERRUPTED, LATE_SENDS, Inva
                                  StepResult)
 from bench.results.store import CALLS, RESOURCES, RunStore
 from bench.system.fingerprint import fingerprint
+from bench.system.gitref import ShopSource
 from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.system.processes import pinned, signals_held, stop_requested
 from bench.system.sampler import window_usage
@@ -99,6 +100,8 @@ class RunConfig:
     # Paired ratios asked for besides each placement over the first: (numerator, denominator),
     # e.g. ("microservices-pg", "microservices") prices the database seam alone.
     comparisons: tuple[tuple[str, str], ...] = ()
+    # placement -> the shop's code it runs, when not this checkout's (``--baseline-ref``)
+    sources: Mapping[str, ShopSource] = field(default_factory=dict)
 
     @classmethod
     def build(cls, profile: str, topologies: Sequence[Topology], launch: LaunchSettings,
@@ -118,13 +121,23 @@ class RunConfig:
             return max([self.trials(name) for name in self.experiments] or [self.profile.trials])
         return get(experiment).trials(self.settings[experiment], self.profile.trials)
 
+    def launch_of(self, placement: str) -> LaunchSettings:
+        """How ``placement`` is started: the run's launch, pinned to the system's CPUs; from
+        its source when it runs another ref's code, and then without the injected hop delay
+        (a fault of the build under test, not of its baseline)."""
+        launch = replace(self.launch, cpus=self.cpus.system)
+        source = self.sources.get(placement)
+        if source is None:
+            return launch
+        return replace(launch, source=source, hop=replace(launch.hop, added_latency_ms=0.0))
+
     def variants(self) -> dict[str, dict[str, tuple[Topology, LaunchSettings]]]:
         """experiment -> placement -> the (topology, launch) it measures there, where that
         differs from the run's (``Experiment.placement``)."""
-        launch = replace(self.launch, cpus=self.cpus.system)
         out: dict[str, dict[str, tuple[Topology, LaunchSettings]]] = {}
         for name in self.experiments:
             for topology in self.topologies:
+                launch = self.launch_of(topology.name)
                 chosen = get(name).placement(self.settings[name], topology, launch)
                 if chosen != (topology, launch):
                     out.setdefault(name, {})[topology.name] = chosen
@@ -140,6 +153,7 @@ class RunConfig:
                 "launch": encode(self.launch), "cpus": encode(self.cpus), "seed": self.seed,
                 "arrival": self.arrival, "generator_processes": self.generator_processes,
                 "comparisons": [list(pair) for pair in self.comparisons],
+                "sources": {name: encode(s) for name, s in self.sources.items()},
                 "experiments": {name: encode(s) for name, s in self.settings.items()}}
 
     @classmethod
@@ -154,7 +168,8 @@ class RunConfig:
                    decode(LaunchSettings, config["launch"]), decode(CpuPlan, config["cpus"]),
                    tuple(settings), settings, int(config["seed"]), str(config["arrival"]),
                    int(config["generator_processes"]),
-                   tuple(tuple(pair) for pair in config.get("comparisons", ())))
+                   tuple(tuple(pair) for pair in config.get("comparisons", ())),
+                   {name: decode(ShopSource, s) for name, s in config.get("sources", {}).items()})
 
 
 @dataclass(frozen=True)
@@ -234,7 +249,8 @@ class Harness:
                 for exp in experiments:
                     variant = variants.get(exp.name, {}).get(topology.name)
                     if variant is None:
-                        session.shops[topology.name] = shop_for((topology, settings), "")
+                        session.shops[topology.name] = shop_for(
+                            (topology, config.launch_of(topology.name)), "")
                     else:  # the run's own shape is started only if some experiment measures it
                         session.variants[(exp.name, topology.name)] = shop_for(
                             variant, f" as {exp.name} measures it")

@@ -109,6 +109,7 @@ def run_section(summary: RunSummary, manifest: Mapping[str, Any]) -> list[Block]
          f"INCOMPLETE ({manifest.get('incomplete_reason', 'stopped early')})"),
         ("started / ended", f"{_utc(started)} / {_utc(ended)}{duration}"),
         ("placements (baseline first)", ", ".join(summary.placements) or "none"),
+        *_source_rows(config.get("sources", {})),
         ("profile", str(summary.profile or profile.get("name") or "?")),
         ("trials per step", f"{display.number(summary.trials)} (the profile's; an experiment "
                             "may make more of its own)"),
@@ -127,6 +128,22 @@ def run_section(summary: RunSummary, manifest: Mapping[str, Any]) -> list[Block]
         ("packages", packages or "not recorded"),
     ]
     return [Heading("Run"), Table(["field", "value"], rows, "ll")]
+
+
+def _source_rows(sources: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """One row per git ref other placements ran (``run --baseline-ref``): which placements,
+    which commit, how its dependencies were served."""
+    by_commit: dict[str, list[str]] = {}
+    for name, source in sources.items():
+        by_commit.setdefault(str(source.get("commit")), []).append(name)
+    rows = []
+    for names in by_commit.values():
+        s = sources[names[0]]
+        rows.append((f"code of {', '.join(names)}",
+                     f"git ref {s.get('ref')} = {str(s.get('commit', '?'))[:12]} "
+                     f"\"{s.get('subject', '')}\" (dependencies: {s.get('environment', '?')}); "
+                     f"the other placements run this checkout"))
+    return rows
 
 
 def headline_section(summary: RunSummary) -> list[Block]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.system.faultproxy import write_state
+from bench.system.gitref import ShopSource
 from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
 from bench.system.supervision import Supervisor
 from shop.address import address_of
@@ -75,6 +76,8 @@ class LaunchSettings:
     # Processes whose callers reach them through a fault proxy (bench/system/faultproxy.py)
     proxied: tuple[str, ...] = ()
     outbox_lease_s: float = 15.0  # see shop.placement.Deployment
+    # The shop's code at another git ref (``run --baseline-ref``); None: this checkout's
+    source: ShopSource | None = None
 
 
 @dataclass
@@ -183,13 +186,43 @@ def gunicorn_command(app: str, listener: socket.socket, settings: LaunchSettings
                      name: str) -> list[str]:
     """The one way every server of a run is started: gthread workers that answer gunicorn's own
     errors as JSON (shop/worker.py), keep-alive, ``fd://``,
-    the hooks of shop/gunicorn_hooks.py."""
-    return [sys.executable, "-m", "gunicorn", "--config", "python:shop.gunicorn_hooks",
+    the hooks of shop/gunicorn_hooks.py; by the interpreter of the settings' source."""
+    return [python_of(settings), "-m", "gunicorn", "--config", "python:shop.gunicorn_hooks",
             "--worker-class", "shop.worker.JsonErrorWorker",
             "--workers", str(settings.workers), "--threads", str(settings.threads),
             "--bind", f"fd://{listener.fileno()}", "--keep-alive", str(settings.keep_alive_s),
             "--graceful-timeout", str(int(settings.stop_timeout_s)), "--timeout", "60",
             "--log-level", "warning", "--name", f"seambench-{name}", app]
+
+
+def python_of(settings: LaunchSettings) -> str:
+    return settings.source.python if settings.source else sys.executable
+
+
+def source_env(settings: LaunchSettings) -> dict[str, str]:
+    """The environment a shop process gets: ours; for another ref's shop, its worktree
+    first on the path (it is also the working directory, so its packages shadow ours)."""
+    if settings.source is None:
+        return dict(os.environ)
+    path = os.pathsep.join(filter(None, [settings.source.root, os.environ.get("PYTHONPATH", "")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def prepare(deployment: Deployment, settings: LaunchSettings) -> None:
+    """Create and seed the deployment's databases with the code that will serve them: ours,
+    or the source's (its schema may differ), run in its worktree."""
+    if settings.source is None:
+        prepare_storage(deployment)
+        return
+    code = ("import sys; from shop.placement import Deployment, prepare_storage; "
+            "prepare_storage(Deployment.from_json(sys.stdin.read()))")
+    done = subprocess.run([python_of(settings), "-c", code], input=deployment.to_json(),
+                          capture_output=True, text=True, cwd=settings.source.root,
+                          env=source_env(settings), timeout=settings.ready_timeout_s)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-LOG_TAIL_LINES:])
+        raise LaunchError(f"preparing the databases with the shop at "
+                          f"{settings.source.describe()} failed:\n{tail}")
 
 
 def fresh_metrics_dir(data_dir: Path, name: str) -> Path:
@@ -211,13 +244,14 @@ def start_process(deployment: Deployment, name: str, settings: LaunchSettings, l
     settings = process_settings(settings, deployment.topology, process)
     log_path = log_dir / f"{name}.log"
     cmd = gunicorn_command(app_spec(deployment.topology, process), listener, settings, name)
-    env = {**os.environ, DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: process,
+    env = {**source_env(settings), DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: process,
            THREADS_ENV: str(settings.threads), "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV}
     try:  # the log is this run's only: a failure shows its own tail
         metrics = Path(deployment.data_dir) / "metrics" / name
         env[MULTIPROC_ENV] = str(metrics if again else fresh_metrics_dir(Path(deployment.data_dir),
                                                                          name))
-        popen = spawn_group(cmd, log_path, env, settings.cpus, (listener.fileno(),), append=again)
+        popen = spawn_group(cmd, log_path, env, settings.cpus, (listener.fileno(),), append=again,
+                            cwd=settings.source.root if settings.source else None)
     finally:
         listener.close()
     return ServerProcess(name, url, log_path, popen)
@@ -379,7 +413,7 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
     deployment = new_deployment(topology, data_path, settings, listeners)
     shop = RunningShop(deployment)
     try:
-        prepare_storage(deployment)
+        prepare(deployment, settings)
         for name in process_names(topology):
             shop.processes[name] = start_process(deployment, name, settings, log_dir,
                                                  listeners.pop(name))

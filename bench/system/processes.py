@@ -43,11 +43,13 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
                 cpus: tuple[int, ...] | None = None, pass_fds: tuple[int, ...] = (),
-                append: bool = False, niceness: int = 0) -> subprocess.Popen:
+                append: bool = False, niceness: int = 0,
+                cwd: str | None = None) -> subprocess.Popen:
     """Start ``cmd`` as the leader of a new process group (so ``stop_groups`` reaches all it
     forks), output to ``log_path`` (added to, with ``append``), dying with us, and pinned to
     ``cpus`` if given (children inherit the affinity). A negative ``niceness`` raises its
-    scheduling weight where we may (root, or CAP_SYS_NICE); elsewhere it runs at ours."""
+    scheduling weight where we may (root, or CAP_SYS_NICE); elsewhere it runs at ours.
+    ``cwd``: its working directory (default ours)."""
     libc = _libc()
 
     def in_child() -> None:
@@ -63,7 +65,7 @@ def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
     with open(log_path, "ab" if append else "wb") as log:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True, pass_fds=pass_fds,
-                                preexec_fn=in_child)
+                                preexec_fn=in_child, cwd=cwd)
 
 
 def stop_groups(popens: list[subprocess.Popen], timeout_s: float = 10.0) -> None:

@@ -87,7 +87,7 @@ class JourneyFigures(BudgetFigures):
     def paired(self, view: RunView, placement: str, versus: str, request: str, label: str,
                metric: str) -> Ratio | None:
         figure = OWN_RATIOS.get(metric)
-        if request != ALL or figure is None or versus != view.summary.baseline:
+        if request != ALL or figure is None:
             return None
         self.entry(view, placement, label)
         self.entry(view, versus, label)
