@@ -136,16 +136,19 @@ def openapi_document() -> dict[str, Any]:
                 (401, 404, 503), parameters=[{"name": "order_id", "in": "path",
                                               "required": True, "schema": {"type": "string"}}])},
             "/notify/inbox": {"get": _operation(
-                "The caller's notifications, newest first", 200,
-                {"type": "object", "required": ["notifications"],
+                "A page of the caller's notifications: the newest 100, or with ?before=EVENT_ID "
+                "the newest 100 older than that one; oldest of them first. next_before is the "
+                "cursor of the next (older) page while pages are full, else null", 200,
+                {"type": "object", "required": ["notifications", "next_before"],
                  "properties": {"notifications": {"type": "array", "items": {
                      "type": "object",
                      "required": ["event_id", "order_id", "text", "created_at"],
                      "properties": {"event_id": {"type": "string"},
                                     "order_id": {"type": "string"},
                                     "text": {"type": "string"},
-                                    "created_at": {"type": "number"}}}}}},
-                (401, 503))},
+                                    "created_at": {"type": "number"}}}},
+                     "next_before": {"type": "string", "nullable": True}}},
+                (400, 401, 422, 503), parameters=[_query("before", {"type": "string"})])},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

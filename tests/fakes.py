@@ -49,9 +49,12 @@ class FakeNotify(Notify):
         self.stored[event.event_id] = event
         return True
 
-    def inbox(self, user_id: str) -> list[Notification]:
-        return [Notification(e.event_id, e.order_id, "", e.occurred_at)
-                for e in self.stored.values() if e.user_id == user_id]
+    def inbox(self, user_id: str, before: str | None = None) -> list[Notification]:
+        notes = [Notification(e.event_id, e.order_id, "", e.occurred_at)
+                 for e in self.stored.values() if e.user_id == user_id]
+        if before is not None:  # a fake's inbox is short: one page, cut at the cursor
+            notes = notes[:[n.event_id for n in notes].index(before)]
+        return notes
 
 
 class CountingLink(Link):

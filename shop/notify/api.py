@@ -15,6 +15,8 @@ class Notification:
     created_at: float  # seconds since the epoch, when notify stored it
 
 
+INBOX_PAGE = 100  # notifications per inbox page
+
 LagCounts = list[tuple[int, int]]
 """Notification lags as (lag in µs, how many) pairs, lags ascending. A lag is rounded to 4
 significant digits (exact below 10 ms, within 0.05% above), so the list stays short however
@@ -25,8 +27,11 @@ class Notify(Protocol):
     def deliver(self, event: PaymentCaptured) -> bool:
         """Store the notification for ``event``; False when it was already stored (idempotent)."""
 
-    def inbox(self, user_id: str) -> list[Notification]:
-        """The user's newest notifications (at most 100), oldest of them first."""
+    def inbox(self, user_id: str, before: str | None = None) -> list[Notification]:
+        """A page of the user's notifications: the newest INBOX_PAGE of them, or with
+        ``before`` (an event id of this inbox) the newest INBOX_PAGE older than that one;
+        oldest of them first, so a full page's first event id asks for the next page.
+        Raises InvalidValue when ``before`` names no notification of this user."""
 
     def lags(self, since: float, until: float) -> LagCounts:
         """The lag (stored time - payment time) of every notification for a payment captured

@@ -15,8 +15,9 @@ class NotifyClient:
         data = self._hop.call("/internal/notify/deliver", event.to_json(), idempotent=True)
         return data["status"] == "stored"
 
-    def inbox(self, user_id: str) -> list[Notification]:
-        data = self._hop.call("/internal/notify/inbox", {"user_id": user_id}, idempotent=True)
+    def inbox(self, user_id: str, before: str | None = None) -> list[Notification]:
+        data = self._hop.call("/internal/notify/inbox", {"user_id": user_id, "before": before},
+                              idempotent=True)
         return [Notification(**note) for note in data["notifications"]]
 
     def lags(self, since: float, until: float) -> LagCounts:

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from shop.auth.api import Auth
+from shop.errors import InvalidRequest
 from shop.events import PaymentCaptured
-from shop.notify.api import Notify
+from shop.notify.api import INBOX_PAGE, Notification, Notify
 from shop.web import (caller, field, json_body, json_response, number_field,
                       require_service_credential)
 
@@ -20,19 +21,33 @@ def parse_event(body: dict) -> PaymentCaptured:
                            total_cents=field(body, "total_cents", int), occurred_at=occurred_at)
 
 
+def inbox_page(notes: list[Notification]) -> dict:
+    """A page of an inbox as JSON: its notifications, and ``next_before``, the cursor of the
+    next (older) page when this one is full, else null."""
+    return {"notifications": [asdict(n) for n in notes],
+            "next_before": notes[0].event_id if len(notes) >= INBOX_PAGE else None}
+
+
 def blueprint(notify: Notify, auth: Auth) -> Blueprint:
     bp = Blueprint("notify", __name__)
 
     @bp.get("/notify/inbox")
     def inbox() -> Response:
         principal = caller(auth)
-        return json_response({"notifications": [asdict(n) for n in notify.inbox(principal.user_id)]})
+        before = request.args.getlist("before")
+        if len(before) > 1:
+            raise InvalidRequest("give 'before' at most once")
+        return json_response(inbox_page(notify.inbox(principal.user_id,
+                                                     before[0] if before else None)))
 
     @bp.post("/internal/notify/inbox")
     def inbox_internal() -> Response:
         require_service_credential()
-        notes = notify.inbox(field(json_body(), "user_id", str))
-        return json_response({"notifications": [asdict(n) for n in notes]})
+        body = json_body()
+        before = body.get("before")
+        if before is not None and not isinstance(before, str):
+            raise InvalidRequest("'before' must be a string or null")
+        return json_response(inbox_page(notify.inbox(field(body, "user_id", str), before)))
 
     @bp.post("/internal/notify/deliver")
     def deliver() -> Response:

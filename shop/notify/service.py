@@ -6,8 +6,9 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
+from shop.errors import InvalidValue
 from shop.events import PaymentCaptured, check_window
-from shop.notify.api import LagCounts, Notification
+from shop.notify.api import INBOX_PAGE, LagCounts, Notification
 from shop.storage import Database
 
 SCHEMA = [
@@ -22,7 +23,6 @@ SCHEMA = [
     """CREATE INDEX IF NOT EXISTS notify_by_user ON notify_notifications (user_id, created_at)""",
 ]
 
-INBOX_LIMIT = 100
 LAG_DIGITS = 4  # significant digits a reported lag (in µs) keeps
 
 
@@ -67,11 +67,25 @@ class NotifyService:
             self._db.on_commit(partial(self.on_stored, lag_s))
         return stored
 
-    def inbox(self, user_id: str) -> list[Notification]:
-        rows = self._db.query(
-            """SELECT event_id, order_id, text, created_at FROM notify_notifications
-               WHERE user_id = ? ORDER BY created_at DESC, event_id DESC LIMIT ?""",
-            (user_id, INBOX_LIMIT))
+    def inbox(self, user_id: str, before: str | None = None) -> list[Notification]:
+        # Keyset paging on (created_at, event_id): a page never repeats or skips a
+        # notification stored while a reader pages (new ones are newer than every cursor).
+        if before is None:
+            rows = self._db.query(
+                """SELECT event_id, order_id, text, created_at FROM notify_notifications
+                   WHERE user_id = ? ORDER BY created_at DESC, event_id DESC LIMIT ?""",
+                (user_id, INBOX_PAGE))
+        else:
+            cursor = self._db.query_one(
+                "SELECT created_at FROM notify_notifications WHERE user_id = ? AND event_id = ?",
+                (user_id, before))
+            if cursor is None:
+                raise InvalidValue(f"before: no notification {before!r} in this inbox")
+            rows = self._db.query(
+                """SELECT event_id, order_id, text, created_at FROM notify_notifications
+                   WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND event_id < ?))
+                   ORDER BY created_at DESC, event_id DESC LIMIT ?""",
+                (user_id, cursor["created_at"], cursor["created_at"], before, INBOX_PAGE))
         return [Notification(r["event_id"], r["order_id"], r["text"], r["created_at"])
                 for r in reversed(rows)]
 

@@ -99,7 +99,30 @@ def test_cross_user_isolation(user, other_user, sku):
     assert_error(other_user.call("GET", f"/billing/orders/{receipt['order_id']}"), 404)
     assert other_user.call("GET", "/billing/balance")[1]["balance_cents"] == 0
     eventually(lambda: user.call("GET", "/notify/inbox")[1]["notifications"])
-    assert other_user.call("GET", "/notify/inbox") == (200, {"notifications": []})
+    assert other_user.call("GET", "/notify/inbox") == (200, {"notifications": [],
+                                                             "next_before": None})
+
+
+def test_the_inbox_pages_to_its_oldest_notification(user, sku):
+    """101 orders: the first page holds the newest 100 and a cursor, the next the oldest one
+    and none; a cursor that is not of this inbox is a 422, and giving two a 400."""
+    code, price = sku
+    user.call("POST", "/billing/topup", {"amount_cents": price * 101})
+    orders = [user.checkout([{"sku": code, "qty": 1}])[1]["order_id"] for _ in range(101)]
+
+    def second_page() -> dict:
+        cursor = user.call("GET", "/notify/inbox")[1]["next_before"]
+        return cursor and user.call("GET", f"/notify/inbox?before={cursor}")[1]["notifications"]
+
+    eventually(second_page)  # every notification delivered: the oldest is on page two
+    status, first = user.call("GET", "/notify/inbox")
+    assert status == 200 and len(first["notifications"]) == 100
+    status, second = user.call("GET", f"/notify/inbox?before={first['next_before']}")
+    assert status == 200 and second["next_before"] is None
+    paged = [n["order_id"] for n in second["notifications"] + first["notifications"]]
+    assert sorted(paged) == sorted(orders) and len(set(paged)) == 101
+    assert_error(user.call("GET", "/notify/inbox?before=no-such-event"), 422, "invalid_value")
+    assert_error(user.call("GET", "/notify/inbox?before=a&before=b"), 400, "invalid_request")
 
 
 @pytest.mark.parametrize("method,path,body", [

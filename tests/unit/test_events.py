@@ -30,6 +30,31 @@ def test_notify_is_idempotent_and_records_lag(db):
     assert summary["count"] == 1 and 0 <= summary["max_ms"] < 5000
 
 
+def test_the_inbox_pages_through_every_notification_once(db):
+    """250 notifications, many stored in the same clock tick: pages of 100 by the cursor of
+    each full page's oldest give every one exactly once; a cursor from another inbox is a
+    422, not an empty page."""
+    from shop.errors import InvalidValue
+    from shop.notify.api import INBOX_PAGE
+    db.apply_schema(NOTIFY_SCHEMA)
+    ticks = iter(1000.0 + i // 7 for i in range(250))  # seven per tick: ties on created_at
+    notify = NotifyService(db, clock=lambda: next(ticks))
+    for n in range(250):
+        notify.deliver(PaymentCaptured(f"e{n:03d}", f"o{n}", "u1", 100, 999.0))
+    seen, before, pages = [], None, 0
+    while True:
+        page = notify.inbox("u1", before)
+        pages += 1
+        assert page == sorted(page, key=lambda n: (n.created_at, n.event_id))
+        seen = [n.order_id for n in page] + seen
+        if len(page) < INBOX_PAGE:
+            break
+        before = page[0].event_id
+    assert pages == 3 and seen == [f"o{n}" for n in range(250)]
+    with pytest.raises(InvalidValue):
+        notify.inbox("u2", "e001")
+
+
 def test_direct_delivery_shares_the_checkout_transaction(db):
     """Colocated on one database, a failed commit loses the notification with the debit."""
     db.apply_schema(BILLING_SCHEMA + NOTIFY_SCHEMA)

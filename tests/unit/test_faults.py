@@ -132,8 +132,8 @@ class FakeShop:
     def __call__(self, method, path, body, headers):
         if path == "/billing/balance":
             return 200, {"balance_cents": self.balance}
-        if path == "/notify/inbox":
-            return 200, {"notifications": [{"order_id": o} for o in self.inbox]}
+        if path.startswith("/notify/inbox"):
+            return 200, self.inbox_page(path.partition("?before=")[2] or None)
         key = headers["Idempotency-Key"]
         if key in self.keys and not (self.charge_again and path == "/billing/checkout"):
             return self.keys[key]
@@ -153,6 +153,15 @@ class FakeShop:
         return answer
 
 
+    def inbox_page(self, before):
+        """Pages of 100 as the shop serves them: event id "eN" for the N-th notification."""
+        notes = [{"event_id": f"e{i}", "order_id": o} for i, o in enumerate(self.inbox)]
+        end = int(before[1:]) if before else len(notes)
+        page = notes[max(0, end - 100):end]
+        return {"notifications": page,
+                "next_before": page[0]["event_id"] if len(page) == 100 else None}
+
+
 def test_the_oracle_resolves_unknowns_and_finds_what_was_lost_or_made():
     def history(shop):
         # a top-up that happened but was not answered, and a checkout that never happened
@@ -164,7 +173,9 @@ def test_the_oracle_resolves_unknowns_and_finds_what_was_lost_or_made():
 
     good = FakeShop()
     verdict = judge(history(good), [good], [0], [set()], lambda: 0)
-    assert verdict.ok and verdict.unknown_before == 2 and verdict.resolved_done == 2
+    assert verdict.ok and verdict.unknown_before == 2
+    # the top-up had happened (found done); the checkout had not (the resend did it)
+    assert verdict.resolved_done == 1 and verdict.resolved_by_resend == 1
     lost = FakeShop(lose_notification=True)
     verdict = judge(history(lost), [lost], [0], [set()], lambda: 0)
     assert not verdict.ok and verdict.notifications_missing == 1
@@ -214,6 +225,23 @@ def test_one_credit_doubled_and_another_lost_do_not_cancel():
         verdict = judge(log, [shop], [0], [set()], lambda: 0)
         assert verdict.ok is expect_ok, (same, verdict.problems)
     assert verdict.money_lost_cents == amounts[1] - amounts[0]
+
+
+def test_the_whole_inbox_is_read_and_earlier_orders_count():
+    """150 notifications before the step (two pages), then a checkout; a second notification
+    of the oldest earlier order appears. Reading one page, and only orders new to the step,
+    the oracle saw nothing wrong; it reads every page and counts every order."""
+    from bench.experiments.chaos.oracle import inbox_orders
+    shop = FakeShop(balance=1000)
+    shop.inbox = [f"old{i}" for i in range(150)]
+    before = set(inbox_orders(shop))
+    assert len(before) == 150 and "old0" not in str(shop.inbox_page(None))  # not on page one
+    log = [answered(shop, "checkout", "c1", 1)]
+    assert judge(log, [shop], [1000], [before], lambda: 0).ok
+    shop.inbox.insert(1, "old0")  # the earliest order notified a second time
+    verdict = judge(log, [shop], [1000], [before], lambda: 0)
+    assert verdict.notifications_duplicated == 1 and not verdict.ok
+    assert "old0" in " ".join(verdict.problems)
 
 
 @pytest.mark.parametrize("overrides, why", [

@@ -101,7 +101,8 @@ def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> 
                          _ms(e.get("lag_p99_ms_max"))])
             oracle_rows.append([placement, label, str(o.get("writes", 0)),
                                 str(o.get("unknown_before", 0)),
-                                f"{o.get('resolved_done', 0)}/{o.get('resolved_failed', 0)}",
+                                f"{o.get('resolved_done', 0)}/{o.get('resolved_by_resend', 0)}/"
+                                f"{o.get('resolved_failed', 0)}",
                                 *(str(o.get(k, 0)) for k in ORACLE_COUNTS),
                                 "ok" if o.get("ok") else "PROBLEMS"])
             problems += [f"{placement}, {label}: {p}" for p in o.get("problems", [])[:10]]
@@ -114,7 +115,8 @@ def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> 
                          "recovery median s", "recovery max s", "restarts", "breaker opened",
                          "lag p99 ms"], rows, "llrrrrrrrrrrlr"))
     blocks.append(Heading("The oracle", 3))
-    blocks.append(Table(["placement", "plan", "writes", "unknown", "resolved done/failed",
+    blocks.append(Table(["placement", "plan", "writes", "unknown",
+                         "resolved: found done/done by resend/refused",
                          "money lost ¢", "money created ¢", "keys charged twice",
                          "not notified", "notified twice", "notified, never charged",
                          "outbox left", "unresolved", "verdict"], oracle_rows, "llrrrrrrrrrrrl"))

@@ -3,15 +3,17 @@ duplicate anything?
 
 It reads the operation log the chaos scenario wrote (bench/experiments/chaos/scenario.py), first
 *resolves* every write whose outcome is unknown by sending it again with its own
-Idempotency-Key and body, as a careful client would (the answer says what happened: the
-stored receipt if it had, a fresh execution if it had not), and then checks, per user:
+Idempotency-Key and body, as a careful client would, and tells apart a write the shop had
+already done (the resend replays it: the balance does not move) from one done by the resend
+(the balance moves by its amount; nothing else runs while the oracle judges). Then it
+checks, per user:
 
 - money: balance after - balance before == top-ups credited - checkouts charged, exactly;
 - no double charge: every answer for one checkout key names the same order, including the
   answer to sending each answered checkout once more (a shop that charged again would name
   a second order);
-- every payment notified exactly once: the inbox gained exactly the orders the log has, each
-  once, and nothing else;
+- every payment notified exactly once: the inbox, read whole (page by page), gained exactly
+  the orders the log has, and no order appears twice in it, earlier orders included;
 - nothing pending: the outbox holds no undelivered event, no write is still unknown.
 
 A write the shop did but reported as failed would show as money unaccounted for; one it
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 WRITES = ("topup", "checkout")
 TOPUP_BASE_CENTS = 200_000
@@ -59,7 +62,8 @@ class Verdict:
     ops: int = 0
     writes: int = 0
     unknown_before: int = 0  # writes whose outcome the generator did not learn
-    resolved_done: int = 0  # of those, the resend found done (or did now)
+    resolved_done: int = 0  # of those, the resend found done (the shop had done it) ...
+    resolved_by_resend: int = 0  # ... or did now (the shop had not: the client's resend did)
     resolved_failed: int = 0  # ... or refused (a 4xx)
     unresolved: int = 0
     money_lost_cents: int = 0  # expected minus actual, summed where positive
@@ -113,6 +117,32 @@ def resend(call: Call, op: dict[str, Any], attempts: int = 20, pause_s: float = 
     return status, answer
 
 
+MAX_INBOX_PAGES = 10_000
+
+
+def inbox_orders(call: Call) -> list[str]:
+    """Every order id in the caller's inbox, every page (a repeat is kept: it is a
+    duplicate notification). A shop without paging answers one page and no cursor."""
+    orders: list[str] = []
+    before: str | None = None
+    for _ in range(MAX_INBOX_PAGES):
+        path = "/notify/inbox" + (f"?before={quote(before)}" if before else "")
+        page = call("GET", path, None, {})[1]
+        orders += [n["order_id"] for n in page["notifications"]]
+        cursor = page.get("next_before")
+        if not cursor or cursor == before:
+            return orders
+        before = cursor
+    raise RuntimeError(f"the inbox did not end within {MAX_INBOX_PAGES} pages")
+
+
+def _signed_amount(op: dict[str, Any], answer: dict[str, Any]) -> int:
+    """What a write moves the balance by, in cents: + a top-up, - a checkout's total."""
+    if op["op"] == "topup":
+        return int(op["amount"])
+    return -int(answer.get("total_cents", answer.get("total", 0)))
+
+
 def judge(ops: list[dict[str, Any]], users: list[Call], balances_before: list[int],
           inbox_before: list[set[str]], settle: Callable[[], int]) -> Verdict:
     """Resolve the unknown writes of ``ops`` through ``users`` (one Call per user index) and
@@ -131,9 +161,18 @@ def judge(ops: list[dict[str, Any]], users: list[Call], balances_before: list[in
         who, status, answer = op["user"], op["status"], op
         if op["outcome"] == "unknown":
             verdict.unknown_before += 1
+            balance = users[who]("GET", "/billing/balance", None, {})[1]["balance_cents"]
             status, answer = resend(users[who], op)
-            if 200 <= status < 300:
+            moved = users[who]("GET", "/billing/balance", None, {})[1]["balance_cents"] - balance
+            if 200 <= status < 300 and moved == 0:
                 verdict.resolved_done += 1
+            elif 200 <= status < 300 and moved == _signed_amount(op, answer):
+                verdict.resolved_by_resend += 1
+            elif 200 <= status < 300:
+                verdict.resolved_done += 1  # accounted for below: the balance will not add up
+                verdict.problems.append(f"user {who}: resending {op['op']} {op['key']} moved "
+                                        f"the balance by {moved} cents, not 0 or "
+                                        f"{_signed_amount(op, answer)}")
             elif 400 <= status < 500:
                 verdict.resolved_failed += 1
             else:
@@ -174,11 +213,11 @@ def judge(ops: list[dict[str, Any]], users: list[Call], balances_before: list[in
             verdict.problems.append(f"user {who}: balance {balance} cents, expected {expected} "
                                     f"(before {balances_before[who]}, +{credited[who]} "
                                     f"credited, -{charged[who]} charged)")
-        inbox = [n["order_id"] for n in call("GET", "/notify/inbox", None, {})[1]["notifications"]]
-        new = Counter(order for order in inbox if order not in inbox_before[who])
-        missing = expected_orders[who] - set(new)
-        duplicated = [order for order, count in new.items() if count > 1]
-        unexpected = set(new) - expected_orders[who]
+        inbox = Counter(inbox_orders(call))
+        new = {order for order in inbox if order not in inbox_before[who]}
+        missing = expected_orders[who] - new
+        duplicated = [order for order, count in inbox.items() if count > 1]
+        unexpected = new - expected_orders[who]
         verdict.notifications_missing += len(missing)
         verdict.notifications_duplicated += len(duplicated)
         verdict.notifications_unexpected += len(unexpected)
@@ -216,8 +255,7 @@ def snapshot(base_url: str, tokens: list[str]) -> dict[str, Any]:
     for token in tokens:
         call = user_call(base_url, token)
         balances.append(call("GET", "/billing/balance", None, {})[1]["balance_cents"])
-        inboxes.append(sorted(n["order_id"] for n in
-                              call("GET", "/notify/inbox", None, {})[1]["notifications"]))
+        inboxes.append(sorted(inbox_orders(call)))
     return {"balances": balances, "inboxes": inboxes}
 
 
