@@ -499,7 +499,8 @@ def _optional_run_dir(ctx: click.Context, param: click.Parameter,
               help="evaluate budgets resting on invalid steps on their valid trials")
 @click.option("--allow-env-mismatch", is_flag=True,
               help="compare with a baseline from another CPU, core count or configuration")
-@click.option("--strict", is_flag=True, help="noisy and missing verdicts fail too (exit 1)")
+@click.option("--strict", is_flag=True,
+              help="noisy and missing verdicts fail too (exit 3 when nothing was breached)")
 def check_command(run_dir: Path, budgets_path: Path, baseline_dir: Path | None,
                   junit: Path | None, markdown: Path | None, allow_incomplete: bool,
                   allow_invalid: bool, allow_env_mismatch: bool, strict: bool) -> None:
@@ -507,7 +508,8 @@ def check_command(run_dir: Path, budgets_path: Path, baseline_dir: Path | None,
     interval, limit and verdict (pass, breach, noisy, missing); JUnit XML with --junit; a
     Markdown summary appended to $GITHUB_STEP_SUMMARY when set. A ceiling is breached only
     when its whole interval is over it. Exit codes: 0 no breach (noisy and missing do not
-    fail unless --strict); 1 a breach; 2 unusable input (a malformed budgets file, an
+    fail unless --strict); 1 a breach; 3 with --strict, no breach but a noisy or missing
+    figure (undecided: measure more); 2 unusable input (a malformed budgets file, an
     incomplete run, an invalid step under a budget, a baseline from another environment),
     each refused unless its --allow-* flag is given."""
     from bench.budgets.command import run_check

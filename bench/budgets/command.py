@@ -1,7 +1,8 @@
 """``seambench check``: the budgets file against a run, the table, JUnit XML, the job summary.
 
 Exit codes: 0 no breach (noisy and missing verdicts are printed, and do not fail unless
-``strict``); 1 a breach (or, with ``strict``, a noisy or missing verdict); 2 unusable input:
+``strict``); 1 a breach; 3 with ``strict``, no breach but a noisy or missing verdict
+(undecided: a gate measures more, then fails); 2 unusable input:
 a budgets file that cannot be read or is malformed (its line and key named), a run that is
 not a run, an incomplete run, an invalid step under a budget, or a baseline from another
 environment, each refused unless the matching ``--allow-*`` flag says otherwise.
@@ -65,7 +66,7 @@ def run_check(run_dir: Path, budgets_path: Path, baseline_dir: Path | None, juni
     code = result.exit_code(strict)
     echo(render_text(result, code))
     text = render_markdown(result, code)
-    for path, content in ((junit, junit_xml(result)), (markdown, text)):
+    for path, content in ((junit, junit_xml(result, strict)), (markdown, text)):
         if path is not None:
             write_text_atomic(path, content)
             echo_err(f"written: {path}")

@@ -21,6 +21,7 @@ from bench.results.stats import t_estimate, unpaired_change
 
 EXIT_PASS = 0  # `seambench check`: every budget passes (or is noisy or missing, unless --strict)
 EXIT_BREACH = 1  # a budget was breached
+EXIT_UNDECIDED = 3  # --strict: no breach, but a figure was noisy or missing (measure more)
 
 __all__ = ["Allowances", "Check", "Result", "Unusable", "evaluate", "evaluate_one"]
 
@@ -67,10 +68,14 @@ class Check:
         return sum(r.verdict == verdict for r in self.results)
 
     def exit_code(self, strict: bool = False) -> int:
-        """EXIT_PASS: no breach (noisy and missing do not fail unless ``strict``);
-        EXIT_BREACH: a breach."""
-        failing = {v.BREACH} | ({v.NOISY, v.MISSING} if strict else set())
-        return EXIT_BREACH if any(r.verdict in failing for r in self.results) else EXIT_PASS
+        """EXIT_BREACH: a breach; else, with ``strict``, EXIT_UNDECIDED when a figure was
+        noisy or missing (a gate that fails closed measures again, then fails); else
+        EXIT_PASS."""
+        if any(r.verdict == v.BREACH for r in self.results):
+            return EXIT_BREACH
+        if strict and any(r.verdict in (v.NOISY, v.MISSING) for r in self.results):
+            return EXIT_UNDECIDED
+        return EXIT_PASS
 
     def totals(self) -> str:
         return ", ".join(f"{self.count(x)} {x}" for x in v.VERDICTS)

@@ -49,14 +49,15 @@ def render_text(check: Check, exit_code: int) -> str:
 
 def render_markdown(check: Check, exit_code: int) -> str:
     """A section for a CI job summary: heading, totals, warnings, the table."""
-    outcome = "breach" if exit_code == 1 else "no breach"
+    outcome = {1: "breach", 3: "undecided (noisy or missing, --strict)"}.get(exit_code,
+                                                                          "no breach")
     blocks = [Heading(f"seambench check: {outcome} ({check.totals()})", 2),
               Paragraph(f"Run {check.run_id}" + (f" against baseline {check.baseline_id}"
                                                  if check.baseline_id else "")
                         + f"; budgets {check.budgets_path}. A ceiling is breached only when the "
                         "whole 95% interval is over it; a growth limit only when the change is "
-                        "over it and significant; noisy and missing verdicts do not fail the "
-                        f"check (exit {exit_code}).")]
+                        "over it and significant; noisy and missing verdicts fail the check "
+                        f"only with --strict (exit {exit_code}).")]
     if check.warnings:
         blocks.append(Bullets([f"warning: {w}" for w in check.warnings]))
     blocks.append(Table(COLUMNS, rows(check), "lrll"))
@@ -78,17 +79,19 @@ def _document(suite: ET.Element) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def junit_xml(check: Check) -> str:
-    """One testcase per budget: <failure> for a breach, <skipped> for noisy or missing."""
-    suite = _suite(len(check.results), check.count(v.BREACH), 0,
-                   check.count(v.NOISY) + check.count(v.MISSING))
+def junit_xml(check: Check, strict: bool = False) -> str:
+    """One testcase per budget: <failure> for a breach, <skipped> for noisy or missing
+    (``strict``: a <failure> of that type too, since the gate fails on it)."""
+    undecided = check.count(v.NOISY) + check.count(v.MISSING)
+    suite = _suite(len(check.results), check.count(v.BREACH) + (undecided if strict else 0), 0,
+                   0 if strict else undecided)
     for r in check.results:
         b = r.budget
         case = ET.SubElement(suite, "testcase", {
             "name": b.label, "classname": f"seambench.{b.experiment}.{b.placement}", "time": "0"})
         detail = f"measured {r.measured}; limit {r.limit}; {r.message}"
-        if r.verdict == v.BREACH:
-            ET.SubElement(case, "failure", {"type": "breach", "message": detail}).text = detail
+        if r.verdict == v.BREACH or (strict and r.verdict in (v.NOISY, v.MISSING)):
+            ET.SubElement(case, "failure", {"type": r.verdict, "message": detail}).text = detail
         elif r.verdict in (v.NOISY, v.MISSING):
             ET.SubElement(case, "skipped", {"type": r.verdict, "message": detail})
         ET.SubElement(case, "system-out").text = detail

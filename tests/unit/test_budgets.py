@@ -125,7 +125,12 @@ def test_the_readme_example_and_the_ci_file_parse():
     kinds = {b.limit.kind for b in parsed.budgets}
     assert kinds == {"ceiling", "floor", "calibrated", "ratio", "growth"}
     ci = parse_budgets((ROOT / "budgets" / "ci.toml").read_text(), "budgets/ci.toml")
-    assert ci.budgets and all(b.limit.kind in ("ratio", "calibrated", "ceiling") for b in ci.budgets)
+    # what scripts/ci-gate measures: this commit's split shop beside its parent's, so every
+    # growth is paired within the run (no --baseline run), and nothing names another placement
+    assert ci.budgets and all(b.placement == "microservices" for b in ci.budgets)
+    growth = [b for b in ci.budgets if b.limit.kind == "growth"]
+    assert growth and all(b.limit.versus == "microservices@base" for b in growth)
+    assert {b.limit.kind for b in ci.budgets} == {"growth", "calibrated", "ceiling"}
 
 
 def test_lists_expand_to_one_budget_per_placement_request_and_limit():
@@ -242,7 +247,16 @@ def test_missing_metrics_are_said_and_do_not_fail_unless_strict(run, tmp_path):
     assert "too few samples for p99: 91 of the 1,000 it needs" in lines[1]
     assert "no --baseline run" in lines[2]
     assert "3 missing" in done.stdout
-    assert check(str(run), "--budgets", str(path), "--strict").exit_code == 1
+    assert check(str(run), "--budgets", str(path), "--strict").exit_code == 3  # undecided
+    # A gate that fails closed: strict, each undecided budget is a JUnit failure naming it
+    junit = tmp_path / "junit.xml"
+    check(str(run), "--budgets", str(path), "--strict", "--junit", str(junit))
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "3" and suite.get("skipped") == "0"
+    assert [f.get("type") for f in suite.iter("failure")] == ["missing"] * 3
+    check(str(run), "--budgets", str(path), "--junit", str(junit))
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "0" and suite.get("skipped") == "3"
 
 
 def test_ratio_and_calibrated_budgets_read_paired_figures(run, tmp_path):
@@ -471,12 +485,15 @@ def test_the_markdown_summary_is_appended_when_github_step_summary_is_set(run, t
     assert markdown.read_text() == text[len("earlier step\n"):-1]
 
 
-def test_the_example_workflow_measures_checks_and_keeps_the_results():
+def test_the_example_workflow_gates_on_budgets_and_chaos_and_keeps_the_results():
     workflow = (ROOT / "docs" / "github-actions.yml").read_text()
-    for needle in ("actions/setup-python", "seambench run", "seambench check",
-                   "--budgets budgets/ci.toml", "--junit", "actions/upload-artifact",
+    for needle in ("actions/setup-python", "fetch-depth: 0", "scripts/ci-gate",
+                   "git merge-base", "seambench chaos", "actions/upload-artifact",
                    "path: results/", "GITHUB_STEP_SUMMARY"):
         assert needle in workflow, needle
+    gate = (ROOT / "scripts" / "ci-gate").read_text()
+    for needle in ("--baseline-ref", "--budgets \"$budgets\" --strict", "--junit"):
+        assert needle in gate, needle
 
 
 # -- synthetic runs: growth, the Welch interval, trials needed, calibration -----------------

@@ -1,0 +1,103 @@
+"""How often the CI gate catches a 30% slower hop, and how often it cries wolf.
+
+    .venv/bin/python scripts/gate_power.py --runs K [--base HEAD] [--fraction 0.3]
+
+Runs the CI gate (scripts/ci-gate: this checkout against --base in one run, checked
+strictly against budgets/ci.toml) 2K times, alternating: unchanged, then with every HTTP
+hop of this checkout's placements made slower by ``fraction`` of the hop the unchanged run
+just measured in microservices@base (``--hop-delay-ms``; the @base placements never get the
+delay). Prints a Markdown table, one row per gate run, and the counts: slowed runs that
+failed the gate (target: at least 9 in 10), unchanged runs that failed it (at most 1 in
+10). Writes the table and the rows as JSON under --results. Runs one benchmark at a time;
+each takes about 8 minutes on 2 cores, more when the gate measures again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GATE = ROOT / "scripts" / "ci-gate"
+HOPPED = "microservices@base"  # whose hop sets the delay: the build without it
+
+
+def deciding_run(results: Path) -> Path:
+    """The run the gate's verdict rests on: the second when it measured again."""
+    for attempt in ("again", "first"):
+        runs = sorted(p for p in (results / attempt).glob("*/") if p.is_dir())
+        if runs:
+            return runs[-1]
+    raise FileNotFoundError(f"no run under {results}")
+
+
+def hop_ms(run_dir: Path) -> float:
+    """One call's cost in ms (the p50 slope over chain length) in microservices@base."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    per_call = summary["experiments"]["hops"]["placements"][HOPPED]["per_call_us"]
+    return float(per_call["value"]) / 1000
+
+
+def failures(results: Path) -> list[str]:
+    """'breach: hop microservices: ...' for each failing testcase of the deciding check."""
+    path = results / "junit.xml"
+    if not path.exists():
+        return ["no junit.xml (the benchmark failed)"]
+    out = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        for bad in list(case.iter("failure")) + list(case.iter("error")):
+            out.append(f"{bad.get('type')}: {case.get('name')}")
+    return out
+
+
+def gate(results: Path, base: str, seed: int, extra: list[str]) -> int:
+    cmd = [str(GATE), str(results), base, "--seed", str(seed), *extra]
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="gate runs each way (K)")
+    parser.add_argument("--base", default="HEAD", help="the ref both conditions run beside")
+    parser.add_argument("--fraction", type=float, default=0.3, help="the hop's slowdown")
+    parser.add_argument("--results", type=Path, default=ROOT / "results" / "power")
+    parser.add_argument("--first-seed", type=int, default=101)
+    args = parser.parse_args()
+    if args.runs < 1 or not 0 < args.fraction < 10:
+        parser.error("--runs must be at least 1 and --fraction in (0, 10)")
+    rows = []
+    for i in range(args.runs):
+        seed = args.first_seed + i
+        plain = args.results / f"unchanged-{i + 1}"
+        code = gate(plain, args.base, seed, [])
+        run = deciding_run(plain)
+        delay = round(args.fraction * hop_ms(run), 3)
+        rows.append({"condition": "unchanged", "run": run.name, "delay_ms": 0.0,
+                     "exit": code, "failed": failures(plain)})
+        slowed = args.results / f"slowed-{i + 1}"
+        code = gate(slowed, args.base, seed, ["--hop-delay-ms", str(delay)])
+        rows.append({"condition": f"hop +{args.fraction:.0%}", "run": deciding_run(slowed).name,
+                     "delay_ms": delay, "exit": code, "failed": failures(slowed)})
+        (args.results / "rows.json").write_text(json.dumps(rows, indent=1))
+    lines = ["| condition | run | hop delay | gate exit | failing budgets |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['condition']} | {r['run']} | {r['delay_ms']:.3f} ms | {r['exit']} | "
+                     f"{'; '.join(r['failed']) or 'none'} |")
+    caught = sum(r["exit"] != 0 for r in rows if r["condition"] != "unchanged")
+    false = sum(r["exit"] != 0 for r in rows if r["condition"] == "unchanged")
+    lines.append("")
+    lines.append(f"slowed runs failing the gate: {caught} of {args.runs}; "
+                 f"unchanged runs failing it: {false} of {args.runs}")
+    text = "\n".join(lines) + "\n"
+    (args.results / "table.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
