@@ -1,6 +1,7 @@
 """How often the CI gate catches a 30% slower hop, and how often it cries wolf.
 
-    .venv/bin/python scripts/gate_power.py --runs K [--base HEAD] [--fraction 0.3]
+    .venv/bin/python scripts/gate_power.py --runs K [--base HEAD] [--fraction 0.3] [--simulate N]
+    .venv/bin/python scripts/gate_power.py --runs 0 --simulate N   # on runs already made
 
 Runs the CI gate (scripts/ci-gate: this checkout against --base in one run, checked
 strictly against budgets/ci.toml) 2K times, alternating: unchanged, then with every HTTP
@@ -9,16 +10,28 @@ just measured in microservices@base (``--hop-delay-ms``; the @base placements ne
 delay). Prints a Markdown table, one row per gate run, and the counts: slowed runs that
 failed the gate (target: at least 9 in 10), unchanged runs that failed it (at most 1 in
 10). Writes the table and the rows as JSON under --results. Runs one benchmark at a time;
-each takes about 8 minutes on 2 cores, more when the gate measures again.
+each takes about 6 minutes on 2 cores, more when the gate measures again.
+
+``--simulate N`` (after the runs, or alone on the runs already under --results) adds a
+simulation of the hop budget, the gate's detector, from the measured per-trial log ratios
+of one call's cost (microservices over microservices@base): N gates each way, each drawing
+its trials from the unchanged runs' pooled pairs (shifted by the slowed runs' mean change
+for the slowed condition), judged as `seambench check` judges a growth, measured again with
+twice the trials when noisy.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
+import statistics
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE = ROOT / "scripts" / "ci-gate"
@@ -53,6 +66,50 @@ def failures(results: Path) -> list[str]:
     return out
 
 
+def hop_logs(run_dir: Path) -> list[float]:
+    """Per trial, ln(one call in microservices / one call in microservices@base)."""
+    doc = json.loads((run_dir / "summary.json").read_text())["experiments"]["hops"]
+    new = doc["placements"]["microservices"]["per_call_us_by_trial"]
+    old = doc["placements"][HOPPED]["per_call_us_by_trial"]
+    return [math.log(new[t] / old[t]) for t in sorted(set(new) & set(old))
+            if new[t] > 0 and old[t] > 0]
+
+
+def growth_verdict(logs: list[float], limit: float) -> str:
+    """breach / pass / noisy, as bench.budgets.verdicts.growth judges a paired ratio."""
+    n = len(logs)
+    mean = statistics.fmean(logs)
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(logs) / math.sqrt(n)
+    value, low, high = (math.exp(x) for x in (mean, mean - half, mean + half))
+    if value > 1 + limit and low > 1:
+        return "breach"
+    return "pass" if high <= 1 + limit else "noisy"
+
+
+def simulate(results: Path, gates: int, limit: float, trials: int, seed: int = 1) -> str:
+    """The hop budget's failure rate over ``gates`` simulated gates each way."""
+    plain = [x for d in sorted(results.glob("unchanged-*")) for x in hop_logs(deciding_run(d))]
+    slow = [x for d in sorted(results.glob("slowed-*")) for x in hop_logs(deciding_run(d))]
+    if len(plain) < 3 or len(slow) < 3:
+        return "simulation: too few measured pairs"
+    shift = statistics.fmean(slow) - statistics.fmean(plain)
+    rng = random.Random(seed)
+    failed = {}
+    for name, offset in (("unchanged", 0.0), ("slowed", shift)):
+        count = 0
+        for _ in range(gates):
+            verdict = growth_verdict([rng.choice(plain) + offset for _ in range(trials)], limit)
+            if verdict == "noisy":  # the gate measures again, with twice the trials
+                verdict = growth_verdict([rng.choice(plain) + offset
+                                          for _ in range(2 * trials)], limit)
+            count += verdict != "pass"
+        failed[name] = count
+    return (f"simulated hop budget (growth <= +{limit:.0%}, {trials} trials, again with "
+            f"{2 * trials}; {len(plain)} unchanged pairs, measured change of the slowed "
+            f"{math.exp(shift) - 1:+.1%}): slowed gates failing {failed['slowed']} of {gates}, "
+            f"unchanged gates failing {failed['unchanged']} of {gates}")
+
+
 def gate(results: Path, base: str, seed: int, extra: list[str]) -> int:
     cmd = [str(GATE), str(results), base, "--seed", str(seed), *extra]
     print("$", " ".join(cmd), file=sys.stderr, flush=True)
@@ -66,9 +123,18 @@ def main() -> int:
     parser.add_argument("--fraction", type=float, default=0.3, help="the hop's slowdown")
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "power")
     parser.add_argument("--first-seed", type=int, default=101)
+    parser.add_argument("--simulate", type=int, default=0, metavar="N",
+                        help="also simulate N gates each way from the measured pairs")
+    parser.add_argument("--limit", type=float, default=0.15,
+                        help="the hop budget's growth limit, for the simulation")
+    parser.add_argument("--hop-trials", type=int, default=10,
+                        help="the gate's hop trials, for the simulation")
     args = parser.parse_args()
-    if args.runs < 1 or not 0 < args.fraction < 10:
-        parser.error("--runs must be at least 1 and --fraction in (0, 10)")
+    if args.runs < 0 or not 0 < args.fraction < 10:
+        parser.error("--runs must be at least 0 and --fraction in (0, 10)")
+    if args.runs == 0:
+        print(simulate(args.results, args.simulate or 10_000, args.limit, args.hop_trials))
+        return 0
     rows = []
     for i in range(args.runs):
         seed = args.first_seed + i
@@ -93,6 +159,8 @@ def main() -> int:
     lines.append("")
     lines.append(f"slowed runs failing the gate: {caught} of {args.runs}; "
                  f"unchanged runs failing it: {false} of {args.runs}")
+    if args.simulate:
+        lines += ["", simulate(args.results, args.simulate, args.limit, args.hop_trials)]
     text = "\n".join(lines) + "\n"
     (args.results / "table.md").write_text(text)
     print(text)

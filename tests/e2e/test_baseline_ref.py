@@ -82,6 +82,16 @@ def test_a_run_with_a_baseline_ref_pairs_each_placement_with_its_base(tmp_path: 
                                      "microservices@base"]
     ratios = summary["experiments"]["journey"]["ratios"]
     assert "microservices/microservices@base" in ratios and "monolith/monolith@base" in ratios
+    hop = summary["experiments"]["hops"]["ratios"]["microservices/microservices@base"]
+    # the budgets read the same paired figure the report prints
+    budgets = tmp_path / "gate.toml"
+    budgets.write_text('[[budget]]\nexperiment = "hops"\nplacement = "microservices"\n'
+                       '[budget.growth]\nversus = "microservices@base"\nper_call_ms = 0.5\n')
+    checked = subprocess.run([*SEAMBENCH, "check", str(run_dir), "--budgets", str(budgets),
+                              "--allow-invalid"], capture_output=True, text=True, cwd=ROOT)
+    assert checked.returncode in (0, 1), checked.stderr
+    if hop["value"] is not None:
+        assert f"{(hop['value'] - 1) * 100:+.1f}%" in checked.stdout, (hop, checked.stdout)
     placed = {s["placement"] for s in summary["steps"]}
     assert placed == set(summary["placements"])
     assert f"git ref HEAD = {head[:12]}" in (run_dir / "report.md").read_text()

@@ -53,6 +53,18 @@ class HopFigures(BudgetFigures):
     def resolve_rung(self, view: RunView, rung: str) -> str:
         return RUNG
 
+    def paired(self, view: RunView, placement: str, versus: str, request: str, label: str,
+               metric: str) -> Ratio | None:
+        """One call's cost over ``versus``'s as the analysis paired it (a comparison the run
+        asked for, e.g. NAME/NAME@base): the number the report prints. None otherwise."""
+        doc = view.result(self.experiment).get("ratios", {}).get(f"{placement}/{versus}")
+        if metric != "per_call_ms" or request != ALL or doc is None:
+            return None
+        r = Ratio.from_json(doc)
+        if r.value is None:
+            raise Missing(r.note or "no trial valid in both placements")
+        return r
+
     def placements_under(self, budget: Budget, view: RunView) -> list[str]:
         # CPU per HTTP hop is the difference from the baseline placement's
         if budget.limit.metric == "cpu_ms_per_hop" and view.summary.baseline:

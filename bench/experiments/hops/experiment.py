@@ -174,7 +174,12 @@ class Hops(Experiment):
         baseline = run.placements[0] if run.placements else None
         for other in run.placements[1:]:
             self._cpu_per_hop(per, per_trial_cpu, baseline, other)
-        result = {"title": self.title, "settings": run.settings(self.name), "floors": floors, "placements": per}
+        # The comparisons the run asked for (each NAME/NAME@base of --baseline-ref): one
+        # call's cost paired by trial, the same figure a budget's ratio or growth reads.
+        asked = [(a, b) for a, b in run.config.get("comparisons", []) if a in per and b in per]
+        ratios = {f"{a}/{b}": self._per_call_ratio(per[a], per[b]).to_json() for a, b in asked}
+        result = {"title": self.title, "settings": run.settings(self.name), "floors": floors,
+                  "placements": per, "ratios": ratios}
         nothing = bool(per) and not any(e.get("valid_trials") for e in per.values())
         return Analysis(result, self._headlines(result, baseline), warnings, rests_on_nothing=nothing)
 
@@ -201,6 +206,13 @@ class Hops(Experiment):
         return out, raw_p50
 
     @staticmethod
+    def _per_call_ratio(new: Mapping[str, Any], old: Mapping[str, Any]) -> Ratio:
+        """``new``'s cost per call over ``old``'s, paired by trial (trials valid in both)."""
+        a, b = old.get("per_call_us_by_trial", {}), new.get("per_call_us_by_trial", {})
+        common = sorted(set(a) & set(b))
+        return paired_ratio([a[t] for t in common], [b[t] for t in common])
+
+    @staticmethod
     def _cpu_per_hop(per: dict[str, Any], cpu: dict[str, dict[int, float]], baseline: str,
                      other: str) -> None:
         """The extra CPU per extra HTTP hop crossed, paired by trial (both ends of a hop)."""
@@ -220,8 +232,8 @@ class Hops(Experiment):
         rows: list[Headline] = []
         per = result["placements"]
         for placement, e in per.items():
-            if placement == baseline and len(per) > 1:
-                continue
+            if placement == baseline and len(per) > 1 and not any(e.get("http_hops_per_chain", ())):
+                continue  # a chain of function calls: nothing to show beside the others
             if not e.get("valid_trials"):
                 rows.append(Headline(f"one call, {placement}", "text", text="no valid trial",
                                      verdict="nothing valid"))
@@ -242,6 +254,10 @@ class Hops(Experiment):
                         verdict = f"{verdict} target <= {doc['target']}x"
                     rows.append(Headline(f"one call / {what}, {placement}", "ratio",
                                          ratio=Ratio.from_json(doc), verdict=verdict))
+        for pair, doc in result.get("ratios", {}).items():
+            r = Ratio.from_json(doc)
+            rows.append(Headline(f"one call, {pair} (paired by trial)", "ratio", ratio=r,
+                                 verdict=display.ratio_verdict(r)))
         raw = result["floors"].get("http", {})
         if raw.get("p50"):
             rows.append(Headline("raw keep-alive HTTP round trip p50 (http.client, paced)",
