@@ -125,7 +125,7 @@ def main() -> int:
     parser.add_argument("--first-seed", type=int, default=101)
     parser.add_argument("--simulate", type=int, default=0, metavar="N",
                         help="also simulate N gates each way from the measured pairs")
-    parser.add_argument("--limit", type=float, default=0.15,
+    parser.add_argument("--limit", type=float, default=0.20,
                         help="the hop budget's growth limit, for the simulation")
     parser.add_argument("--hop-trials", type=int, default=10,
                         help="the gate's hop trials, for the simulation")
