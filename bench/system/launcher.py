@@ -202,10 +202,7 @@ def python_of(settings: LaunchSettings) -> str:
 def source_env(settings: LaunchSettings) -> dict[str, str]:
     """The environment a shop process gets: ours; for another ref's shop, its worktree
     first on the path (it is also the working directory, so its packages shadow ours)."""
-    if settings.source is None:
-        return dict(os.environ)
-    path = os.pathsep.join(filter(None, [settings.source.root, os.environ.get("PYTHONPATH", "")]))
-    return {**os.environ, "PYTHONPATH": path}
+    return dict(os.environ) if settings.source is None else child_env(settings.source.root)
 
 
 def prepare(deployment: Deployment, settings: LaunchSettings) -> None:

@@ -33,10 +33,11 @@ def _die_with_parent(libc: ctypes.CDLL | None) -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def child_env(**extra: str) -> dict[str, str]:
+def child_env(root: str | None = None, **extra: str) -> dict[str, str]:
     """Our environment for a child that imports this checkout's packages (the repository root
-    first on PYTHONPATH, unbuffered output), plus ``extra``."""
-    root = str(Path(__file__).resolve().parents[2])  # the checkout: bench/system/ is two down
+    first on PYTHONPATH, unbuffered output), plus ``extra``. ``root``: another checkout's
+    packages instead (a git worktree of another ref)."""
+    root = root or str(Path(__file__).resolve().parents[2])  # bench/system/ is two down
     pythonpath = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
     return {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", **extra}
 

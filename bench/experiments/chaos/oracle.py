@@ -136,6 +136,11 @@ def inbox_orders(call: Call) -> list[str]:
     raise RuntimeError(f"the inbox did not end within {MAX_INBOX_PAGES} pages")
 
 
+def balance_of(call: Call) -> int:
+    """The caller's balance in cents."""
+    return call("GET", "/billing/balance", None, {})[1]["balance_cents"]
+
+
 def _signed_amount(op: dict[str, Any], answer: dict[str, Any]) -> int:
     """What a write moves the balance by, in cents: + a top-up, - a checkout's total."""
     if op["op"] == "topup":
@@ -161,9 +166,9 @@ def judge(ops: list[dict[str, Any]], users: list[Call], balances_before: list[in
         who, status, answer = op["user"], op["status"], op
         if op["outcome"] == "unknown":
             verdict.unknown_before += 1
-            balance = users[who]("GET", "/billing/balance", None, {})[1]["balance_cents"]
+            balance = balance_of(users[who])
             status, answer = resend(users[who], op)
-            moved = users[who]("GET", "/billing/balance", None, {})[1]["balance_cents"] - balance
+            moved = balance_of(users[who]) - balance
             if 200 <= status < 300 and moved == 0:
                 verdict.resolved_done += 1
             elif 200 <= status < 300 and moved == _signed_amount(op, answer):
@@ -202,7 +207,7 @@ def judge(ops: list[dict[str, Any]], users: list[Call], balances_before: list[in
             verdict.double_charged_keys += 1
             verdict.problems.append(f"user {who}: key {key} answered with {len(orders)} orders")
     for who, call in enumerate(users):
-        balance = call("GET", "/billing/balance", None, {})[1]["balance_cents"]
+        balance = balance_of(call)
         expected = balances_before[who] + credited[who] - charged[who]
         if balance != expected:
             gap = expected - balance
@@ -254,7 +259,7 @@ def snapshot(base_url: str, tokens: list[str]) -> dict[str, Any]:
     balances, inboxes = [], []
     for token in tokens:
         call = user_call(base_url, token)
-        balances.append(call("GET", "/billing/balance", None, {})[1]["balance_cents"])
+        balances.append(balance_of(call))
         inboxes.append(sorted(inbox_orders(call)))
     return {"balances": balances, "inboxes": inboxes}
 
