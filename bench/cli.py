@@ -31,6 +31,7 @@ from bench.render.console import RunConsole
 from bench.render.report import REPORT_HTML, build_report
 from bench.results.model import QUANTILES
 from bench.results.store import MANIFEST, new_run_id, read_json, write_text_atomic
+from bench.system.edge import EDGES, EdgeError, resolve_edge
 from bench.system.gitref import RefError, ShopSource, base_name, checked_out
 from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.system.processes import stop_requested
@@ -63,10 +64,17 @@ def stop_on_signals() -> None:
 
 
 def launch_settings(workers: int, threads: int, catalog_size: int, kdf_log2: int,
-              hop_delay_ms: float = 0.0) -> LaunchSettings:
+                    hop_delay_ms: float = 0.0, edge: str = "auto") -> LaunchSettings:
+    """The launch the common options describe, with ``edge`` resolved on this machine (so a
+    run records ``nginx`` or ``none``, never ``auto``). Raises click.BadParameter for
+    ``--edge nginx`` without nginx."""
+    try:
+        resolved = resolve_edge(edge).kind
+    except EdgeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--edge") from None
     return replace(LaunchSettings(), workers=workers, threads=threads, scrypt_n=2**kdf_log2,
                    search=replace(SearchSettings(), catalog_size=catalog_size),
-                   hop=replace(HopSettings(), added_latency_ms=hop_delay_ms))
+                   hop=replace(HopSettings(), added_latency_ms=hop_delay_ms), edge=resolved)
 
 
 common_options = [
@@ -81,6 +89,10 @@ common_options = [
     click.option("--hop-delay-ms", type=click.FloatRange(0, 10_000), default=0.0,
                  show_default=True, help="fault injection: every HTTP hop between components "
                  "waits this long first (a slower hop, e.g. to see a budget breached)"),
+    click.option("--edge", type=click.Choice(EDGES), default="auto", show_default=True,
+                 help="what fronts the public process of every placement: nginx (a buffering "
+                 "reverse proxy, so slow clients cannot hold gunicorn's threads), none, or "
+                 "auto (nginx when installed)"),
 ]
 
 
@@ -137,15 +149,15 @@ def main() -> None:
               help="keep databases and logs here (default: a temporary directory, removed)")
 @with_common_options
 def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
-       catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
+       catalog_size: int, kdf_log2: int, hop_delay_ms: float, edge: str) -> None:
     """Start a topology, print its public base URL, and stop it all on Ctrl-C or SIGTERM.
 
     A server that dies is restarted on its port, with backoff, and said on stderr; one that
     does not come back after repeated restarts stops everything (exit 1)."""
     stop_on_signals()
     logging.basicConfig(level=logging.WARNING, format="seambench up: %(message)s")
-    settings = replace(launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms),
-                       supervise=True)
+    settings = replace(launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms,
+                                       edge), supervise=True)
     try:
         with launch(topology, settings, data_dir) as shop:
             click.echo(shop.base_url)
@@ -196,7 +208,7 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
         experiments: tuple[str, ...], assignments: tuple[str, ...], trials: int | None,
         seed: int, arrival: str, results: Path, baseline_ref: str | None, workers: int,
-        threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float,
+        threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float, edge: str,
         **options: Any) -> None:
     """Measure the placements side by side and write results/<run-id>/ with its report.
 
@@ -221,7 +233,8 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
                 overrides.setdefault(name, {})[option.field] = options[option.dest]
     measure("run", profile, placements, comparisons, chosen, assignments, overrides, trials,
             seed, arrival, results,
-            launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms), baseline_ref)
+            launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms, edge),
+            baseline_ref)
 
 
 def measure(command: str, profile: str, placements: list[Topology],

@@ -1,4 +1,4 @@
-"""The real servers some tests need: PostgreSQL and RabbitMQ on loopback.
+"""The real servers some tests need: PostgreSQL and RabbitMQ on loopback, nginx on the machine.
 
 Every development and CI machine of this project runs both (PostgreSQL on 127.0.0.1:5432,
 trust auth, user postgres; RabbitMQ on 127.0.0.1:5672, guest/guest). A laptop may not: then
@@ -29,9 +29,11 @@ def _answers(host: str, port: int, timeout_s: float = 1.0) -> bool:
 def _require(name: str, url: str) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 0
-    if _answers(host, port):
-        return
-    reason = f"{name} does not answer on {host}:{port}"
+    if not _answers(host, port):
+        _missing(f"{name} does not answer on {host}:{port}")
+
+
+def _missing(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}, and under CI=true this test may not be skipped")
     pytest.skip(reason)
@@ -45,3 +47,11 @@ def require_postgres() -> None:
 def require_rabbitmq() -> None:
     """Skip (or, under CI=true, fail) the calling test when RabbitMQ is not reachable."""
     _require("RabbitMQ", RABBITMQ_URL)
+
+
+def require_nginx() -> None:
+    """Skip (or, under CI=true, fail) the calling test when nginx, the edge proxy, is not
+    installed (.ci/run installs it)."""
+    from bench.system.edge import find_nginx
+    if find_nginx() is None:
+        _missing("nginx is not installed (Debian: apt-get install nginx-light)")

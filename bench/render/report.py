@@ -119,6 +119,7 @@ def run_section(summary: RunSummary, manifest: Mapping[str, Any]) -> list[Block]
                                   config.get("experiments", {}).items()) or ", ".join(summary.experiments)),
         ("bootstrap resamples", display.number(profile.get("bootstrap_resamples"))),
         ("gunicorn workers x threads", f"{display.number(launch.get('workers'))} x {display.number(launch.get('threads'))}"),
+        ("at the edge", _edge_text(launch.get("edge"), env.get("nginx"))),
         ("CPU pinning", str(summary.cpu_note or manifest.get("cpu_note") or "not recorded")),
         ("git revision", str(env.get("git_revision", "unknown"))),
         ("CPU model", str(env.get("cpu_model", "unknown"))),
@@ -128,6 +129,17 @@ def run_section(summary: RunSummary, manifest: Mapping[str, Any]) -> list[Block]
         ("packages", packages or "not recorded"),
     ]
     return [Heading("Run"), Table(["field", "value"], rows, "ll")]
+
+
+def _edge_text(edge: Any, nginx_version: Any) -> str:
+    """What fronted the public process of every placement (bench/system/edge.py)."""
+    if edge == "nginx":
+        return (f"nginx {nginx_version or ''}".rstrip() + ", a buffering reverse proxy in front "
+                "of the public process of every placement alike (one more loopback round trip "
+                "per request)")
+    if edge == "none":
+        return "nothing: gunicorn faced the load generator directly"
+    return "not recorded"
 
 
 def _source_rows(sources: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -43,4 +43,14 @@ def fingerprint() -> dict[str, object]:
     return {"git_revision": git_revision(Path(__file__).resolve().parents[2]),  # the checkout
             "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
             "kernel": platform.release(), "python": sys.version.split()[0],
-            "packages": versions}
+            "packages": versions, "nginx": _nginx()}
+
+
+def _nginx() -> str | None:
+    """The version of the nginx an edge would run, None without one."""
+    from bench.system.edge import EdgeError, find_nginx, nginx_version
+    binary = find_nginx()
+    try:
+        return nginx_version(binary) if binary else None
+    except EdgeError:
+        return None

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bench.system.edge import Edge, EdgeError, nginx_command, nginx_config, resolve_edge
 from bench.system.faultproxy import write_state
 from bench.system.gitref import ShopSource
 from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
@@ -78,6 +79,7 @@ class LaunchSettings:
     outbox_lease_s: float = 15.0  # see shop.placement.Deployment
     # The shop's code at another git ref (``run --baseline-ref``); None: this checkout's
     source: ShopSource | None = None
+    edge: str = "auto"  # what fronts the public process: bench/system/edge.py's EDGES
 
 
 @dataclass
@@ -117,17 +119,34 @@ class FaultProxy:
 
 
 @dataclass
+class EdgeProxy:
+    """The reverse proxy in front of the public process (bench/system/edge.py)."""
+
+    edge: Edge
+    url: str
+    log_path: Path
+    popen: subprocess.Popen
+
+
+@dataclass
 class RunningShop:
-    """A started topology. ``base_url`` is the one public address (gateway or monolith)."""
+    """A started topology. ``base_url`` is the one public address: the edge proxy's when
+    there is one, else the gateway's or the monolith's own."""
 
     deployment: Deployment
     processes: dict[str, ServerProcess] = field(default_factory=dict)
     supervisor: Supervisor | None = None  # when the launch supervises
     proxies: dict[str, FaultProxy] = field(default_factory=dict)  # by the process they front
+    edge: EdgeProxy | None = None
+
+    @property
+    def public_process_url(self) -> str:
+        """The gateway's or the monolith's own address (behind the edge proxy, if any)."""
+        return self.deployment.urls[self.deployment.topology.edge()]
 
     @property
     def base_url(self) -> str:
-        return self.deployment.urls[self.deployment.topology.edge()]
+        return self.edge.url if self.edge is not None else self.public_process_url
 
     def dead(self) -> list[ServerProcess]:
         """Servers that have exited and will not be restarted: any, unsupervised; those the
@@ -280,8 +299,42 @@ def stop(shop: RunningShop, timeout_s: float = 10.0) -> None:
     supervisor stopped first, so nothing is restarted meanwhile)."""
     if shop.supervisor is not None:
         shop.supervisor.stop()
-    stop_groups([proc.popen for proc in shop.processes.values()]
+    stop_groups(([shop.edge.popen] if shop.edge else []) + [proc.popen for proc in shop.processes.values()]
                 + [proxy.popen for proxy in shop.proxies.values()], timeout_s)
+
+
+def start_edge(shop: RunningShop, edge: Edge, log_dir: Path, cpus: tuple[int, ...] | None,
+               timeout_s: float) -> EdgeProxy:
+    """Start ``edge`` (nginx) on a free loopback port in front of the public process, pinned
+    with the shop, and wait until it passes a request through. The port is held by a bound,
+    never-listening socket until nginx listens on it (both set SO_REUSEADDR, which Linux
+    allows while neither listens), so no other program takes it meanwhile."""
+    run_dir = log_dir.parent / "edge"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hold.bind((HOST, 0))
+        port = hold.getsockname()[1]
+        config = run_dir / "nginx.conf"
+        config.write_text(nginx_config(port, shop.public_process_url.removeprefix("http://"),
+                                       run_dir))
+        log_path = log_dir / "edge.log"
+        popen = spawn_group(nginx_command(edge, config), log_path, dict(os.environ), cpus)
+        proxy = EdgeProxy(edge, f"http://{HOST}:{port}", log_path, popen)
+        shop.edge = proxy
+        deadline = time.monotonic() + timeout_s
+        while not is_ready(proxy.url):
+            if popen.poll() is not None or time.monotonic() > deadline:
+                error_log = (run_dir / "error.log")
+                tail = error_log.read_text(errors="replace")[-2000:] if error_log.exists() else ""
+                raise LaunchError(f"the edge (nginx) did not start: exit {popen.poll()}\n"
+                                  f"{tail or ServerProcess('edge', '', log_path, popen).log_tail()}")
+            time.sleep(0.02)
+        return proxy
+    finally:
+        hold.close()
 
 
 def start_proxy(shop: RunningShop, process: str, listener: socket.socket, log_dir: Path,
@@ -418,6 +471,12 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
             shop.proxies[proc] = start_proxy(shop, proc, listeners.pop(PROXY_PREFIX + proc),
                                              log_dir, settings.cpus)
         wait_ready(shop, settings.ready_timeout_s)
+        try:
+            edge = resolve_edge(settings.edge)
+        except EdgeError as exc:
+            raise LaunchError(str(exc)) from None
+        if edge.kind == "nginx":
+            start_edge(shop, edge, log_dir, settings.cpus, settings.ready_timeout_s)
         if settings.supervise:
             supervise(shop, settings, log_dir)
         yield shop

@@ -33,7 +33,7 @@ NAME = "chaos"
 @with_common_options
 def chaos(profile: str, placements: list[Topology], plans: tuple[str, ...],
           assignments: tuple[str, ...], trials: int, seed: int, results: Path, workers: int,
-          threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float) -> None:
+          threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float, edge: str) -> None:
     """Inject faults under load into each placement, supervised, and run the consistency
     oracle after every step: availability, p99 during and after, recovery, breaker
     transitions, notification lag, and whether any money or notification was lost or
@@ -50,4 +50,4 @@ def chaos(profile: str, placements: list[Topology], plans: tuple[str, ...],
     overrides: dict[str, dict[str, Any]] = {NAME: {"plans": tuple(plans)}} if plans else {}
     measure(NAME, profile, placements, (), (NAME,), assignments, overrides, trials, seed,
             "poisson", results, launch_settings(workers, threads, catalog_size, kdf_log2,
-                                                hop_delay_ms))
+                                                hop_delay_ms, edge))
