@@ -24,6 +24,7 @@ from bench.calibrate import calibrate as run_calibration
 from bench.experiments import default_run
 from bench.experiments import get as get_experiment
 from bench.experiments import registered
+from bench.experiments.limits import MAX_RATE, finite_range
 from bench.load.generator import TARGET, LoadError, run_load, summary_key, target_summary
 from bench.load.plan import LoadPlan
 from bench.render.compare import compare, load_summary, render_markdown, render_text
@@ -86,7 +87,7 @@ common_options = [
                  show_default=True, help="products in the seeded catalog"),
     click.option("--kdf-log2", type=click.IntRange(1, 20), default=14, show_default=True,
                  help="scrypt cost: N = 2**this"),
-    click.option("--hop-delay-ms", type=click.FloatRange(0, 10_000), default=0.0,
+    click.option("--hop-delay-ms", type=finite_range(0, 10_000), default=0.0,
                  show_default=True, help="fault injection: every HTTP hop between components "
                  "waits this long first (a slower hop, e.g. to see a budget breached)"),
     click.option("--edge", type=click.Choice(EDGES), default="auto", show_default=True,
@@ -107,6 +108,7 @@ def cli() -> None:
     """seambench: what does a seam cost? One shop, measured as a monolith and as microservices."""
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # what `load` sends
 COMMANDS_GROUP = "seambench.commands"  # entry points: commands a plug-in adds
 
 
@@ -356,13 +358,14 @@ def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 @cli.command()
 @click.argument("url", callback=_http_url)
-@click.option("--rate", type=click.FloatRange(0.1, 1_000_000), required=True,
+@click.option("--rate", type=finite_range(0.1, MAX_RATE), required=True,
               help="arrivals per second (open loop)")
-@click.option("--duration", type=click.FloatRange(0.1, 86_400), required=True,
+@click.option("--duration", type=finite_range(0.1, 86_400), required=True,
               help="measured seconds")
-@click.option("--warmup", type=click.FloatRange(0, 3_600), default=1.0, show_default=True,
+@click.option("--warmup", type=finite_range(0, 3_600), default=1.0, show_default=True,
               help="seconds sent first and not recorded")
-@click.option("--method", default="GET", show_default=True, help="HTTP method")
+@click.option("--method", type=click.Choice(METHODS, case_sensitive=False), default="GET",
+              show_default=True, help="HTTP method")
 @click.option("--arrival", type=click.Choice(["constant", "poisson"]), default="constant",
               show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True)
@@ -408,7 +411,7 @@ def load(url: str, rate: float, duration: float, warmup: float, method: str, arr
 
 
 @cli.command()
-@click.option("--duration", type=click.FloatRange(1, 600), default=5.0, show_default=True,
+@click.option("--duration", type=finite_range(1, 600), default=5.0, show_default=True,
               help="seconds per measurement")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def calibrate(duration: float, as_json: bool) -> None:

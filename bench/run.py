@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.experiments import Experiment, Progress, Rung, RunSession, default_run, get
 from bench.experiments.base import step_key
+from bench.experiments.limits import settings_with
 from bench.load.generator import LoadError, LoadResult, run_load
 from bench.load.plan import LoadPlan
 from bench.results.codec import decode, encode
@@ -108,11 +109,13 @@ class RunConfig:
               cpus: CpuPlan, experiments: Sequence[str] | None = None, trials: int | None = None,
               overrides: Mapping[str, Mapping[str, Any]] | None = None, **kw: Any) -> "RunConfig":
         """A config with each experiment's settings for ``profile`` (``overrides``: per
-        experiment, fields to replace). KeyError for an unknown experiment or profile."""
+        experiment, fields to replace). KeyError for an unknown experiment or profile,
+        SettingError (a ValueError naming the setting) for an override out of its range."""
         chosen = PROFILES[profile] if trials is None else replace(PROFILES[profile], trials=trials)
         experiments = tuple(experiments) if experiments else default_run()
-        settings = {name: get(name).settings(profile, (overrides or {}).get(name))
-                    for name in experiments}
+        # every override checked in one place (bench/experiments/limits.py): SettingError
+        settings = {name: settings_with(name, get(name).settings(profile),
+                                        (overrides or {}).get(name)) for name in experiments}
         return cls(chosen, tuple(topologies), launch, cpus, tuple(experiments), settings, **kw)
 
     def trials(self, experiment: str | None = None) -> int:

@@ -17,6 +17,7 @@ from shop.errors import InvalidValue
 from shop.hops import EDGE_FIELDS
 from shop.search.leaves import MAX_REPLICAS, MAX_SHARDS
 from shop.storage import check_url
+from shop.textfile import TextFileError, read_text_file
 
 COMPONENTS = ("auth", "billing", "search", "notify")
 # What a public request to a component calls, one after another: every one verifies its token
@@ -241,6 +242,15 @@ def parse_topology(data: dict[str, Any], source: str) -> Topology:
                     edges)
 
 
+def edge_limit(field_name: str) -> float:
+    """The largest value an [edge] table may give a HopSettings field: an hour of seconds,
+    a minute of milliseconds, all of a share, ten thousand of a count."""
+    for suffix, most in (("_s", 3_600), ("_ms", 60_000), ("_share", 1)):
+        if field_name.endswith(suffix):
+            return most
+    return 10_000
+
+
 def parse_edges(table: Any, names: list[str], fail: Callable[[str], TopologyError]
                 ) -> dict[str, dict[str, float]]:
     """The [edge."CALLER->CALLEE"] tables: how the hops from CALLER to CALLEE behave
@@ -261,10 +271,12 @@ def parse_edges(table: Any, names: list[str], fail: Callable[[str], TopologyErro
             if kind is None:
                 raise fail(f"[edge.{key!r}]: unknown key {field_name!r}; expected "
                            f"{', '.join(EDGE_FIELDS)}")
+            most = edge_limit(field_name)
             if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or value < 0 or value != value or (kind is int and value != int(value))):
-                raise fail(f"[edge.{key!r}] {field_name} must be a non-negative "
-                           f"{'whole number' if kind is int else 'number'}, not {value!r}")
+                    or not 0 <= value <= most or (kind is int and value != int(value))):
+                raise fail(f"[edge.{key!r}] {field_name} must be a "
+                           f"{'whole number' if kind is int else 'number'} from 0 to {most:g}, "
+                           f"not {value!r}")
         edges[key] = {k: EDGE_FIELDS[k](v) for k, v in settings.items()}
     return edges
 
@@ -317,9 +329,9 @@ def load_topology(name_or_path: str | Path) -> Topology:
             raise TopologyError(f"no topology {str(name_or_path)!r}; known: {', '.join(known)} "
                                 f"(or a path to a .toml file)")
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise TopologyError(f"{path}: cannot read: {exc.strerror}") from None
+        data = tomllib.loads(read_text_file(path))
+    except TextFileError as exc:
+        raise TopologyError(str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError(f"{path}: not valid TOML: {exc}") from None
     return parse_topology(data, str(path))

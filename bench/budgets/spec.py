@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.budgets.tomlines import Path as KeyPath
 from bench.budgets.tomlines import key_lines, line_of
+from shop.textfile import TextFileError, read_text_file
 
 if TYPE_CHECKING:
     from bench.budgets.figures import BudgetFigures
@@ -172,9 +173,9 @@ def load_budgets(path: str | Path) -> BudgetFile:
     """Read and check a budgets file. Raises BudgetFileError naming the line and key."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise BudgetFileError(f"{path}: cannot read the budgets file: {exc.strerror or exc}") from None
+        text = read_text_file(path)
+    except TextFileError as exc:
+        raise BudgetFileError(f"cannot read the budgets file {exc}") from None
     return parse_budgets(text, str(path))
 
 

@@ -80,8 +80,8 @@ class RunOption:
         return self.name.replace("-", "_")
 
     def click_type(self) -> Any:
-        import click  # only the command line needs it
-        return click.FloatRange(self.low, self.high)
+        from bench.experiments.limits import finite_range
+        return finite_range(self.low, self.high)
 
 
 @dataclass

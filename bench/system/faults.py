@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shop.textfile import TextFileError, read_text_file
+
 if TYPE_CHECKING:
     from bench.system.launcher import RunningShop
 
@@ -158,9 +160,9 @@ def load_plan(name_or_path: str) -> FaultPlan:
         raise PlanError(f"no fault plan {name_or_path!r}; built in: {', '.join(PLANS)} "
                         f"(or a path to a .toml file)")
     try:
-        return parse_plan(tomllib.loads(path.read_text()), str(path))
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read: {exc.strerror}") from None
+        return parse_plan(tomllib.loads(read_text_file(path)), str(path))
+    except TextFileError as exc:
+        raise PlanError(str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise PlanError(f"{path}: not valid TOML: {exc}") from None
 
