@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,10 +184,13 @@ def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
             plan_path = out / f"plan-{p.process_index}.json"
             plan_path.write_text(p.to_json())
             p.result_path().unlink(missing_ok=True)
-            popens.append(spawn_group(_locust_command(scenario, host, p),
-                                      out / f"locust-{p.process_index}.log",
-                                      child_env(**{PLAN_ENV: str(plan_path)}), cpus,
-                                      niceness=GENERATOR_NICENESS))
+            with signals_held():  # a stop between spawning and recording would orphan it
+                popens.append(spawn_group(_locust_command(scenario, host, p),
+                                          out / f"locust-{p.process_index}.log",
+                                          child_env(**{PLAN_ENV: str(plan_path)}), cpus,
+                                          niceness=GENERATOR_NICENESS,
+                                          # a busy Locust never runs its SIGTERM handler
+                                          death_signal=signal.SIGKILL))
         groups = {generator_group(i): [popen.pid] for i, popen in enumerate(popens)}
         # the sampler reads /proc: never on the generators' CPUs while they send
         away = set(range(os.cpu_count() or 1)) - set(cpus) if cpus else None

@@ -321,9 +321,10 @@ def start_edge(shop: RunningShop, edge: Edge, log_dir: Path, cpus: tuple[int, ..
         config.write_text(nginx_config(port, shop.public_process_url.removeprefix("http://"),
                                        run_dir))
         log_path = log_dir / "edge.log"
-        popen = spawn_group(nginx_command(edge, config), log_path, dict(os.environ), cpus)
-        proxy = EdgeProxy(edge, f"http://{HOST}:{port}", log_path, popen)
-        shop.edge = proxy
+        with signals_held():  # a stop between spawning and recording would orphan it
+            popen = spawn_group(nginx_command(edge, config), log_path, dict(os.environ), cpus)
+            proxy = EdgeProxy(edge, f"http://{HOST}:{port}", log_path, popen)
+            shop.edge = proxy
         deadline = time.monotonic() + timeout_s
         while not is_ready(proxy.url):
             if popen.poll() is not None or time.monotonic() > deadline:
@@ -465,11 +466,13 @@ def launch(topology: Topology, settings: LaunchSettings = LaunchSettings(),
     try:
         prepare(deployment, settings)
         for name in process_names(topology):
-            shop.processes[name] = start_process(deployment, name, settings, log_dir,
-                                                 listeners.pop(name))
+            with signals_held():  # a stop between spawning and recording would orphan it
+                shop.processes[name] = start_process(deployment, name, settings, log_dir,
+                                                     listeners.pop(name))
         for proc in proxied:
-            shop.proxies[proc] = start_proxy(shop, proc, listeners.pop(PROXY_PREFIX + proc),
-                                             log_dir, settings.cpus)
+            with signals_held():
+                shop.proxies[proc] = start_proxy(shop, proc, listeners.pop(PROXY_PREFIX + proc),
+                                                 log_dir, settings.cpus)
         wait_ready(shop, settings.ready_timeout_s)
         try:
             edge = resolve_edge(settings.edge)

@@ -25,12 +25,12 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def _die_with_parent(libc: ctypes.CDLL | None) -> None:
-    """In the child: get SIGTERM if the harness dies without cleaning up (Linux only).
+def _die_with_parent(libc: ctypes.CDLL | None, sig: signal.Signals) -> None:
+    """In the child: get ``sig`` if the harness dies without cleaning up (Linux only).
     libc is loaded by the parent: loading a library after fork, with other threads running
     in the parent, can deadlock the child."""
     if libc is not None:
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
 
 
 def child_env(root: str | None = None, **extra: str) -> dict[str, str]:
@@ -44,17 +44,19 @@ def child_env(root: str | None = None, **extra: str) -> dict[str, str]:
 
 def spawn_group(cmd: list[str], log_path: Path, env: dict[str, str],
                 cpus: tuple[int, ...] | None = None, pass_fds: tuple[int, ...] = (),
-                append: bool = False, niceness: int = 0,
-                cwd: str | None = None) -> subprocess.Popen:
+                append: bool = False, niceness: int = 0, cwd: str | None = None,
+                death_signal: signal.Signals = signal.SIGTERM) -> subprocess.Popen:
     """Start ``cmd`` as the leader of a new process group (so ``stop_groups`` reaches all it
     forks), output to ``log_path`` (added to, with ``append``), dying with us, and pinned to
     ``cpus`` if given (children inherit the affinity). A negative ``niceness`` raises its
     scheduling weight where we may (root, or CAP_SYS_NICE); elsewhere it runs at ours.
-    ``cwd``: its working directory (default ours)."""
+    ``cwd``: its working directory (default ours). ``death_signal``: what it gets if we die
+    first (SIGKILL for a child that may be too busy to handle SIGTERM, and holds nothing
+    worth a clean exit once we are gone)."""
     libc = _libc()
 
     def in_child() -> None:
-        _die_with_parent(libc)
+        _die_with_parent(libc, death_signal)
         if cpus:
             os.sched_setaffinity(0, cpus)
         if niceness:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -77,3 +78,30 @@ def test_a_group_may_be_given_more_scheduling_weight_where_permitted(tmp_path):
         assert os.getpriority(os.PRIO_PROCESS, popen.pid) == expected
     finally:
         stop_groups([popen], timeout_s=0.5)
+
+
+def test_a_child_too_busy_for_sigterm_still_dies_with_its_parent(tmp_path):
+    """A generator spins without running its SIGTERM handler (Locust under gevent, busy): its
+    parent-death signal is SIGKILL, so a harness killed outright leaves no orphan."""
+    busy = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: pass\n"
+    parent = ("import signal, sys, time\n"
+              "from pathlib import Path\n"
+              "from bench.system.processes import child_env, spawn_group\n"
+              f"p = spawn_group([sys.executable, '-c', {busy!r}], Path({str(tmp_path / 'busy.log')!r}), "
+              "child_env(), death_signal=signal.SIGKILL)\n"
+              "print(p.pid, flush=True)\n"
+              "time.sleep(60)\n")
+    harness = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True,
+                               env=child_env())
+    try:
+        child = int(harness.stdout.readline())
+        assert _alive(child)
+        harness.kill()
+        harness.wait(5)
+        deadline = time.monotonic() + 5
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
