@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from shop.billing.service import MAX_ITEMS, MAX_QTY, MAX_TOPUP_CENTS
+from shop.chain.api import MAX_HOPS
 from shop.search.leaves import MAX_HEDGE_MS, MAX_SEED
 from shop.search.service import MAX_LIMIT
 
@@ -31,7 +32,10 @@ KEY_PATTERN = "^[\\x21-\\x7e]{1,128}$"
 
 STATUS_TEXT = {400: "malformed request", 401: "no valid bearer token", 402: "not enough money",
                404: "not found", 409: "conflict", 413: "body too large",
+               414: "request line over the server's limit (4094 bytes)",
                422: "a value the domain refuses",
+               429: "too many failed logins in a row for this username: wait Retry-After "
+                    "seconds",
                503: "a dependency is unavailable (for a write without an Idempotency-Key: the "
                     "outcome is unknown, not failed)"}
 
@@ -85,7 +89,16 @@ def openapi_document() -> dict[str, Any]:
                 "A bearer token for a user", 200,
                 {"type": "object", "required": ["token", "expires_at"],
                  "properties": {"token": {"type": "string"}, "expires_at": {"type": "number"}}},
-                (400, 401, 413, 422, 503), secured=False, request=credentials)},
+                (400, 401, 413, 422, 429, 503), secured=False, request=credentials)},
+            "/chain": {"get": _operation(
+                f"A pass-through chain of k component calls (k 0-{MAX_HOPS}) from auth around "
+                "the ring auth, billing, search, notify: what one call between components "
+                "costs in this placement (the hops experiment's probe)", 200,
+                {"type": "object", "required": ["path", "hops"],
+                 "properties": {"path": {"type": "array", "items": {"type": "string"}},
+                                "hops": {"type": "integer"}}},
+                (400, 401, 414, 422, 503), parameters=[_query("k", {"type": "integer"},
+                                                              required=True)])},
             "/search": {"get": _operation(
                 f"Full-text search of the catalog (limit 1-{MAX_LIMIT}, default 10)", 200,
                 {"type": "object", "required": ["results"],

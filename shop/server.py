@@ -86,5 +86,5 @@ def register_components(app: Flask, shop: ShopProcess) -> None:
         app.register_blueprint(billing_routes.blueprint(shop.billing, shop.auth))
     if "notify" in shop.hosted:
         app.register_blueprint(notify_routes.blueprint(shop.notify, shop.auth))
-    app.register_blueprint(chain_routes.blueprint(shop.links))
+    app.register_blueprint(chain_routes.blueprint(shop.links, shop.auth))
     app.register_blueprint(observe.blueprint(shop.billing, shop.notify))

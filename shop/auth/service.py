@@ -5,13 +5,15 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
 
-from shop.auth.api import InvalidCredentials, InvalidToken, Principal, Token, UsernameTaken
+from shop.auth.api import (InvalidCredentials, InvalidToken, Principal, Token, TooManyAttempts,
+                           UsernameTaken)
 from shop.errors import InvalidValue
 from shop.storage import Database, DuplicateKey
 
@@ -21,11 +23,31 @@ SCHEMA = [
         username TEXT NOT NULL UNIQUE,
         password_hash TEXT NOT NULL,
         created_at REAL NOT NULL)""",
+    # Failed logins in a row per username tried (known or not, so a wait does not tell
+    # which names exist); a success removes the row.
+    """CREATE TABLE IF NOT EXISTS auth_login_failures (
+        username TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        locked_until REAL NOT NULL)""",
 ]
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 PASSWORD_LENGTH = (8, 128)
+# A password guesser's pace: a username may fail this many logins in a row freely; each
+# further failure makes its next attempt wait, 1 s doubling up to 15 min (so 20 guesses
+# take about an hour, where 25 took 1.35 s). A legitimate user who mistypes a few times
+# never waits; the benchmark logs in before it measures, never under load.
+FREE_LOGIN_FAILURES = 5
+FIRST_WAIT_S = 1.0
+LONGEST_WAIT_S = 900.0
+
+
+def login_wait_s(failures: int) -> float:
+    """How long a username waits after ``failures`` failed logins in a row (s)."""
+    if failures < FREE_LOGIN_FAILURES:
+        return 0.0
+    return min(LONGEST_WAIT_S, FIRST_WAIT_S * 2 ** (failures - FREE_LOGIN_FAILURES))
 
 
 @dataclass(frozen=True)
@@ -130,18 +152,43 @@ class AuthService:
         return user_id
 
     def login(self, username: str, password: str) -> Token:
+        now = self._clock()
+        failed = self._db.query_one("SELECT failures, locked_until FROM auth_login_failures "
+                                    "WHERE username = ?", (username,))
+        if failed is not None and failed["locked_until"] > now:
+            wait = failed["locked_until"] - now
+            raise TooManyAttempts(f"{failed['failures']} failed logins in a row for this "
+                                  f"username: try again in {math.ceil(wait)} s",
+                                  retry_after_s=wait)
         row = self._db.query_one(
             "SELECT user_id, password_hash FROM auth_users WHERE username = ?", (username,))
         # An unknown name costs a hash too, so timing does not tell which names exist.
         stored = row["password_hash"] if row is not None else self._decoy
         if not self._hasher.verify(password, stored) or row is None:
+            self._failed(username, now)
             raise InvalidCredentials("unknown username or wrong password")
+        if failed is not None:
+            with self._db.transaction() as conn:
+                conn.execute("DELETE FROM auth_login_failures WHERE username = ?", (username,))
         expires_at = int(self._clock()) + self._settings.token_ttl_s
         token = self._signer.sign(Principal(row["user_id"], username), expires_at)
         return Token(token=token, expires_at=expires_at)
 
     def verify(self, token: str) -> Principal:
         return self._signer.verify(token, self._clock())
+
+    def _failed(self, username: str, now: float) -> None:
+        """Count a failed login of ``username`` (atomically: concurrent guesses all count)
+        and set the wait it has earned."""
+        with self._db.transaction() as conn:
+            failures = conn.execute(
+                "INSERT INTO auth_login_failures VALUES (?, 1, 0) ON CONFLICT (username) "
+                "DO UPDATE SET failures = auth_login_failures.failures + 1 RETURNING failures",
+                (username,)).fetchone()["failures"]
+            wait = login_wait_s(failures)
+            if wait:
+                conn.execute("UPDATE auth_login_failures SET locked_until = ? WHERE username = ?",
+                             (now + wait, username))
 
 
 def _b64(data: bytes) -> str:

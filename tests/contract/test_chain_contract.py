@@ -13,19 +13,25 @@ RING = [*CHAIN_ORDER, CHAIN_ORDER[0]]
 
 
 @pytest.mark.parametrize("k", range(MAX_HOPS + 1))
-def test_the_chain_walks_the_ring_without_a_token(api, k):
-    assert api.call("GET", f"/chain?k={k}") == (200, {"path": RING[:k + 1], "hops": k})
+def test_the_chain_walks_the_ring(user, k):
+    assert user.call("GET", f"/chain?k={k}") == (200, {"path": RING[:k + 1], "hops": k})
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"},
+                                     {SERVICE_HEADER: "guess"}])
+def test_the_chain_needs_a_bearer_token_like_the_rest_of_the_api(api, headers):
+    assert_error(api.call("GET", "/chain?k=1", headers=headers), 401)
 
 
 @pytest.mark.parametrize("query,status", [
     ("", 400), ("?k=", 400), ("?k=x", 400), ("?k=1.5", 400), ("?n=2", 400),
     ("?k=-1", 422), (f"?k={MAX_HOPS + 1}", 422), ("?k=99999999999999999999999", 422)])
-def test_bad_chain_lengths(api, query, status):
-    assert_error(api.call("GET", "/chain" + query), status)
+def test_bad_chain_lengths(user, query, status):
+    assert_error(user.call("GET", "/chain" + query), status)
 
 
-def test_the_chain_is_get_only(api):
-    assert_error(api.call("POST", "/chain?k=1", {}), 405)
+def test_the_chain_is_get_only(user):
+    assert_error(user.call("POST", "/chain?k=1", {}), 405)
 
 
 def test_the_internal_link_route_is_not_public(placement):
@@ -47,7 +53,8 @@ def processes(placement):
             for proc, hosted in dep.topology.processes.items()]
 
 
-def test_each_process_serves_the_links_it_hosts_and_only_those(placement):
+def test_each_process_serves_the_links_it_hosts_and_only_those(placement, user):
+    token = user.token
     for hosted, proc, credential in processes(placement):
         service = {SERVICE_HEADER: credential}
         for comp in CHAIN_ORDER:
@@ -64,7 +71,7 @@ def test_each_process_serves_the_links_it_hosts_and_only_those(placement):
             else:
                 assert_error(result, 404)
         assert_error(proc.call("POST", "/internal/chain/cart", {"remaining": 0}, service), 404)
-        public = proc.call("GET", "/chain?k=0")
+        public = proc.call("GET", "/chain?k=0", headers={"Authorization": f"Bearer {token}"})
         if CHAIN_ORDER[0] in hosted:
             assert public == (200, {"path": [CHAIN_ORDER[0]], "hops": 0})
         else:

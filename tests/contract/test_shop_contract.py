@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from tests.contract.conftest import User
-from tests.placements import eventually
+from tests.placements import HttpApi, eventually
 
 
 def assert_error(result, status: int, code: str | None = None) -> None:
@@ -22,6 +23,23 @@ def test_register_and_login(api):
                                                      "password": "secret-pass"}), 409, "username_taken")
     assert_error(api.call("POST", "/auth/login", {"username": user.username, "password": "wrong-pass"}),
                  401, "invalid_credentials")
+
+
+def test_a_password_guesser_is_made_to_wait(api):
+    """Failed logins in a row for one username earn it a wait: 429, with Retry-After over
+    HTTP, even for the right password; other users are not slowed."""
+    from shop.auth.service import FREE_LOGIN_FAILURES
+    victim, bystander = User(api), User(api)
+    guess = {"username": victim.username, "password": "wrong-pass"}
+    for _ in range(FREE_LOGIN_FAILURES):
+        assert_error(api.call("POST", "/auth/login", guess), 401, "invalid_credentials")
+    right = {"username": victim.username, "password": "secret-pass"}
+    assert_error(api.call("POST", "/auth/login", right), 429, "too_many_attempts")
+    if isinstance(api, HttpApi):
+        response = requests.post(api.base_url + "/auth/login", json=guess, timeout=10)
+        assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1
+    assert api.call("POST", "/auth/login", {"username": bystander.username,
+                                            "password": "secret-pass"})[0] == 200
 
 
 def test_search_ranks_results(user):

@@ -163,5 +163,5 @@ def test_the_harness_reads_the_lag_of_a_window(placement, sku):
 
 
 @pytest.mark.parametrize("k", range(MAX_HOPS + 1))
-def test_the_chain_walks_the_path_the_hop_counts_follow(api, k):
-    assert api.call("GET", f"/chain?k={k}") == (200, {"path": chain_path(k), "hops": k})
+def test_the_chain_walks_the_path_the_hop_counts_follow(user, k):
+    assert user.call("GET", f"/chain?k={k}") == (200, {"path": chain_path(k), "hops": k})

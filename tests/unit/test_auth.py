@@ -120,3 +120,50 @@ def test_a_deeply_nested_signed_payload_is_a_malformed_token(auth):
     mac = base64.urlsafe_b64encode(hmac.new(b"k" * 32, body.encode(), hashlib.sha256).digest())
     with pytest.raises(InvalidToken, match="malformed"):
         auth.verify(f"{body}.{mac.rstrip(b'=').decode()}")
+
+
+def test_failed_logins_in_a_row_make_a_username_wait(auth, clock):
+    from shop.auth.api import TooManyAttempts
+    from shop.auth.service import FREE_LOGIN_FAILURES, login_wait_s
+    auth.register("alice", "correct horse")
+    for _ in range(FREE_LOGIN_FAILURES - 1):  # a user who mistypes a few times never waits
+        with pytest.raises(InvalidCredentials):
+            auth.login("alice", "wrong guess")
+    assert auth.login("alice", "correct horse").token  # and a success forgets them
+    for _ in range(FREE_LOGIN_FAILURES):
+        with pytest.raises(InvalidCredentials):
+            auth.login("alice", "wrong guess")
+    with pytest.raises(TooManyAttempts) as refused:  # even the right password waits
+        auth.login("alice", "correct horse")
+    assert refused.value.retry_after_s == pytest.approx(login_wait_s(FREE_LOGIN_FAILURES))
+    clock.now += login_wait_s(FREE_LOGIN_FAILURES)
+    with pytest.raises(InvalidCredentials):  # one more failure doubles the wait
+        auth.login("alice", "wrong again")
+    with pytest.raises(TooManyAttempts) as refused:
+        auth.login("alice", "correct horse")
+    assert refused.value.retry_after_s == pytest.approx(2 * login_wait_s(FREE_LOGIN_FAILURES))
+    clock.now += 2 * login_wait_s(FREE_LOGIN_FAILURES)
+    assert auth.login("alice", "correct horse").token
+    with pytest.raises(InvalidCredentials):  # the count started again
+        auth.login("alice", "wrong guess")
+    assert auth.login("alice", "correct horse").token
+
+
+def test_an_unknown_username_waits_like_a_known_one(auth):
+    """A wait must not tell a guesser which names exist."""
+    from shop.auth.api import TooManyAttempts
+    from shop.auth.service import FREE_LOGIN_FAILURES
+    auth.register("alice", "correct horse")
+    for name in ("alice", "nobody"):
+        for _ in range(FREE_LOGIN_FAILURES):
+            with pytest.raises(InvalidCredentials):
+                auth.login(name, "wrong guess")
+        with pytest.raises(TooManyAttempts):
+            auth.login(name, "wrong guess")
+
+
+def test_the_wait_doubles_and_is_capped():
+    from shop.auth.service import FREE_LOGIN_FAILURES, LONGEST_WAIT_S, login_wait_s
+    assert login_wait_s(FREE_LOGIN_FAILURES - 1) == 0
+    assert login_wait_s(FREE_LOGIN_FAILURES + 1) == 2 * login_wait_s(FREE_LOGIN_FAILURES)
+    assert login_wait_s(FREE_LOGIN_FAILURES + 50) == LONGEST_WAIT_S

@@ -199,7 +199,10 @@ def test_the_gateway_waits_longer_than_the_service_waits_on_its_own_dependencies
     ({"gateway->nowhere": {"retries": 1}}, "CALLER->CALLEE"),
     ({"gateway-notify": {"retries": 1}}, "CALLER->CALLEE"),
     ({"*->notify": {"retries": 1.5}}, "whole number"),
-    ({"*->notify": {"read_timeout_s": -1}}, "non-negative"),
+    ({"*->notify": {"read_timeout_s": -1}}, "from 0 to 3600"),
+    ({"*->notify": {"read_timeout_s": float("inf")}}, "from 0 to 3600"),
+    ({"*->notify": {"retries": float("inf")}}, "from 0 to 10000"),
+    ({"*->notify": {"bulkhead_share": 1.5}}, "from 0 to 1"),
     ({"*->notify": {"added_latency_ms": 5}}, "unknown key"),
     ({"*->notify": 3}, "must be a table"),
 ])

@@ -34,6 +34,7 @@ from bench.results.stats import (Blocks, least_squares_slope, paired_ratio, perc
                                  resample_weights, t_estimate)
 from bench.system.floors import floor_servers, http_round_trips, tcp_round_trips
 from bench.system.processes import pinned
+from bench.system.shopclient import funded_users, log_in
 
 if TYPE_CHECKING:
     from bench.experiments.hops.budget import HopFigures
@@ -95,8 +96,17 @@ class Hops(Experiment):
         session.state_of(self)["floors"] = session.stack.enter_context(
             floor_servers(launch, session.store.dir / "logs"))
 
+    def prepare(self, session: RunSession, settings: HopCostSettings, placement: str) -> None:
+        # /chain is authenticated like the rest of the API: one user per placement
+        users = funded_users(session.shop(self, placement).base_url, 1)
+        session.state_of(self).setdefault("users", {})[placement] = users
+
     def before_trial(self, session: RunSession, settings: HopCostSettings, trial: int) -> None:
-        floors = session.state_of(self)["floors"]
+        state = session.state_of(self)
+        # fresh tokens each trial: a long run must not outlive them (1 h)
+        state["tokens"] = {p: log_in(session.shop(self, p).base_url, users)[0]
+                           for p, users in state["users"].items()}
+        floors = state["floors"]
         n, gap = settings.floor_round_trips, 1 / settings.rate  # paced like the hop step
         with pinned(session.system_cpus):
             measured = {"floor_tcp": tcp_round_trips(floors.tcp_address, n, gap_s=gap),
@@ -111,6 +121,7 @@ class Hops(Experiment):
         floors = session.state_of(self)["floors"]
         return StepLoad(SCENARIO, settings.warmup_s, settings.duration_s, "constant",
                         {"hops": list(settings.ks),
+                         "token": session.state_of(self)["tokens"][placement],
                          "floors": {FLOOR_HTTP: floors.http_url + "/",
                                     FLOOR_NESTED: floors.front_url + "/nested"}},
                         reference=(FLOOR_HTTP, FLOOR_NESTED))
