@@ -34,16 +34,20 @@ UPSTREAM_TIMEOUT_S = 120
 # Idle kept-alive connections to the shop are dropped before gunicorn's own keep-alive
 # (LaunchSettings.keep_alive_s, 30 s) would close them under nginx's feet.
 UPSTREAM_IDLE_S = 20
+HEAD_BUFFER = "16k"
 MAX_BODY = "10m"  # the shop's own limits are smaller: it answers an oversized body itself
-# Errors nginx answers itself, in the shop's JSON contract {"error": code, "detail": text}.
-ERRORS = {400: ("bad_request", "the edge could not parse the request"),
-          408: ("request_timeout", "the request did not arrive in time"),
-          413: ("payload_too_large", "the request body is too large"),
-          414: ("uri_too_long", "the request line is too long"),
-          494: ("headers_too_large", "the request headers are too large"),
-          502: ("bad_gateway", "the edge could not reach the shop"),
-          503: ("unavailable", "the edge has no connection to the shop"),
-          504: ("gateway_timeout", "the shop did not answer in time")}
+# Errors nginx answers itself, in the shop's JSON contract {"error": code, "detail": text}:
+# nginx's status -> (the status answered, code, detail). Answered as gunicorn would (431 for
+# headers too large, where nginx says 400; 400 for an HTTP version it does not speak).
+ERRORS = {400: (400, "bad_request", "the edge could not parse the request"),
+          408: (408, "request_timeout", "the request did not arrive in time"),
+          413: (413, "request_entity_too_large", "the request body is too large"),
+          414: (414, "uri_too_long", "the request line is too long"),
+          494: (431, "headers_too_large", "the request headers are too large"),
+          502: (502, "bad_gateway", "the edge could not reach the shop"),
+          503: (503, "unavailable", "the edge has no connection to the shop"),
+          504: (504, "gateway_timeout", "the shop did not answer in time"),
+          505: (400, "bad_request", "an HTTP version the edge does not speak")}
 ERROR_PAGE = "/.seambench-edge/"  # internal locations: no request can name them
 
 
@@ -111,11 +115,10 @@ def nginx_config(listen_port: int, upstream: str, run_dir: Path) -> str:
     # URI error pages, not named locations: nginx cannot redirect a request whose line it
     # could not read (414) to a named location.
     pages = "\n".join(
-        f"        error_page {status} {ERROR_PAGE}{status};\n"
+        f"        error_page {status} ={answer} {ERROR_PAGE}{status};\n"
         f"        location = {ERROR_PAGE}{status} {{ internal; default_type application/json; "
-        f"return {status if status != 494 else 431} "
-        f"'{{\"error\": \"{code}\", \"detail\": \"{detail}\"}}'; }}"
-        for status, (code, detail) in ERRORS.items())
+        f"return {answer} '{{\"error\": \"{code}\", \"detail\": \"{detail}\"}}'; }}"
+        for status, (answer, code, detail) in ERRORS.items())
     temp = "\n".join(f"    {kind}_temp_path {run_dir / kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""daemon off;
@@ -132,6 +135,9 @@ http {{
     client_body_timeout {CLIENT_TIMEOUT_S}s;
     send_timeout {CLIENT_TIMEOUT_S}s;
     client_max_body_size {MAX_BODY};
+    # Room for longer heads than gunicorn takes (a 4094-byte request line, 8190-byte header
+    # fields), so the shop's own 414 and 431 answer them, as without the edge.
+    large_client_header_buffers 4 {HEAD_BUFFER};
     keepalive_timeout 75s;
     keepalive_requests 1000000;
     upstream shop {{

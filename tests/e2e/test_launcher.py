@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from bench.system import launcher
+from bench.system.edge import find_nginx
 from bench.system.launcher import LaunchError, launch
 from shop.address import address_of
 from shop.placement import load_topology
@@ -58,12 +59,13 @@ def test_interrupted_up_leaves_no_process_and_no_port(topology, sig):
         assert base_url.startswith("http://127.0.0.1:"), up.stderr.read()
         children = {p.pid for p in psutil.Process(up.pid).children(recursive=True)}
         expected = 1 + 4 if topology == "microservices" else (1 if topology == "monolith" else 4)
+        edge = 1 if find_nginx() else 0  # nginx in front of the public process (auto)
         masters = [p for p in psutil.Process(up.pid).children()]
-        assert len(masters) == expected
-        assert len(children) == expected * 3  # each gunicorn master has two workers
+        assert len(masters) == expected + edge
+        assert len(children) == expected * 3 + edge  # each gunicorn master has two workers
         sockets = listening(children)
         ports = {port for _, port in sockets}
-        assert address_of(base_url)[1] in ports and len(ports) == expected
+        assert address_of(base_url)[1] in ports and len(ports) == expected + edge
         assert {addr for addr, _ in sockets} == {"127.0.0.1"}
         up.send_signal(sig)
         assert up.wait(30) == 0

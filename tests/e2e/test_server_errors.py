@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from contextlib import ExitStack
 
@@ -31,6 +32,10 @@ def raw(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)", head)
+            if sep and length and len(body) >= int(length.group(1)):
+                break  # whole: a kept-alive connection (the edge's) would not close
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
@@ -56,7 +61,10 @@ def test_gunicorns_own_errors_are_json(served, placement):
             got, headers, body = raw(url, request)
             assert got == status, (url, request[:40], got, body[:200])
             assert headers["content-type"] == "application/json"
-            assert headers["connection"] == "close"
+            if url != shop.base_url or shop.edge is None:
+                # gunicorn closes a stream it cannot trust; the edge parsed the request
+                # itself, so its connection to the client stays usable
+                assert headers["connection"] == "close"
             doc = json.loads(body)
             assert doc["error"] == code and isinstance(doc["detail"], str), doc
         assert raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200
