@@ -94,10 +94,11 @@ class OpenLoopUser(User):
     # Scenarios whose answers report timings of their own set this and define ``observe``.
     observes = False
 
-    def observe(self, name: str, response: object) -> dict[str, list[int]]:
-        """Named values (µs) read from a successful answer to request ``name``, recorded
-        apart from latencies (``Recorder.observe``). Runs in the event listener, after the
-        latency was taken; its cost delays later sends, so keep it to a JSON parse."""
+    def observe(self, name: str, response: object, latency_us: int) -> dict[str, list[int]]:
+        """Named values (µs) read from a successful answer to request ``name`` (whose latency
+        was ``latency_us``), recorded apart from latencies (``Recorder.observe``). Runs in
+        the event listener, after the latency was taken; its cost delays later sends, so
+        keep it to a JSON parse."""
         return {}
 
     @task
@@ -161,7 +162,8 @@ class OpenLoopUser(User):
             done = getattr(response, "done_ns", 0) or time.perf_counter_ns()
             recorder.record(name, intended, done, exception is None, status)
             if observes and exception is None and response is not None:
-                for what, values in self.observe(name, response).items():
+                for what, values in self.observe(name, response,
+                                                 (done - intended) // 1000).items():
                     recorder.observe(what, intended, values)
 
         self.environment.events.request.add_listener(on_request)

@@ -146,6 +146,9 @@ class Scattered:
     # answer (the first, if hedged) was in: a wait in the bounded pool, the hop and the
     # leaf's work. Their maximum is the scatter's own wait (F(t)^n's "slowest of n").
     leaf_us: tuple[int, ...] = ()
+    # per shard asked, µs of that answer's call spent waiting for a thread of the pool, which
+    # every request of the worker shares: what other requests' leaves cost this one
+    wait_us: tuple[int, ...] = ()
 
 
 ScatterObserver = Callable[[int, int, bool], None]
@@ -206,9 +209,10 @@ class Scatter:
         answers = [first_answer(pending) for pending in calls]
         if self.observer is not None:
             self.observer(n, backups, hedge_ms is not None)
-        hits = [hit for found, _ in answers for hit in found]
+        hits = [hit for answer in answers for hit in answer.hits]
         return Scattered(sorted(hits, key=lambda h: (-h.score, h.sku))[:limit], backups,
-                         tuple(max(1, (done - asked_ns) // 1000) for _, done in answers))
+                         tuple(max(1, (a.done_ns - asked_ns) // 1000) for a in answers),
+                         tuple(max(0, (a.started_ns - a.submitted_ns) // 1000) for a in answers))
 
     def _primary(self, shard: int, seed: int | None) -> int:
         replicas = len(self.leaves[shard])
@@ -220,22 +224,35 @@ class Scatter:
 
     def _ask(self, shard: int, replica: int, q: str, limit: int, delay: str | None,
              seed: int | None) -> Future:
-        return self._pool.submit(timed, self.leaves[shard][replica].query, q, limit, delay, seed)
+        return self._pool.submit(timed, time.perf_counter_ns(), self.leaves[shard][replica].query,
+                                 q, limit, delay, seed)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def timed(query: Callable[..., list[Hit]], *args: object) -> tuple[list[Hit], int]:
-    """``query(*args)`` and the ``perf_counter_ns`` when it returned, taken on the thread
-    that ran it: a gathering thread woken later would add its own wake-up to the leaf."""
+@dataclass(frozen=True)
+class Answer:
+    """One leaf call's hits and its ``perf_counter_ns`` times: handed to the pool, begun on
+    a pool thread, returned (taken on that thread: a gathering thread woken later would add
+    its own wake-up to the leaf)."""
+
+    hits: list[Hit]
+    submitted_ns: int
+    started_ns: int
+    done_ns: int
+
+
+def timed(submitted_ns: int, query: Callable[..., list[Hit]], *args: object) -> Answer:
+    """``query(*args)`` on a pool thread, timed."""
+    started_ns = time.perf_counter_ns()
     hits = query(*args)
-    return hits, time.perf_counter_ns()
+    return Answer(hits, submitted_ns, started_ns, time.perf_counter_ns())
 
 
-def first_answer(calls: list[Future]) -> tuple[list[Hit], int]:
-    """The result of whichever call answers first, with when it returned (``timed``); a
-    failure counts only if every call fails (then the first call's error is raised)."""
+def first_answer(calls: list[Future]) -> Answer:
+    """The answer of whichever call answers first (``timed``); a failure counts only if
+    every call fails (then the first call's error is raised)."""
     pending = set(calls)
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -27,7 +27,8 @@ def scatter_blueprint(scatter: Scatter, auth: Auth) -> Blueprint:
     backup call to another replica of a shard that has not answered by then) and
     ``delay``/``seed`` (a latency injection the deployment defines, for measurement). The
     answer says, per shard asked, how long it took as the scatter timed it (``leaf_us``, µs:
-    what F(t)^n is estimated from)."""
+    what F(t)^n is estimated from), and how much of that its call waited for a thread of the
+    scatter's pool, shared by every request (``wait_us``)."""
     bp = Blueprint("scatter", __name__)
 
     @bp.get("/search/scatter")
@@ -40,7 +41,7 @@ def scatter_blueprint(scatter: Scatter, auth: Auth) -> Blueprint:
                                  delay=request.args.get("delay"), seed=seed)
         return json_response({"results": hits_json(result.hits), "shards": n,
                               "of": scatter.shards, "backups": result.backups,
-                              "leaf_us": list(result.leaf_us)})
+                              "leaf_us": list(result.leaf_us), "wait_us": list(result.wait_us)})
 
     return bp
 

@@ -140,9 +140,10 @@ def test_no_hedge_when_the_primary_answers_in_time():
 def test_first_answer_takes_a_success_over_an_earlier_failure():
     scatter = Scatter([[TimedLeaf(1, fail=True), TimedLeaf(30)]], threads=4)
     try:
-        calls = [scatter._pool.submit(timed, r.query, "q", 1) for r in scatter.leaves[0]]
-        assert first_answer(calls)[0][0].sku == "SKU-000030"
-        failing = [scatter._pool.submit(timed, TimedLeaf(1, fail=True).query, "q", 1)]
+        now = time.perf_counter_ns()
+        calls = [scatter._pool.submit(timed, now, r.query, "q", 1) for r in scatter.leaves[0]]
+        assert first_answer(calls).hits[0].sku == "SKU-000030"
+        failing = [scatter._pool.submit(timed, now, TimedLeaf(1, fail=True).query, "q", 1)]
         with pytest.raises(Unavailable):
             first_answer(failing)
     finally:
@@ -163,6 +164,7 @@ def test_the_scatter_times_each_shard_from_its_ask_to_its_answer():
         for ms, us in zip(sleeps, result.leaf_us):
             assert ms * 1000 <= us < ms * 1000 + 30_000, (ms, us)
         assert max(result.leaf_us) <= took_us
+        assert len(result.wait_us) == 3 and max(result.wait_us) < 10_000  # a thread each
     finally:
         scatter.close()
     slow, fast = TimedLeaf(300), TimedLeaf(1)
@@ -173,3 +175,19 @@ def test_the_scatter_times_each_shard_from_its_ask_to_its_answer():
         assert 20_000 <= result.leaf_us[0] < 200_000, result.leaf_us
     finally:
         hedged.close()
+
+
+def test_the_scatter_times_the_wait_for_a_pool_thread():
+    """Ground truth: one pool thread and three 30 ms leaves. The first call waits for no one,
+    the second for the first (about 30 ms), the third for both (about 60 ms); each shard's
+    time includes its wait."""
+    scatter = Scatter([[TimedLeaf(30)] for _ in range(3)], threads=1)
+    try:
+        result = scatter.scatter("lamp", 3, 3)
+        first, second, third = result.wait_us
+        assert first < 10_000
+        assert 25_000 <= second < 60_000 and 55_000 <= third < 100_000, result.wait_us
+        for waited, took in zip(result.wait_us, result.leaf_us):
+            assert took >= waited + 30_000
+    finally:
+        scatter.close()

@@ -15,8 +15,9 @@ from scipy.stats import beta
 from bench.experiments.base import Analysis, validity
 from bench.experiments.fanout.experiment import (CONFIDENCE_SLOW, HEDGED, PLAIN, SLOW_REPLICA, TAIL,
                                                  FanoutSettings, Kind, kind_name, kinds)
-from bench.experiments.fanout.theory import (PREDICTED, leaf_prediction, observed_names,
-                                             predicted_quantile, verdict_text)
+from bench.experiments.fanout.theory import (PREDICTED, drew_names, leaf_prediction,
+                                             observed_names, predicted_quantile, verdict_text,
+                                             wait_name)
 from bench.results.model import QUANTILES, Estimate, Headline, Quantile, Ratio, estimates_to_json
 from bench.results.reader import RunData
 from bench.results.stats import (Blocks, interval, paired_ratio, percentile_estimate,
@@ -24,6 +25,17 @@ from bench.results.stats import (Blocks, interval, paired_ratio, percentile_esti
 
 if TYPE_CHECKING:
     from bench.experiments.fanout.experiment import Fanout
+
+# A slow fraction tests 1-(1-p)^n only where a request that drew no slow leaf stays this many
+# times under the threshold (the injected delay): else "slow" counts plain requests too.
+THRESHOLD_CLEARANCE = 1.5
+CPU_BUSY_LIMIT = 0.7  # over this utilisation, queueing for the CPU grows steeply (M/M/1: 1/(1-u))
+LATENESS_SHARE = 0.1  # sends later than this share of a kind's p50 are part of its latency
+HEDGE_QUANTILE_SHARE = 0.05  # primaries later than the p95 the hedge waits for
+POOL_WAIT_FLOOR_US = 1000  # a p99 wait for a pool thread under 1 ms is not a cause
+NO_REASON = ("no reason found in what was measured (pool waits, CPU, the generator's "
+             "lateness and the requests' own draws are all within their limits; at 95% one "
+             "interval in twenty misses by chance)")
 
 def slow_probability(kind: Kind, settings: FanoutSettings) -> float | None:
     """The probability that one leaf call of ``kind`` draws the slow delay (None: no tail)."""
@@ -64,8 +76,9 @@ def analyse_fanout(experiment: "Fanout", run: RunData, resamples: int, seed: int
         per[placement] = entry
         if not valid:
             continue
-        blocks = run.blocks(valid, [name for k in every
-                                    for name in (k.name, *observed_names(k.name))])
+        blocks = run.blocks(valid, [name for k in every for name in
+                                    (k.name, *observed_names(k.name), wait_name(k.name),
+                                     *drew_names(k.name))])
         if not blocks:
             continue
         weights = resample_weights(next(iter(blocks.values())).strata, resamples, rng)
@@ -75,6 +88,7 @@ def analyse_fanout(experiment: "Fanout", run: RunData, resamples: int, seed: int
         entry["lateness_p99_us"] = max(s.lateness_p99_us for s in valid)
         entry["kinds"] = {k.name: kind_entry(k, blocks, weights, settings) for k in every
                           if k.name in blocks}
+        entry["interference"] = interference(entry["kinds"])
         explain(entry, settings)
         entry["hedging"] = hedging(run, valid, blocks, weights, settings, entry["system_cpu_busy"])
     result = {"title": experiment.title, "settings": run.settings(experiment.name),
@@ -140,17 +154,73 @@ def kind_entry(kind: Kind, blocks: Mapping[str, Blocks], weights: np.ndarray,
     p = slow_probability(kind, settings)
     if p is not None:
         delay = settings.tail if kind.variant == TAIL else settings.slow_replica
-        total = mine.total
-        slow = over(mine, delay.slow_ms)
-        low, high = binomial_interval(slow, total) if total else (0.0, 1.0)
-        expected = 1 - (1 - p) ** kind.n
-        out["slow_fraction"] = {"threshold_ms": delay.slow_ms, "measured": slow / total if total else None,
-                                "ci99": [low, high], "expected": expected, "samples": total,
-                                "agrees": low <= expected <= high}
+        out["slow_fraction"] = slow_fraction(kind, blocks, delay.slow_ms, p)
+    waits = blocks.get(wait_name(kind.name))
+    if waits is not None and waits.total:
+        every = waits.counts.sum(axis=0)
+        out["pool_wait_us"] = {key: float(percentile_of_counts(every, waits.values, q)[0])
+                               for key, q in (("p50", 50.0), ("p99", 99.0))}
+    return out
+
+
+def interference(per: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the wide fan-outs of the step cost its narrow requests, which share their pool:
+    the pool waits (µs) of the n = 1 kinds' leaf calls beside those of the widest kind. A
+    finding, not a fault: one process's bounded pool serves every request at once."""
+    narrow = {name: k["pool_wait_us"] for name, k in per.items()
+              if k.get("n") == 1 and k.get("pool_wait_us")}
+    wide = max((k for k in per.values() if k.get("pool_wait_us")), key=lambda k: k["n"],
+               default=None)
+    if not narrow or wide is None or wide["n"] == 1:
+        return None
+    return {"narrow": narrow, "widest_n": wide["n"], "widest": wide["pool_wait_us"]}
+
+
+def slow_fraction(kind: Kind, blocks: Mapping[str, Blocks], threshold_ms: float,
+                  p: float) -> dict[str, Any]:
+    """The share of ``kind``'s requests slower than the injected delay, against 1-(1-p)^n.
+
+    A request that drew a slow leaf takes at least ``threshold_ms`` (the delay itself), so
+    the measured share tests the theory only where a request that drew none stays well under
+    it: the injected share (which requests drew one, from their seeds) and the latency of
+    those that drew none are read beside it, and without that clearance there is no verdict."""
+    mine = blocks[kind.name]
+    total = mine.total
+    slow = over(mine, threshold_ms)
+    low, high = binomial_interval(slow, total) if total else (0.0, 1.0)
+    expected = 1 - (1 - p) ** kind.n
+    out: dict[str, Any] = {"threshold_ms": threshold_ms, "measured": slow / total if total else None,
+                           "ci99": [low, high], "expected": expected, "samples": total}
+    drew, none = (blocks.get(name) for name in drew_names(kind.name))
+    clear = None
+    if drew is not None and none is not None and drew.total + none.total:
+        d, u = drew.total, none.total
+        i_low, i_high = binomial_interval(d, d + u)
+        out["injected"] = {"share": d / (d + u), "ci99": [i_low, i_high],
+                           "agrees": i_low <= expected <= i_high}
+        if u:
+            key, q = undisturbed_quantile(u)
+            undisturbed = float(percentile_of_counts(none.counts.sum(axis=0), none.values, q)[0])
+            out["undisturbed"] = {"quantile": key, "ms": undisturbed / 1000, "requests": u}
+            out["drew_none_over"] = over(none, threshold_ms) / u
+            clear = undisturbed / 1000 * THRESHOLD_CLEARANCE <= threshold_ms
+        if d:
+            out["drew_slow_under"] = (d - over(drew, threshold_ms)) / d
+    else:  # a run from before the scenario told the draws apart
         plain = blocks.get(kind_name(kind.n, PLAIN))
         if plain is not None and plain.total:  # the same n with nothing injected
-            out["slow_fraction"]["plain_over_threshold"] = over(plain, delay.slow_ms) / plain.total
+            out["plain_over_threshold"] = over(plain, threshold_ms) / plain.total
+    out["threshold_clear"] = clear
+    out["agrees"] = None if clear is False else bool(low <= expected <= high)
     return out
+
+
+def undisturbed_quantile(requests: int) -> tuple[str, float]:
+    """The highest of p99 and p90 that ``requests`` support (the 10/(1-q) rule), else p50."""
+    for key, q in (("p99", 99.0), ("p90", 90.0)):
+        if requests >= Quantile(key, q).min_samples:
+            return key, q
+    return "p50", 50.0
 
 
 def over(blocks: Blocks, threshold_ms: float) -> int:
@@ -159,44 +229,70 @@ def over(blocks: Blocks, threshold_ms: float) -> int:
 
 
 def explain(entry: dict[str, Any], settings: FanoutSettings) -> None:
-    """Say, for each kind whose measurement and prediction disagree, what the measurement
-    shows about why: F(t)^n assumes n independent leaves sharing nothing."""
+    """Say, for each kind whose measurement and prediction disagree (and each whose slow
+    fraction has no verdict), what the run shows about why: each reason only where its
+    number crosses its limit, the number with it; "no reason found" when none does."""
     per = entry["kinds"]
     busy = entry.get("system_cpu_busy")
+    lateness = entry.get("lateness_p99_us")
     for name, k in per.items():
-        reasons = []
         missed = [q for q, p in k.get("predicted", {}).items() if p.get("agrees") is False]
-        slow = k.get("slow_fraction", {})
-        if slow and not slow.get("agrees"):
+        slow = k.get("slow_fraction") or {}
+        if slow.get("agrees") is False:
             missed.append("slow fraction")
-        if not missed:
+        if not missed and slow.get("threshold_clear") is not False:
             continue
-        predicted = k.get("predicted", {})
-        if any(predicted[q].get("basis") == "leaf" for q in missed if q in predicted):
-            reasons.append(f"the {k['n']} leaf times of one request are not independent draws "
-                           f"from F: they run at the same moment on the same scatter pool and "
-                           f"system CPU, so queued one behind another they spread out in order, "
-                           f"and delayed together they move together (F(t)^n assumes neither)")
-        else:
+        reasons = slow_reasons(k, slow)
+        if any((k.get("predicted", {}).get(q) or {}).get("basis") != "leaf"
+               for q in missed if q in k.get("predicted", {})):
             reasons.extend(request_basis_reasons(k, per))
-        plain_slow = slow.get("plain_over_threshold")
-        if slow and not slow.get("agrees") and plain_slow and plain_slow > 0.25 * slow["expected"]:
-            reasons.append(f"with nothing injected, {plain_slow:.1%} of n={k['n']} requests already "
-                           f"took over {slow['threshold_ms']:g} ms: they queued (a fan-out's n leaf "
-                           f"calls arrive at once, so one request's burst delays the others)")
-        # What can only make a measurement slower is said only where it was slower.
-        above = [q for q in missed if q in k.get("predicted", {})
-                 and (k["predicted"][q].get("measured_over_predicted") or [1, 1])[0] > 1]
-        if slow and not slow.get("agrees") and (slow.get("measured") or 0) > slow["expected"]:
-            above.append("slow fraction")
-        if above and busy is not None:
-            reasons.append(f"the system's CPU was {busy:.0%} busy over the step on average")
-        lateness = entry.get("lateness_p99_us")
-        if above and lateness and measured_p50(k) and lateness > 0.1 * measured_p50(k):
-            reasons.append(f"the generator sent late (lateness p99 {lateness / 1000:.1f} ms)")
+        wait = (k.get("pool_wait_us") or {}).get("p99")
+        base_us = 1000 * {TAIL: settings.tail.base_ms, SLOW_REPLICA: settings.slow_replica.base_ms,
+                          HEDGED: settings.slow_replica.base_ms}.get(k.get("variant"), 0.0)
+        if wait is not None and wait > max(POOL_WAIT_FLOOR_US, base_us):
+            reasons.append(f"its leaf calls waited for a thread of the scatter's pool, shared "
+                           f"with every other request: {wait / 1000:.1f} ms at p99, over a "
+                           f"leaf's own {base_us / 1000:g} ms (so its n leaves are not "
+                           f"independent draws: the later ones queue behind the earlier)")
+        if busy is not None and busy > CPU_BUSY_LIMIT:
+            reasons.append(f"the system's CPU was {busy:.0%} busy over the step, over the "
+                           f"{CPU_BUSY_LIMIT:.0%} at which requests queue for it")
+        p50 = measured_p50(k)
+        if lateness and p50 and lateness > LATENESS_SHARE * p50:
+            reasons.append(f"the generator sent late: lateness p99 {lateness / 1000:.1f} ms, "
+                           f"over {LATENESS_SHARE:.0%} of this kind's p50 ({p50 / 1000:.1f} ms)")
         k["disagrees_on"] = missed
-        k["why"] = reasons or ["no cause found in what was measured (the interval may simply "
-                               "have missed: at 95% one figure in twenty does)"]
+        k["why"] = reasons or [NO_REASON]
+
+
+def slow_reasons(k: Mapping[str, Any], slow: Mapping[str, Any]) -> list[str]:
+    """Why a slow fraction missed or cannot be judged, from the requests' own draws."""
+    out = []
+    undisturbed = slow.get("undisturbed") or {}
+    if slow.get("threshold_clear") is False:
+        out.append(f"no verdict on the slow fraction: the requests that drew no slow leaf "
+                   f"already take {undisturbed['ms']:.1f} ms at {undisturbed['quantile']}, "
+                   f"not {THRESHOLD_CLEARANCE:g}x under the {slow['threshold_ms']:g} ms "
+                   f"threshold, so \"slow\" would count requests that drew nothing slow")
+    injected = slow.get("injected") or {}
+    if injected.get("agrees") is False:
+        low, high = injected["ci99"]
+        out.append(f"the requests' own draws gave {injected['share']:.1%} ({low:.1%}-{high:.1%}) "
+                   f"a slow leaf, against {slow['expected']:.1%}: the injection itself "
+                   f"differs from its setting")
+    over_share = slow.get("drew_none_over") or 0.0
+    if slow.get("agrees") is False and over_share > 0:
+        out.append(f"{over_share:.1%} of the requests that drew no slow leaf were over "
+                   f"{slow['threshold_ms']:g} ms anyway")
+    under_share = slow.get("drew_slow_under") or 0.0
+    if slow.get("agrees") is False and under_share > 0:
+        out.append(f"{under_share:.1%} of the requests that drew a slow leaf finished under "
+                   f"{slow['threshold_ms']:g} ms (a hedge or an error answered first)")
+    plain_slow = slow.get("plain_over_threshold")
+    if slow.get("agrees") is False and plain_slow:
+        out.append(f"with nothing injected, {plain_slow:.1%} of n={k['n']} requests already "
+                   f"took over {slow['threshold_ms']:g} ms")
+    return out
 
 
 def request_basis_reasons(k: Mapping[str, Any], per: Mapping[str, Any]) -> list[str]:
@@ -256,14 +352,39 @@ def hedging(run: RunData, valid: list, blocks: Mapping[str, Blocks], weights: np
         out["extra_requests"] = extra = calls.get("backup", 0) / calls["hedged"]
         out["leaf_calls"] = calls
         slow = slow_probability(Kind("", settings.hedge_n, SLOW_REPLICA), settings) or 0.0
-        out["expected_extra"] = expected = slow + (0.05 if settings.hedge_ms is None else 0.0)
+        # Hedged after the leaf's p95, 5% of primaries are later than it by definition (the
+        # slow ones among them), whatever the injection: Dean and Barroso's "about 5%". With a
+        # delay of the user's, about the slow share is (the delay between base and slow).
+        out["expected_extra"] = expected = HEDGE_QUANTILE_SHARE if settings.hedge_ms is None else slow
+        hedge = (valid[0].extra.get("hedge_ms") if valid else None) or settings.hedge_ms
+        leaves = blocks.get(observed_names(plain_name)[0])
+        if leaves is not None and leaves.total:
+            out["step_leaf_p95_ms"] = float(percentile_of_counts(
+                leaves.counts.sum(axis=0), leaves.values, 95.0)[0]) / 1000
         if extra > 2 * expected:
-            out["why"] = (f"{extra:.0%} of leaf calls were hedged where the injection alone "
-                          f"explains about {expected:.0%}: most primaries were late because they "
-                          f"queued (for the system's CPU{f', {busy:.0%} busy' if busy else ''}, "
-                          f"and the scatter pool), not because a replica was slow, so each "
-                          f"backup added load to what was already the bottleneck")
+            out["why"] = hedging_reasons(out, extra, expected, hedge, busy,
+                                         blocks.get(wait_name(hedged_name)))
     return out
+
+
+def hedging_reasons(out: Mapping[str, Any], extra: float, expected: float, hedge_ms: float | None,
+                    busy: float | None, waits: Blocks | None) -> str:
+    """Why more leaf calls were hedged than the hedge delay promised, from the run."""
+    reasons = []
+    p95 = out.get("step_leaf_p95_ms")
+    if p95 is not None and hedge_ms and p95 > hedge_ms:
+        reasons.append(f"under the step's load one leaf call at n={out['n']} took {p95:.2f} ms at "
+                       f"p95, over the {hedge_ms:.2f} ms hedge delay calibrated one request at a "
+                       f"time, so more than 5% of primaries outlived it")
+    if waits is not None and waits.total:
+        wait = float(percentile_of_counts(waits.counts.sum(axis=0), waits.values, 99.0)[0])
+        if wait > POOL_WAIT_FLOOR_US:
+            reasons.append(f"the hedged requests' leaf calls waited {wait / 1000:.1f} ms at p99 "
+                           f"for a pool thread, and the hedge's clock runs while they wait")
+    if busy is not None and busy > CPU_BUSY_LIMIT:
+        reasons.append(f"the system's CPU was {busy:.0%} busy, over {CPU_BUSY_LIMIT:.0%}")
+    return (f"{extra:.0%} of leaf calls were hedged where about {expected:.0%} would be: "
+            + ("; ".join(reasons) if reasons else NO_REASON))
 
 
 def headlines(result: Mapping[str, Any], settings: FanoutSettings) -> list[Headline]:
@@ -280,18 +401,21 @@ def headlines(result: Mapping[str, Any], settings: FanoutSettings) -> list[Headl
             slow = k.get("slow_fraction")
             if slow and slow.get("measured") is not None:
                 lo, hi = slow["ci99"]
+                said = {True: "agrees", False: "DISAGREES"}.get(
+                    slow["agrees"], "no verdict (threshold not clear of plain requests)")
                 rows.append(Headline(
                     f"slow requests at n={top} (leaf tail p={settings.tail.slow_p:g}), {placement}",
                     "text", text=f"{slow['measured']:.1%} ({lo:.1%}-{hi:.1%}, 99%)",
-                    verdict=f"{'agrees' if slow['agrees'] else 'DISAGREES'}: 1-(1-p)^n = "
-                            f"{slow['expected']:.1%}"))
+                    verdict=f"{said}: 1-(1-p)^n = {slow['expected']:.1%}"))
         h = e.get("hedging") or {}
         red = h.get("p99.9", {}).get("reduction")
         if red:
             extra = h.get("extra_requests")
             rows.append(Headline(f"p99.9 unhedged / hedged at n={h['n']}, one slow replica, "
                                  f"{placement}", "ratio", ratio=Ratio.from_json(red),
-                                 verdict="" if extra is None else f"{extra:.1%} extra leaf calls"))
+                                 verdict="" if extra is None else
+                                 f"{extra:.1%} extra leaf calls (about "
+                                 f"{h['expected_extra']:.0%} expected)"))
     return rows
 
 

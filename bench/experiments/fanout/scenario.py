@@ -7,13 +7,17 @@ deployment's latency injections and sends a fresh seed with each request; the se
 from the plan's seed, so every placement gets the same seeds in the same order and hence
 the same injected delays (shop/search/leaves.py). A kind with ``observed`` (two names)
 records the answer's per-shard times (``leaf_us``) under the first and their maximum under
-the second: F(t)^n's leaf distribution and its slowest of n. Options: ``kinds``, ``token``
+the second: F(t)^n's leaf distribution and its slowest of n; with ``waits``, each leaf call's
+wait for a pool thread; with ``injection`` (slow_p, slow_replicas, replicas, and two names),
+the request's latency again under the first name when its seed drew a slow leaf, else the
+second: the injected share, read without timing anything. Options: ``kinds``, ``token``
 (a bearer token), ``query`` (default "lamp").
 """
 from __future__ import annotations
 
 from urllib.parse import quote
 
+from bench.experiments.fanout.theory import drew_slow
 from bench.load.openloop import OpenLoopUser, Send
 
 
@@ -40,12 +44,24 @@ class FanoutUser(OpenLoopUser):
             path += f"&hedge_ms={kind['hedge_ms']:.3f}"
         return name, self.client.prepare("GET", path, headers=self._headers, name=name)
 
-    def observe(self, name: str, response: object) -> dict[str, list[int]]:
-        observed = self._kinds[name].get("observed")
+    def observe(self, name: str, response: object, latency_us: int) -> dict[str, list[int]]:
+        kind = self._kinds[name]
+        observed = kind.get("observed")
         if not observed:
             return {}
-        leaf_us = response.json().get("leaf_us") or []
+        answer = response.json()
+        leaf_us = answer.get("leaf_us") or []
         if not leaf_us:
             return {}
         every, slowest = observed
-        return {every: leaf_us, slowest: [max(leaf_us)]}
+        out = {every: leaf_us, slowest: [max(leaf_us)]}
+        if kind.get("waits") and answer.get("wait_us"):
+            out[kind["waits"]] = answer["wait_us"]
+        injection = kind.get("injection")
+        if injection:  # which requests drew a slow leaf: the shop's own draws, from the seed
+            seed = int(response.url.rpartition("seed=")[2].partition("&")[0])
+            slow, none = injection["names"]
+            drew = drew_slow(seed, kind["n"], injection["slow_p"], injection["slow_replicas"],
+                             injection["replicas"])
+            out[slow if drew else none] = [latency_us]
+        return out

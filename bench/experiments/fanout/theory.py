@@ -33,9 +33,37 @@ AGREES, DIFFERS, CANNOT_TELL, TOO_FEW = "agrees", "differs", "cannot tell", "too
 PREDICTED = ("p50", "p90", "p99", "p99.9")
 
 
+WAITS, DREW_SLOW, DREW_NONE = "pool waits", "drew a slow leaf", "drew no slow leaf"
+
+
 def observed_names(kind: str) -> tuple[str, str]:
     """The names a kind's leaf timings are recorded under: (every leaf, the slowest)."""
     return f"{kind} {LEAVES}", f"{kind} {SLOWEST}"
+
+
+def wait_name(kind: str) -> str:
+    """Where a kind's leaf calls' waits for a pool thread are recorded (µs, n per request)."""
+    return f"{kind} {WAITS}"
+
+
+def drew_names(kind: str) -> tuple[str, str]:
+    """Where an injected kind's request latencies are recorded again by what the request
+    drew: (those that drew at least one slow leaf, those that drew none)."""
+    return f"{kind} {DREW_SLOW}", f"{kind} {DREW_NONE}"
+
+
+def drew_slow(seed: int, n: int, slow_p: float, slow_replicas: tuple[int, ...] | list[int],
+              replicas: int) -> bool:
+    """Whether a scatter of shards 0..n-1 with ``seed`` asks at least one primary that draws
+    the slow delay: the same draws the shop makes (shop/search/leaves.py: the primary of
+    shard s is replica int(draw(seed, s, -1) * replicas), slow when its draw is under
+    slow_p and it is among ``slow_replicas``, or they are empty)."""
+    from shop.search.leaves import draw
+    for shard in range(n):
+        replica = int(draw(seed, shard, -1) * replicas)
+        if (not slow_replicas or replica in slow_replicas) and draw(seed, shard, replica) < slow_p:
+            return True
+    return False
 
 
 def predicted_quantile(q: float, n: int) -> float:
