@@ -111,7 +111,8 @@ def openapi_document() -> dict[str, Any]:
                                 "shards": {"type": "integer"}, "of": {"type": "integer"},
                                 "backups": {"type": "integer"},
                                 "leaf_us": {"type": "array", "items": {"type": "integer"}},
-                                "wait_us": {"type": "array", "items": {"type": "integer"}}}},
+                                "wait_us": {"type": "array", "items": {"type": "integer"}},
+                                "hedge_late_us": {"type": "integer"}}},
                 (400, 401, 422, 503), parameters=[
                     *search_params, _query("n", {"type": "integer"}),
                     _query("hedge_ms", {"type": "number", "exclusiveMinimum": True,

@@ -149,6 +149,9 @@ class Scattered:
     # per shard asked, µs of that answer's call spent waiting for a thread of the pool, which
     # every request of the worker shares: what other requests' leaves cost this one
     wait_us: tuple[int, ...] = ()
+    # hedged, and a primary still out at hedge_ms: how long after hedge_ms the scatter
+    # looked for those (µs); None when every primary had answered by then
+    hedge_late_us: int | None = None
 
 
 ScatterObserver = Callable[[int, int, bool], None]
@@ -199,8 +202,16 @@ class Scatter:
         calls: list[list[Future]] = [[self._ask(s, primary[s], q, limit, delay, seed)]
                                      for s in range(n)]
         backups = 0
+        hedge_late_us = None
         if hedge_ms is not None:
-            wait([c[0] for c in calls], timeout=hedge_ms / 1000)
+            # hedge_ms after the leaves were asked, on the clock leaf_us is read on: asking
+            # n of them takes a while, and a timer started after that would hedge late
+            left_s = hedge_ms / 1000 - (time.perf_counter_ns() - asked_ns) / 1e9
+            _, out = wait([c[0] for c in calls], timeout=max(0.0, left_s))
+            if out:  # how long after its delay the hedge looked (µs): the thread that looks
+                # must get the interpreter lock back from the leaves' threads first
+                hedge_late_us = max(0, (time.perf_counter_ns() - asked_ns) // 1000
+                                    - int(hedge_ms * 1000))
             for s, pending in enumerate(calls):
                 replicas = len(self.leaves[s])
                 if replicas > 1 and not pending[0].done():
@@ -212,7 +223,8 @@ class Scatter:
         hits = [hit for answer in answers for hit in answer.hits]
         return Scattered(sorted(hits, key=lambda h: (-h.score, h.sku))[:limit], backups,
                          tuple(max(1, (a.done_ns - asked_ns) // 1000) for a in answers),
-                         tuple(max(0, (a.started_ns - a.submitted_ns) // 1000) for a in answers))
+                         tuple(max(0, (a.started_ns - a.submitted_ns) // 1000) for a in answers),
+                         hedge_late_us)
 
     def _primary(self, shard: int, seed: int | None) -> int:
         replicas = len(self.leaves[shard])

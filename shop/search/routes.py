@@ -41,7 +41,9 @@ def scatter_blueprint(scatter: Scatter, auth: Auth) -> Blueprint:
                                  delay=request.args.get("delay"), seed=seed)
         return json_response({"results": hits_json(result.hits), "shards": n,
                               "of": scatter.shards, "backups": result.backups,
-                              "leaf_us": list(result.leaf_us), "wait_us": list(result.wait_us)})
+                              "leaf_us": list(result.leaf_us), "wait_us": list(result.wait_us),
+                              **({"hedge_late_us": result.hedge_late_us}
+                                 if result.hedge_late_us is not None else {})})
 
     return bp
 

@@ -122,3 +122,13 @@ def test_the_scenario_draws_what_the_shop_draws():
     # only replica 0 slow, certainly: a request is slow exactly when its primary is replica 0
     for seed in range(200):
         assert drew_slow(seed, 1, 1.0, (0,), 2) == (int(draw(seed, 0, -1) * 2) == 0)
+
+
+def test_hedging_more_than_the_p95_promises_is_explained_by_the_step_leaves():
+    from bench.experiments.fanout.analysis import hedging_reasons
+    planted = hedging_reasons({"n": 10, "step_leaf_p95_ms": 4.2}, 0.23, 0.05, 1.4, 0.2, None)
+    assert "4.20 ms at p95, over the 1.40 ms hedge delay" in planted
+    clean = hedging_reasons({"n": 10, "step_leaf_p95_ms": 1.3}, 0.23, 0.05, 1.4, 0.2, None)
+    assert clean.endswith(NO_REASON)
+    busy = hedging_reasons({"n": 10}, 0.23, 0.05, 1.4, CPU_BUSY_LIMIT + 0.2, None)
+    assert "90% busy" in busy

@@ -191,3 +191,22 @@ def test_the_scatter_times_the_wait_for_a_pool_thread():
             assert took >= waited + 30_000
     finally:
         scatter.close()
+
+
+def test_a_hedge_says_how_late_it_looked_and_only_when_a_primary_was_out():
+    """Ground truth: a primary that sleeps 300 ms is still out at a 20 ms hedge, so the
+    scatter says how long after 20 ms it looked (a little: nothing else holds the lock); a
+    primary that answers in 1 ms leaves nothing to look for, and no lateness is said."""
+    slow, fast = TimedLeaf(300), TimedLeaf(1)
+    hedged = Scatter([[slow, fast]], threads=4)
+    try:
+        seed = next(s for s in range(100) if int(draw(s, 0, -1) * 2) == 0)  # primary: slow
+        result = hedged.scatter("lamp", 1, 1, hedge_ms=20, delay="ignored", seed=seed)
+        assert result.backups == 1 and 0 <= result.hedge_late_us < 20_000, result
+        quick = Scatter([[TimedLeaf(1), TimedLeaf(1)]], threads=4)
+        try:
+            assert quick.scatter("lamp", 1, 1, hedge_ms=200).hedge_late_us is None
+        finally:
+            quick.close()
+    finally:
+        hedged.close()

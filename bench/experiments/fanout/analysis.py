@@ -15,9 +15,9 @@ from scipy.stats import beta
 from bench.experiments.base import Analysis, validity
 from bench.experiments.fanout.experiment import (CONFIDENCE_SLOW, HEDGED, PLAIN, SLOW_REPLICA, TAIL,
                                                  FanoutSettings, Kind, kind_name, kinds)
-from bench.experiments.fanout.theory import (PREDICTED, drew_names, leaf_prediction,
-                                             observed_names, predicted_quantile, verdict_text,
-                                             wait_name)
+from bench.experiments.fanout.theory import (PREDICTED, drew_names, hedge_late_name,
+                                             leaf_prediction, observed_names, predicted_quantile,
+                                             verdict_text, wait_name)
 from bench.results.model import QUANTILES, Estimate, Headline, Quantile, Ratio, estimates_to_json
 from bench.results.reader import RunData
 from bench.results.stats import (Blocks, interval, paired_ratio, percentile_estimate,
@@ -32,6 +32,7 @@ THRESHOLD_CLEARANCE = 1.5
 CPU_BUSY_LIMIT = 0.7  # over this utilisation, queueing for the CPU grows steeply (M/M/1: 1/(1-u))
 LATENESS_SHARE = 0.1  # sends later than this share of a kind's p50 are part of its latency
 HEDGE_QUANTILE_SHARE = 0.05  # primaries later than the p95 the hedge waits for
+HEDGE_SHORTFALL = 0.02  # fewer extra calls than expected by more than this is explained
 POOL_WAIT_FLOOR_US = 1000  # a p99 wait for a pool thread under 1 ms is not a cause
 NO_REASON = ("no reason found in what was measured (pool waits, CPU, the generator's "
              "lateness and the requests' own draws are all within their limits; at 95% one "
@@ -78,7 +79,7 @@ def analyse_fanout(experiment: "Fanout", run: RunData, resamples: int, seed: int
             continue
         blocks = run.blocks(valid, [name for k in every for name in
                                     (k.name, *observed_names(k.name), wait_name(k.name),
-                                     *drew_names(k.name))])
+                                     *drew_names(k.name), hedge_late_name(k.name))])
         if not blocks:
             continue
         weights = resample_weights(next(iter(blocks.values())).strata, resamples, rng)
@@ -361,9 +362,22 @@ def hedging(run: RunData, valid: list, blocks: Mapping[str, Blocks], weights: np
         if leaves is not None and leaves.total:
             out["step_leaf_p95_ms"] = float(percentile_of_counts(
                 leaves.counts.sum(axis=0), leaves.values, 95.0)[0]) / 1000
+        late = blocks.get(hedge_late_name(hedged_name))
+        if late is not None and late.total:
+            every = late.counts.sum(axis=0)
+            out["hedge_late_us"] = {key: float(percentile_of_counts(every, late.values, q)[0])
+                                    for key, q in (("p50", 50.0), ("p99", 99.0))}
         if extra > 2 * expected:
             out["why"] = hedging_reasons(out, extra, expected, hedge, busy,
                                          blocks.get(wait_name(hedged_name)))
+        elif extra < expected - HEDGE_SHORTFALL and out.get("hedge_late_us"):
+            lag = out["hedge_late_us"]
+            out["why"] = (f"{extra:.1%} of leaf calls were hedged where about {expected:.0%} "
+                          f"would be: where a primary was still out at the {hedge:.2f} ms delay, "
+                          f"the hedge looked {lag['p50'] / 1000:.2f} ms after it at the "
+                          f"median ({lag['p99'] / 1000:.2f} ms at p99), and a primary that "
+                          f"answered meanwhile got no backup (the looking thread must get the "
+                          f"interpreter lock back from the leaves' threads)")
     return out
 
 

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
-from bench.experiments.fanout.theory import drew_names, observed_names, wait_name
+from bench.experiments.fanout.theory import (drew_names, hedge_late_name, observed_names,
+                                             wait_name)
 from bench.results.model import StepResult
 from bench.results.reader import RunData
 from shop.search.leaves import LeafDelay
@@ -198,6 +199,7 @@ class Fanout(Experiment):
             "kinds": {k.name: {"n": k.n, "delay": k.delay, "weight": k.weight,
                                "hedge_ms": hedge if k.hedged else None,
                                "observed": observed_names(k.name), "waits": wait_name(k.name),
+                               "hedge_late": hedge_late_name(k.name) if k.hedged else None,
                                "injection": injection(k, settings)} for k in kinds(settings)}})
 
     def after_step(self, session: RunSession, settings: FanoutSettings, step: StepResult,

@@ -57,6 +57,8 @@ class FanoutUser(OpenLoopUser):
         out = {every: leaf_us, slowest: [max(leaf_us)]}
         if kind.get("waits") and answer.get("wait_us"):
             out[kind["waits"]] = answer["wait_us"]
+        if kind.get("hedge_late") and answer.get("hedge_late_us") is not None:
+            out[kind["hedge_late"]] = [max(1, answer["hedge_late_us"])]
         injection = kind.get("injection")
         if injection:  # which requests drew a slow leaf: the shop's own draws, from the seed
             seed = int(response.url.rpartition("seed=")[2].partition("&")[0])

@@ -46,6 +46,11 @@ def wait_name(kind: str) -> str:
     return f"{kind} {WAITS}"
 
 
+def hedge_late_name(kind: str) -> str:
+    """Where a hedged kind's hedge lateness is recorded (µs after hedge_ms, per request)."""
+    return f"{kind} hedge lateness"
+
+
 def drew_names(kind: str) -> tuple[str, str]:
     """Where an injected kind's request latencies are recorded again by what the request
     drew: (those that drew at least one slow leaf, those that drew none)."""
