@@ -358,6 +358,9 @@ def hedging(run: RunData, valid: list, blocks: Mapping[str, Blocks], weights: np
         # delay of the user's, about the slow share is (the delay between base and slow).
         out["expected_extra"] = expected = HEDGE_QUANTILE_SHARE if settings.hedge_ms is None else slow
         hedge = (valid[0].extra.get("hedge_ms") if valid else None) or settings.hedge_ms
+        if valid and valid[0].extra.get("hedge_p95_ms") is not None:  # aimed (aim_hedge)
+            out["aim"] = {"p95_ms": valid[0].extra["hedge_p95_ms"],
+                          "late_ms": valid[0].extra.get("hedge_late_ms")}
         leaves = blocks.get(observed_names(plain_name)[0])
         if leaves is not None and leaves.total:
             out["step_leaf_p95_ms"] = float(percentile_of_counts(

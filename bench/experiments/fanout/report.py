@@ -110,7 +110,7 @@ def fanout_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) ->
                                display.estimate(Estimate.from_json(doc.get("hedged"))),
                                display.ratio(Ratio.from_json(doc["reduction"])) if doc.get("reduction") else "n/a",
                                display.percent(h.get("extra_requests")),
-                               display.number(e.get("hedge_ms"), 2)])
+                               display.number(e.get("hedge_ms"), 2) + _aim_text(h.get("aim"))])
     if hedge_rows:
         blocks.append(Heading("Hedged requests", 3))
         blocks.append(Table(["placement", "percentile", "unhedged µs", "hedged µs",
@@ -163,6 +163,12 @@ def _leaf_rows(placement: str, name: str, kind: Mapping[str, Any]) -> list[list[
                      display.estimate(Estimate.from_json(pred.get("measured")), unit=""),
                      display.number(pred.get("value")), ratio, verdict_text(pred)])
     return rows
+
+
+def _aim_text(aim: Mapping[str, Any] | None) -> str:
+    if not aim:
+        return ""
+    return f" (p95 {aim['p95_ms']:.2f} less {aim['late_ms']:.2f} looking late)"
 
 
 def interference_text(placement: str, found: Mapping[str, Any]) -> str:
