@@ -11,13 +11,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.bench.truth_server import running
 from tests.proctable import ProcessWatch
 
 SEAMBENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
@@ -26,23 +25,11 @@ WAIT_FOR_POINT_S = 120
 EXIT_WITHIN_S = 60
 
 
-class Ok(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def target() -> str:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
+    """A loopback server for `load` to drive (tests/bench/truth_server.py, never slow)."""
+    with running(slow_every=10**9, slow_ms=0) as (_, url):
+        yield url + "/"
 
 
 def starting(watch: ProcessWatch, output: Path) -> bool:

@@ -26,6 +26,7 @@ import numpy as np
 
 from bench.results.model import QUANTILES, Quantile
 from bench.results.stats import Blocks, interval, percentile_estimate, percentile_of_counts
+from shop.search.leaves import draw
 
 MARGIN = (0.8, 1.25)  # measured/predicted inside this is "the same" for a reader of the theory
 LEAVES, SLOWEST = "leaves", "slowest leaf"
@@ -63,7 +64,6 @@ def drew_slow(seed: int, n: int, slow_p: float, slow_replicas: tuple[int, ...] |
     the slow delay: the same draws the shop makes (shop/search/leaves.py: the primary of
     shard s is replica int(draw(seed, s, -1) * replicas), slow when its draw is under
     slow_p and it is among ``slow_replicas``, or they are empty)."""
-    from shop.search.leaves import draw
     for shard in range(n):
         replica = int(draw(seed, shard, -1) * replicas)
         if (not slow_replicas or replica in slow_replicas) and draw(seed, shard, replica) < slow_p:
