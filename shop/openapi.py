@@ -13,6 +13,7 @@ from typing import Any
 
 from shop.billing.service import MAX_ITEMS, MAX_QTY, MAX_TOPUP_CENTS
 from shop.chain.api import MAX_HOPS
+from shop.search.hedging import MAX_HEDGE_SHARE
 from shop.search.leaves import MAX_HEDGE_MS, MAX_SEED
 from shop.search.service import MAX_LIMIT
 
@@ -112,11 +113,14 @@ def openapi_document() -> dict[str, Any]:
                                 "backups": {"type": "integer"},
                                 "leaf_us": {"type": "array", "items": {"type": "integer"}},
                                 "wait_us": {"type": "array", "items": {"type": "integer"}},
-                                "hedge_late_us": {"type": "integer"}}},
+                                "hedge_late_us": {"type": "integer"},
+                                "hedge_ms": {"type": "number"}}},
                 (400, 401, 422, 503), parameters=[
                     *search_params, _query("n", {"type": "integer"}),
                     _query("hedge_ms", {"type": "number", "exclusiveMinimum": True,
                                         "minimum": 0, "maximum": MAX_HEDGE_MS}),
+                    _query("hedge_share", {"type": "number", "exclusiveMinimum": True,
+                                           "minimum": 0, "maximum": MAX_HEDGE_SHARE}),
                     _query("delay", {"type": "string"}),
                     _query("seed", {"type": "integer", "minimum": 0, "maximum": MAX_SEED})])},
             "/billing/topup": {"post": _operation(

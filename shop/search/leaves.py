@@ -28,6 +28,7 @@ from typing import Protocol
 
 from shop.errors import InvalidValue
 from shop.search.api import Hit
+from shop.search.hedging import HedgeDelay, check_share
 from shop.search.service import (SCHEMA, SearchSettings, check_limit, match_expression, ranked,
                                  seed_catalog)
 from shop.storage import Database
@@ -152,6 +153,7 @@ class Scattered:
     # hedged, and a primary still out at hedge_ms: how long after hedge_ms the scatter
     # looked for those (µs); None when every primary had answered by then
     hedge_late_us: int | None = None
+    hedge_ms: float | None = None  # the delay the hedge waited (ms), given or tracked
 
 
 ScatterObserver = Callable[[int, int, bool], None]
@@ -169,7 +171,9 @@ class Scatter:
     The primary replica of each shard is drawn from the request's seed (the same in every
     placement), else taken round-robin. With ``hedge_ms``, a shard whose primary has not
     answered ``hedge_ms`` after the leaves were asked gets one backup call to the next
-    replica; the first answer wins and the other is ignored (its thread finishes it).
+    replica; the first answer wins and the other is ignored (its thread finishes it). With
+    ``hedge_share`` instead, the delay is this process's ``HedgeDelay`` for that share and n:
+    the one after which about that share of primaries are still out.
     """
 
     def __init__(self, leaves: Sequence[Sequence[Leaf]], threads: int = SCATTER_THREADS,
@@ -181,18 +185,26 @@ class Scatter:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scatter")
         self._turn = 0
         self._lock = threading.Lock()
+        self._hedges: dict[tuple[float, int], HedgeDelay] = {}
 
     @property
     def shards(self) -> int:
         return len(self.leaves)
 
     def scatter(self, q: str, n: int, limit: int = 10, *, hedge_ms: float | None = None,
-                delay: str | None = None, seed: int | None = None) -> Scattered:
+                hedge_share: float | None = None, delay: str | None = None,
+                seed: int | None = None) -> Scattered:
         check_fanout(n, self.shards)
         check_limit(limit)
         match_expression(q)  # refuse bad input before fanning out
         if hedge_ms is not None and not 0 < hedge_ms <= MAX_HEDGE_MS:
             raise InvalidValue(f"hedge_ms must be over 0 and at most {MAX_HEDGE_MS:g}")
+        tracked = None
+        if hedge_share is not None:
+            if hedge_ms is not None:
+                raise InvalidValue("give hedge_ms or hedge_share, not both")
+            tracked = self._hedge_delay(hedge_share, n)
+            hedge_ms = tracked.current_ms()
         if seed is not None and not 0 <= seed <= MAX_SEED:
             raise InvalidValue(f"seed must be between 0 and {MAX_SEED}")
         if (delay is None) != (seed is None):
@@ -212,6 +224,8 @@ class Scatter:
                 # must get the interpreter lock back from the leaves' threads first
                 hedge_late_us = max(0, (time.perf_counter_ns() - asked_ns) // 1000
                                     - int(hedge_ms * 1000))
+            if tracked is not None:
+                tracked.looked(len(out) / n)
             for s, pending in enumerate(calls):
                 replicas = len(self.leaves[s])
                 if replicas > 1 and not pending[0].done():
@@ -224,7 +238,12 @@ class Scatter:
         return Scattered(sorted(hits, key=lambda h: (-h.score, h.sku))[:limit], backups,
                          tuple(max(1, (a.done_ns - asked_ns) // 1000) for a in answers),
                          tuple(max(0, (a.started_ns - a.submitted_ns) // 1000) for a in answers),
-                         hedge_late_us)
+                         hedge_late_us, hedge_ms)
+
+    def _hedge_delay(self, share: float, n: int) -> HedgeDelay:
+        check_share(share)
+        with self._lock:
+            return self._hedges.setdefault((share, n), HedgeDelay(share))
 
     def _primary(self, shard: int, seed: int | None) -> int:
         replicas = len(self.leaves[shard])

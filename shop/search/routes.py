@@ -24,7 +24,9 @@ def scatter_blueprint(scatter: Scatter, auth: Auth) -> Blueprint:
     """``GET /search/scatter?q=&n=&limit=``: the best hits of shards 0..n-1 (n = all of them
     searches the whole catalog), served where the scatter runs: the process hosting search
     when leaf calls are local, the gateway when they cross hops. Optional: ``hedge_ms`` (a
-    backup call to another replica of a shard that has not answered by then) and
+    backup call to another replica of a shard that has not answered by then) or
+    ``hedge_share`` (the delay after which about that share of primaries are still out,
+    tracked by this process: shop/search/hedging.py), and
     ``delay``/``seed`` (a latency injection the deployment defines, for measurement). The
     answer says, per shard asked, how long it took as the scatter timed it (``leaf_us``, µs:
     what F(t)^n is estimated from), and how much of that its call waited for a thread of the
@@ -36,14 +38,18 @@ def scatter_blueprint(scatter: Scatter, auth: Auth) -> Blueprint:
         caller(auth)
         n = int_arg("n", 4)
         hedge = float_arg("hedge_ms") if "hedge_ms" in request.args else None
+        share = float_arg("hedge_share") if "hedge_share" in request.args else None
         seed = int_arg("seed") if "seed" in request.args else None
         result = scatter.scatter(str_arg("q"), n, int_arg("limit", DEFAULT_LIMIT), hedge_ms=hedge,
+                                 hedge_share=share,
                                  delay=request.args.get("delay"), seed=seed)
         return json_response({"results": hits_json(result.hits), "shards": n,
                               "of": scatter.shards, "backups": result.backups,
                               "leaf_us": list(result.leaf_us), "wait_us": list(result.wait_us),
                               **({"hedge_late_us": result.hedge_late_us}
-                                 if result.hedge_late_us is not None else {})})
+                                 if result.hedge_late_us is not None else {}),
+                              **({"hedge_ms": round(result.hedge_ms, 3)}
+                                 if result.hedge_ms is not None else {})})
 
     return bp
 

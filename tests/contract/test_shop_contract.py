@@ -216,7 +216,9 @@ def test_bad_search(user, query, status):
     ("?q=lamp&n=2&hedge_ms=0", 422), ("?q=lamp&n=2&hedge_ms=abc", 400),
     ("?q=lamp&n=2&hedge_ms=nan", 400), ("?q=lamp&n=2&delay=tail", 422),
     ("?q=lamp&n=2&seed=-1&delay=tail", 422), ("?q=lamp&n=2&seed=1&delay=tail", 422),
-    ("?q=lamp&n=2&seed=x", 400)])
+    ("?q=lamp&n=2&seed=x", 400), ("?q=lamp&n=2&hedge_share=0", 422),
+    ("?q=lamp&n=2&hedge_share=0.6", 422), ("?q=lamp&n=2&hedge_share=nan", 400),
+    ("?q=lamp&n=2&hedge_share=0.05&hedge_ms=5", 422)])
 def test_bad_scatter(user, query, status):
     assert_error(user.call("GET", "/search/scatter" + query), status)
 

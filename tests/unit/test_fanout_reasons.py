@@ -132,3 +132,5 @@ def test_hedging_more_than_the_p95_promises_is_explained_by_the_step_leaves():
     assert clean.endswith(NO_REASON)
     busy = hedging_reasons({"n": 10}, 0.23, 0.05, 1.4, CPU_BUSY_LIMIT + 0.2, None)
     assert "90% busy" in busy
+
+

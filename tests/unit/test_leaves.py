@@ -210,3 +210,57 @@ def test_a_hedge_says_how_late_it_looked_and_only_when_a_primary_was_out():
             quick.close()
     finally:
         hedged.close()
+
+
+def test_the_tracked_hedge_delay_settles_at_the_quantile_it_was_asked_for():
+    """Ground truth: primaries that take an exponential time of mean 1 ms are out after t ms
+    with probability exp(-t), so 5% are still out at ln 20 = 3.0 ms. Looks at the tracked
+    delay that see that many out must bring it there, from a start far off either way."""
+    import random
+
+    from shop.search.hedging import HedgeDelay
+    rng = random.Random(3)
+    for start_ms in (0.1, 50.0):
+        tracked, n, shares, log_delays = HedgeDelay(0.05, start_ms), 10, [], []
+        for look in range(20_000):
+            delay = tracked.current_ms()
+            out = sum(rng.expovariate(1.0) > delay for _ in range(n)) / n
+            tracked.looked(out)
+            if look >= 10_000:  # settled: it wanders about the quantile, look by look
+                shares.append(out)
+                log_delays.append(math.log(delay))
+        typical = math.exp(sum(log_delays) / len(log_delays))
+        assert abs(typical - math.log(20)) < 0.25, typical
+        assert abs(sum(shares) / len(shares) - 0.05) < 0.005
+
+
+def test_a_scatter_hedged_by_share_hedges_about_that_share_of_its_calls(leaves):
+    """Leaves that sleep a lognormal time (median 2 ms): a scatter asked to hedge 20% of its
+    primaries, after it has tracked its delay, sends about that many backups, and says
+    which delay it waited."""
+    delays = {"spread": LeafDelay(base_ms=2.0, base_sigma=0.5)}
+    spread = [[LeafService(leaf._db, leaf.shard, leaf.replica, delays) for leaf in replicas]
+              for replicas in leaves]
+    scatter = Scatter(spread, threads=16)
+    try:
+        for seed in range(200):  # settling
+            scatter.scatter("lamp", SHARDS, 1, hedge_share=0.2, delay="spread", seed=seed)
+        results = [scatter.scatter("lamp", SHARDS, 1, hedge_share=0.2, delay="spread", seed=seed)
+                   for seed in range(200, 700)]
+    finally:
+        scatter.close()
+    share = sum(r.backups for r in results) / (len(results) * SHARDS)
+    assert 0.12 < share < 0.28, share
+    assert all(r.hedge_ms is not None and 0.01 <= r.hedge_ms <= 50 for r in results)
+
+
+@pytest.mark.parametrize("kwargs", [{"hedge_share": 0}, {"hedge_share": 0.6},
+                                    {"hedge_share": float("nan")},
+                                    {"hedge_share": 0.05, "hedge_ms": 5}])
+def test_a_hedge_share_out_of_range_or_beside_a_delay_is_refused(leaves, kwargs):
+    scatter = Scatter(leaves, threads=4)
+    try:
+        with pytest.raises(InvalidValue):
+            scatter.scatter("lamp", 2, **kwargs)
+    finally:
+        scatter.close()

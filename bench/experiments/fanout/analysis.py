@@ -15,9 +15,9 @@ from scipy.stats import beta
 from bench.experiments.base import Analysis, validity
 from bench.experiments.fanout.experiment import (CONFIDENCE_SLOW, HEDGED, PLAIN, SLOW_REPLICA, TAIL,
                                                  FanoutSettings, Kind, kind_name, kinds)
-from bench.experiments.fanout.theory import (PREDICTED, drew_names, hedge_late_name,
-                                             leaf_prediction, observed_names, predicted_quantile,
-                                             verdict_text, wait_name)
+from bench.experiments.fanout.theory import (HEDGE_SHARE, PREDICTED, drew_names, hedge_delay_name,
+                                             hedge_late_name, leaf_prediction, observed_names,
+                                             predicted_quantile, verdict_text, wait_name)
 from bench.results.model import QUANTILES, Estimate, Headline, Quantile, Ratio, estimates_to_json
 from bench.results.reader import RunData
 from bench.results.stats import (Blocks, interval, paired_ratio, percentile_estimate,
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 THRESHOLD_CLEARANCE = 1.5
 CPU_BUSY_LIMIT = 0.7  # over this utilisation, queueing for the CPU grows steeply (M/M/1: 1/(1-u))
 LATENESS_SHARE = 0.1  # sends later than this share of a kind's p50 are part of its latency
-HEDGE_QUANTILE_SHARE = 0.05  # primaries later than the p95 the hedge waits for
 HEDGE_SHORTFALL = 0.02  # fewer extra calls than expected by more than this is explained
 POOL_WAIT_FLOOR_US = 1000  # a p99 wait for a pool thread under 1 ms is not a cause
 NO_REASON = ("no reason found in what was measured (pool waits, CPU, the generator's "
@@ -79,7 +78,8 @@ def analyse_fanout(experiment: "Fanout", run: RunData, resamples: int, seed: int
             continue
         blocks = run.blocks(valid, [name for k in every for name in
                                     (k.name, *observed_names(k.name), wait_name(k.name),
-                                     *drew_names(k.name), hedge_late_name(k.name))])
+                                     *drew_names(k.name), hedge_late_name(k.name),
+                                     hedge_delay_name(k.name))])
         if not blocks:
             continue
         weights = resample_weights(next(iter(blocks.values())).strata, resamples, rng)
@@ -356,11 +356,15 @@ def hedging(run: RunData, valid: list, blocks: Mapping[str, Blocks], weights: np
         # Hedged after the leaf's p95, 5% of primaries are later than it by definition (the
         # slow ones among them), whatever the injection: Dean and Barroso's "about 5%". With a
         # delay of the user's, about the slow share is (the delay between base and slow).
-        out["expected_extra"] = expected = HEDGE_QUANTILE_SHARE if settings.hedge_ms is None else slow
-        hedge = (valid[0].extra.get("hedge_ms") if valid else None) or settings.hedge_ms
-        if valid and valid[0].extra.get("hedge_p95_ms") is not None:  # aimed (aim_hedge)
-            out["aim"] = {"p95_ms": valid[0].extra["hedge_p95_ms"],
-                          "late_ms": valid[0].extra.get("hedge_late_ms")}
+        out["expected_extra"] = expected = HEDGE_SHARE if settings.hedge_ms is None else slow
+        hedge = settings.hedge_ms
+        delays = blocks.get(hedge_delay_name(hedged_name))
+        if delays is not None and delays.total:  # the delays the scatter waited, per request
+            every = delays.counts.sum(axis=0)
+            out["hedge_delay_ms"] = {key: float(percentile_of_counts(every, delays.values, q)[0])
+                                     / 1000 for key, q in (("p5", 5.0), ("p50", 50.0),
+                                                           ("p95", 95.0))}
+            hedge = out["hedge_delay_ms"]["p50"]
         leaves = blocks.get(observed_names(plain_name)[0])
         if leaves is not None and leaves.total:
             out["step_leaf_p95_ms"] = float(percentile_of_counts(
@@ -391,8 +395,8 @@ def hedging_reasons(out: Mapping[str, Any], extra: float, expected: float, hedge
     p95 = out.get("step_leaf_p95_ms")
     if p95 is not None and hedge_ms and p95 > hedge_ms:
         reasons.append(f"under the step's load one leaf call at n={out['n']} took {p95:.2f} ms at "
-                       f"p95, over the {hedge_ms:.2f} ms hedge delay calibrated one request at a "
-                       f"time, so more than 5% of primaries outlived it")
+                       f"p95, over the {hedge_ms:.2f} ms hedge delay, so more than 5% of "
+                       f"primaries outlived it")
     if waits is not None and waits.total:
         wait = float(percentile_of_counts(waits.counts.sum(axis=0), waits.values, 99.0)[0])
         if wait > POOL_WAIT_FLOOR_US:

@@ -22,7 +22,6 @@ call's wait for a pool thread is timed too: what the kinds of one step cost each
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.experiments.base import Analysis, Experiment, Rung, RunSession, StepLoad
-from bench.experiments.fanout.theory import (drew_names, hedge_late_name, observed_names,
-                                             wait_name)
+from bench.experiments.fanout.theory import (HEDGE_SHARE, drew_names, hedge_delay_name,
+                                             hedge_late_name, observed_names, wait_name)
 from bench.results.model import StepResult
 from bench.results.reader import RunData
 from shop.search.leaves import LeafDelay
@@ -46,7 +45,6 @@ TAIL, SLOW_REPLICA = "tail", "slow-replica"  # the injections' names in the depl
 PLAIN, HEDGED = "plain", "hedged"
 SCENARIO = f"{__package__}.scenario"  # its locustfile, beside this module
 CONFIDENCE_SLOW = 0.99  # the binomial interval of a slow fraction
-MIN_HEDGE_MS = 0.05  # an aimed hedge delay is never shorter
 
 
 def as_tuple(value: Any) -> tuple:
@@ -66,8 +64,9 @@ class FanoutSettings:
     tail: LeafDelay = LeafDelay(base_ms=1.0, slow_p=0.02, slow_ms=50.0)
     slow_replica: LeafDelay = LeafDelay(base_ms=1.0, slow_p=0.08, slow_ms=50.0, slow_replicas=(0,))
     hedge_n: int = 16  # the fan-out hedging is measured at
-    hedge_ms: float | None = None  # None: aimed at the measured p95 of one leaf (aim_hedge)
-    calibration_requests: int = 200  # n = hedge_n requests that measure that p95, per placement
+    # None: the delay after which 5% of primaries are out, tracked by the scatter itself
+    # under the step's load (shop/search/hedging.py); a number: that delay, fixed (ms)
+    hedge_ms: float | None = None
     query: str = "lamp"
     variants: tuple[str, ...] = ("plain", "tail", "hedging")  # which kinds of request to send
     # n = 1 kinds are sent this many times a round (F is every leaf call the scatter timed,
@@ -103,9 +102,8 @@ PROFILES = {
     "quick": FanoutSettings(ns=(1, 2, 4, 8), rate=40, warmup_s=0.5, duration_s=6, shards=8,
                             hedge_n=8, variants=("plain",)),
     "full": FanoutSettings(ns=(1, 2, 4, 8, 16, 32), rate=12, warmup_s=2, duration_s=90,
-                           shards=32, hedge_n=16, calibration_requests=500),
-    "smoke": FanoutSettings(ns=(1, 4), rate=30, warmup_s=0.5, duration_s=2, shards=4, hedge_n=4,
-                            calibration_requests=60),
+                           shards=32, hedge_n=16),
+    "smoke": FanoutSettings(ns=(1, 4), rate=30, warmup_s=0.5, duration_s=2, shards=4, hedge_n=4),
 }
 
 
@@ -179,13 +177,6 @@ class Fanout(Experiment):
         state.setdefault("users", {})[placement] = funded_users(shop.base_url, 1)
         state.setdefault("leaves", {})[placement] = leaf_costs(shop)
         state.setdefault("tokens", {})[placement] = log_in(shop.base_url, state["users"][placement])
-        aim = None
-        if settings.hedge_ms is None and "hedging" in settings.variants:
-            session.progress.on_phase(f"measuring one leaf's p95 in {placement}")
-            aim = aim_hedge(shop.base_url, state["tokens"][placement][0], settings)
-        state.setdefault("hedge_ms", {})[placement] = aim.delay_ms if aim else settings.hedge_ms
-        state.setdefault("hedge_aim", {})[placement] = (
-            {"hedge_p95_ms": aim.p95_ms, "hedge_late_ms": aim.late_ms} if aim else {})
 
     def before_trial(self, session: RunSession, settings: FanoutSettings, trial: int) -> None:
         from bench.system.shopclient import log_in
@@ -196,20 +187,19 @@ class Fanout(Experiment):
     def load(self, session: RunSession, settings: FanoutSettings, rung: Rung,
              placement: str) -> StepLoad:
         state = session.state_of(self)
-        hedge = state["hedge_ms"][placement]
         return StepLoad(SCENARIO, settings.warmup_s, settings.duration_s, session.arrival, {
             "token": state["tokens"][placement][0], "query": settings.query,
             "kinds": {k.name: {"n": k.n, "delay": k.delay, "weight": k.weight,
-                               "hedge_ms": hedge if k.hedged else None,
+                               **(hedge_of(settings) if k.hedged else {}),
                                "observed": observed_names(k.name), "waits": wait_name(k.name),
                                "hedge_late": hedge_late_name(k.name) if k.hedged else None,
+                               "hedge_delay": hedge_delay_name(k.name) if k.hedged else None,
                                "injection": injection(k, settings)} for k in kinds(settings)}})
 
     def after_step(self, session: RunSession, settings: FanoutSettings, step: StepResult,
                    result: Any) -> None:
         state = session.state_of(self)
-        step.extra.update(hedge_ms=state["hedge_ms"][step.key.placement],
-                          **state["hedge_aim"][step.key.placement],
+        step.extra.update(hedge_ms=settings.hedge_ms,
                           **{f"leaf_{k}": v for k, v in state["leaves"][step.key.placement].items()})
 
     def analyse(self, run: RunData, resamples: int, seed: int) -> Analysis:
@@ -219,6 +209,13 @@ class Fanout(Experiment):
     def report(self, run: RunData, result: Mapping[str, Any], figures_dir: Path) -> list["Block"]:
         from bench.experiments.fanout.report import fanout_report
         return fanout_report(run, result, figures_dir)
+
+
+def hedge_of(settings: FanoutSettings) -> dict[str, float]:
+    """How a hedged kind asks for its hedge: the fixed delay, else the share to track."""
+    if settings.hedge_ms is not None:
+        return {"hedge_ms": settings.hedge_ms}
+    return {"hedge_share": HEDGE_SHARE}
 
 
 def injection(kind: Kind, settings: FanoutSettings) -> dict[str, Any] | None:
@@ -252,55 +249,6 @@ def leaf_costs(shop: Any) -> dict[str, Any]:
     return {"servers": len(cpu), "startup_cpu_s_mean": round(float(np.mean(cpu)), 3),
             "pss_mib_mean": round(float(np.mean(pss)), 1),
             "pss_mib_total": round(float(np.sum(pss)), 1)}
-
-
-@dataclass(frozen=True)
-class HedgeAim:
-    """The hedge delay (ms) a run uses, and what it was set from (ms)."""
-
-    delay_ms: float  # p95_ms less late_ms: so that the hedge looks at the p95
-    p95_ms: float  # one leaf call's p95, as the hedged kind's own scatters see it
-    late_ms: float  # the median time the hedge looked after its delay
-
-
-def aim_hedge(base_url: str, token: str, settings: FanoutSettings) -> HedgeAim:
-    """"Hedge after the p95 of this class of requests" (Dean and Barroso), measured before
-    the step with n = hedge_n scatters sent one at a time (untimed set-up), injection on:
-
-    * the p95 of every ``leaf_us``, on the clock the hedge itself runs on, which starts when
-      the scatter asks its leaves (n = 1 would miss what a leaf pays beside n - 1 others, the
-      interpreter lock among them; a client's wall time would add the request's own HTTP);
-    * then the same scatters hedged at that p95: where a primary was still out, how long
-      after the delay the scatter looked (``hedge_late_us``). In one Python process that is
-      a fraction of a ms (the looking thread must get the interpreter lock back), against
-      leaves whose time just past their p95 is about as narrow, so a hedge set at the p95
-      fired on under 2% of calls. The delay is the p95 less the median lateness: the hedge
-      then looks at the p95."""
-    import random
-
-    from bench.system.shopclient import ShopClient
-    rng = random.Random(f"calibrate-{settings.calibration_requests}")
-    session = ShopClient(base_url)
-    auth = {"Authorization": f"Bearer {token}"}
-    path = f"/search/scatter?q={settings.query}&n={settings.hedge_n}&delay={SLOW_REPLICA}"
-    took, late = [], []
-    try:
-        for _ in range(settings.calibration_requests):
-            answer = session.expect(200, "GET", f"{path}&seed={rng.getrandbits(62)}",
-                                    headers=auth)
-            took.extend(us / 1000 for us in answer["leaf_us"])
-            time.sleep(0.002)
-        p95 = round(float(np.percentile(took, 95)), 3)
-        for _ in range(settings.calibration_requests):
-            answer = session.expect(200, "GET", f"{path}&seed={rng.getrandbits(62)}"
-                                    f"&hedge_ms={p95:.3f}", headers=auth)
-            if answer.get("hedge_late_us") is not None:
-                late.append(answer["hedge_late_us"] / 1000)
-            time.sleep(0.002)
-    finally:
-        session.close()
-    lateness = round(float(np.median(late)), 3) if late else 0.0
-    return HedgeAim(round(max(MIN_HEDGE_MS, p95 - lateness), 3), p95, lateness)
 
 
 EXPERIMENT = Fanout()

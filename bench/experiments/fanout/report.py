@@ -110,7 +110,7 @@ def fanout_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) ->
                                display.estimate(Estimate.from_json(doc.get("hedged"))),
                                display.ratio(Ratio.from_json(doc["reduction"])) if doc.get("reduction") else "n/a",
                                display.percent(h.get("extra_requests")),
-                               display.number(e.get("hedge_ms"), 2) + _aim_text(h.get("aim"))])
+                               _delay_text(e.get("hedge_ms"), h.get("hedge_delay_ms"))])
     if hedge_rows:
         blocks.append(Heading("Hedged requests", 3))
         blocks.append(Table(["placement", "percentile", "unhedged µs", "hedged µs",
@@ -165,10 +165,12 @@ def _leaf_rows(placement: str, name: str, kind: Mapping[str, Any]) -> list[list[
     return rows
 
 
-def _aim_text(aim: Mapping[str, Any] | None) -> str:
-    if not aim:
-        return ""
-    return f" (p95 {aim['p95_ms']:.2f} less {aim['late_ms']:.2f} looking late)"
+def _delay_text(fixed_ms: float | None, tracked: Mapping[str, float] | None) -> str:
+    """The hedge delay (ms): fixed by the user, or tracked by the scatter through the step."""
+    if fixed_ms is not None or not tracked:
+        return display.number(fixed_ms, 2)
+    return (f"{tracked['p50']:.2f} (tracked to leave 5% of primaries out: "
+            f"{tracked['p5']:.2f}-{tracked['p95']:.2f} in 90% of requests)")
 
 
 def interference_text(placement: str, found: Mapping[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """Fan-out: ``GET /search/scatter?n=`` at several n, with and without an injected leaf tail.
 
-Each arrival is one of the kinds in option ``kinds`` (name -> {n, delay, hedge_ms, weight}),
+Each arrival is one of the kinds in option ``kinds`` (name -> {n, delay, hedge_ms or
+hedge_share, weight}),
 taken in rounds: every round sends each kind ``weight`` times, in a seeded random order, so every kind sees
 the same load and the same neighbours. A kind with a ``delay`` names one of the
 deployment's latency injections and sends a fresh seed with each request; the seeds come
@@ -42,6 +43,8 @@ class FanoutUser(OpenLoopUser):
             path += f"&delay={kind['delay']}&seed={self.rng.getrandbits(62)}"
         if kind.get("hedge_ms"):
             path += f"&hedge_ms={kind['hedge_ms']:.3f}"
+        elif kind.get("hedge_share"):
+            path += f"&hedge_share={kind['hedge_share']:g}"
         return name, self.client.prepare("GET", path, headers=self._headers, name=name)
 
     def observe(self, name: str, response: object, latency_us: int) -> dict[str, list[int]]:
@@ -59,6 +62,8 @@ class FanoutUser(OpenLoopUser):
             out[kind["waits"]] = answer["wait_us"]
         if kind.get("hedge_late") and answer.get("hedge_late_us") is not None:
             out[kind["hedge_late"]] = [max(1, answer["hedge_late_us"])]
+        if kind.get("hedge_delay") and answer.get("hedge_ms") is not None:
+            out[kind["hedge_delay"]] = [max(1, round(answer["hedge_ms"] * 1000))]
         injection = kind.get("injection")
         if injection:  # which requests drew a slow leaf: the shop's own draws, from the seed
             seed = int(response.url.rpartition("seed=")[2].partition("&")[0])

@@ -32,6 +32,9 @@ MARGIN = (0.8, 1.25)  # measured/predicted inside this is "the same" for a reade
 LEAVES, SLOWEST = "leaves", "slowest leaf"
 AGREES, DIFFERS, CANNOT_TELL, TOO_FEW = "agrees", "differs", "cannot tell", "too few samples"
 PREDICTED = ("p50", "p90", "p99", "p99.9")
+# "after the 95th-percentile expected latency" (Dean and Barroso): the share of leaf calls
+# a hedge aimed there sends a backup for
+HEDGE_SHARE = 0.05
 
 
 WAITS, DREW_SLOW, DREW_NONE = "pool waits", "drew a slow leaf", "drew no slow leaf"
@@ -50,6 +53,11 @@ def wait_name(kind: str) -> str:
 def hedge_late_name(kind: str) -> str:
     """Where a hedged kind's hedge lateness is recorded (µs after hedge_ms, per request)."""
     return f"{kind} hedge lateness"
+
+
+def hedge_delay_name(kind: str) -> str:
+    """Where a hedged kind's hedge delays are recorded (µs the hedge waited, per request)."""
+    return f"{kind} hedge delay"
 
 
 def drew_names(kind: str) -> tuple[str, str]:
