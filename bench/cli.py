@@ -37,7 +37,7 @@ from bench.system.gitref import RefError, ShopSource, base_name, checked_out
 from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.system.processes import stop_requested
 from shop.hops import HopSettings
-from shop.placement import Topology, TopologyError, load_topology
+from shop.placement import Topology, TopologyError, check_installed, load_topology
 from shop.search.service import SearchSettings
 
 
@@ -45,9 +45,11 @@ def topology_callback(ctx: click.Context, param: click.Parameter,
               value: str | tuple[str, ...]) -> Topology | list[Topology]:
     """Load ``--topology`` (one, or each of a repeated option, duplicates dropped)."""
     try:
-        if isinstance(value, tuple):
-            return [load_topology(name) for name in dict.fromkeys(value)]
-        return load_topology(value)
+        loaded = [load_topology(name) for name in dict.fromkeys(
+            value if isinstance(value, tuple) else (value,))]
+        for topology in loaded:
+            check_installed(topology)
+        return loaded if isinstance(value, tuple) else loaded[0]
     except TopologyError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -103,7 +105,8 @@ def with_common_options(fn):
     return fn
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="seambench", prog_name="seambench")
 def cli() -> None:
     """seambench: what does a seam cost? One shop, measured as a monolith and as microservices."""
 
@@ -146,7 +149,7 @@ def main() -> None:
 
 @cli.command()
 @click.option("--topology", "topology", default="monolith", show_default=True, callback=topology_callback,
-              help="a topology of topologies/ (monolith, microservices, hybrid, monolith-pg, ...) or a path to a .toml")
+              help="a built-in topology (monolith, microservices, hybrid, monolith-pg, ...) or a path to a .toml")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="keep databases and logs here (default: a temporary directory, removed)")
 @with_common_options

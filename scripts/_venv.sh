@@ -25,6 +25,6 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "seambench: installing dependencies into $venv (first run only)" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test,postgres,rabbitmq]" >&2
     echo "$want" > "$stamp"
 fi

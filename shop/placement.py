@@ -1,6 +1,6 @@
 """Placement: which process hosts which component, and what each process gets.
 
-A ``Topology`` (``shop.topology``, read from ``topologies/*.toml``) partitions the four
+A ``Topology`` (``shop.topology``, read from ``shop/topologies/*.toml``) partitions the four
 components into processes and names each component's database. A ``Deployment`` adds what
 one run needs (process URLs, secrets, data directory, sizes). ``build_process`` then gives one process a
 ``ShopProcess``: for each component, the local implementation if this process hosts it, or
@@ -36,7 +36,7 @@ from shop.search.service import SCHEMA as SEARCH_SCHEMA, SearchService, SearchSe
 from shop.storage import Database, Databases
 # The topology's names are used with placement's everywhere: one import serves both.
 from shop.topology import (COMPONENTS, GATEWAY, HTTP_EVENTS, LeafPlan, ProcessScale, Topology,  # noqa: F401
-                           TopologyError, chain_http_hops, leaf_of, leaf_server, load_topology,
+                           TopologyError, chain_http_hops, check_installed, leaf_of, leaf_server, load_topology,
                            parse_topology, run_tag)
 
 if TYPE_CHECKING:
@@ -167,9 +167,9 @@ def leaf_grid(leaves: dict[tuple[int, int], Leaf], plan: LeafPlan) -> list[list[
 def discard_storage(deployment: Deployment) -> None:
     """Drop what ``prepare_storage`` made on servers: the PostgreSQL databases and the broker
     queue (SQLite files go with the data dir). For a deployment whose data is not kept."""
-    from shop.storage.postgres import drop_database  # psycopg only where PostgreSQL is used
     for url in sorted({deployment.database_url(c) for c in COMPONENTS}):
         if url.startswith(("postgresql://", "postgres://")):
+            from shop.storage.postgres import drop_database  # psycopg: only where it is used
             drop_database(url)
     if deployment.topology.events != HTTP_EVENTS:
         from shop.broker import delete_queue

@@ -1,14 +1,17 @@
 """Topologies: which process hosts which component, each component's database, and the
-leaves of the fan-out, as data read from ``topologies/*.toml`` and checked (``TopologyError``
+leaves of the fan-out, as data read from ``shop/topologies/*.toml`` and checked (``TopologyError``
 names the file and the problem). ``shop.placement`` turns a topology into processes.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ REQUEST_CALLS = {"auth": (), "billing": ("auth", "search"), "search": ("auth",),
                  "notify": ("auth",)}
 GATEWAY = "gateway"
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-TOPOLOGY_DIR = Path(__file__).resolve().parent.parent / "topologies"
+BUILT_IN = "topologies"  # package data of shop: the topologies a name refers to
 
 
 HTTP_EVENTS = "http"
@@ -116,6 +119,16 @@ class Topology:
     def event_queue(self, data_dir: str | Path) -> str:
         """The broker queue of this deployment's PaymentCaptured events (amqp events only)."""
         return f"seambench.{run_tag(data_dir)}.payment-captured"
+
+    def extras(self) -> list[str]:
+        """The optional parts of seambench this topology needs (pyproject's extras):
+        ``postgres`` for a postgresql:// database, ``rabbitmq`` for amqp:// events."""
+        needs = []
+        if any(url.startswith(("postgresql://", "postgres://")) for url in self.databases.values()):
+            needs.append("postgres")
+        if self.events != HTTP_EVENTS:
+            needs.append("rabbitmq")
+        return needs
 
     def leaf_servers(self) -> list[str]:
         """The names of the leaf servers, shard by shard (none unless leaves are processes)."""
@@ -319,17 +332,41 @@ def parse_scale(table: dict[str, Any], proc: str,
     return ProcessScale(table.get("workers"), table.get("threads"), table.get("replicas", 1))
 
 
+def built_in_topologies() -> dict[str, Traversable]:
+    """The topologies shipped with the shop (``shop/topologies/*.toml``), by name."""
+    return {entry.name.removesuffix(".toml"): entry
+            for entry in files("shop").joinpath(BUILT_IN).iterdir()
+            if entry.name.endswith(".toml")}
+
+
+EXTRA_MODULES = {"postgres": ("psycopg", "psycopg_pool"), "rabbitmq": ("pika",)}
+
+
+def check_installed(topology: Topology) -> None:
+    """Raise TopologyError naming the extra to install when ``topology`` needs a client
+    library that is not installed (``pip install 'seambench[postgres]'``)."""
+    for extra in topology.extras():
+        missing = [m for m in EXTRA_MODULES[extra] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise TopologyError(f"topology {topology.name!r} needs {', '.join(missing)}: "
+                                f"pip install 'seambench[{extra}]'")
+
+
 def load_topology(name_or_path: str | Path) -> Topology:
-    """``monolith`` / ``microservices`` / ``hybrid`` from topologies/, or a path to a TOML file."""
+    """A built-in topology by name (``monolith``, ``microservices``, ``hybrid``, ...: see
+    ``built_in_topologies``), or a path to a TOML file."""
     path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = TOPOLOGY_DIR / f"{name_or_path}.toml"
-        if not path.exists():
-            known = sorted(p.stem for p in TOPOLOGY_DIR.glob("*.toml"))
-            raise TopologyError(f"no topology {str(name_or_path)!r}; known: {', '.join(known)} "
-                                f"(or a path to a .toml file)")
     try:
-        data = tomllib.loads(read_text_file(path))
+        if path.suffix == ".toml":
+            text = read_text_file(path)
+        else:
+            shipped = built_in_topologies()
+            if str(name_or_path) not in shipped:
+                raise TopologyError(f"no topology {str(name_or_path)!r}; known: "
+                                    f"{', '.join(sorted(shipped))} (or a path to a .toml file)")
+            text = shipped[str(name_or_path)].read_text(encoding="utf-8")
+            path = Path(f"{BUILT_IN}/{name_or_path}.toml")  # how errors name it
+        data = tomllib.loads(text)
     except TextFileError as exc:
         raise TopologyError(str(exc)) from None
     except tomllib.TOMLDecodeError as exc:

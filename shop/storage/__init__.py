@@ -102,7 +102,7 @@ def check_url(url: str) -> None:
         from shop.storage.sqlite import sqlite_path
         sqlite_path(url)
     elif url.startswith(("postgresql://", "postgres://")):
-        from shop.storage.postgres import database_name
+        from shop.storage.postgres_url import database_name  # psycopg is an optional extra
         database_name(url)
     else:
         raise _unsupported(url)

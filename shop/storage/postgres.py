@@ -30,22 +30,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from shop.errors import InvalidValue, Unavailable
 from shop.storage import Cursor, Database, DuplicateKey
+from shop.storage.postgres_url import database_name
 
-DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Connections per process and database, opened at the first use and kept: as many as a
 # gunicorn worker's request threads (8 by default), so a request never waits for one, and a
 # fixed set of server processes that the harness can find, pin and measure.
 POOL_SIZE = 8
 WAIT_TIMEOUT_S = 10.0  # for a pooled connection; then 503, as SQLite's busy timeout
-
-
-def database_name(url: str) -> str:
-    """The database a ``postgresql://`` URL names. Raises InvalidValue."""
-    name = urlsplit(url).path.lstrip("/")
-    if not DATABASE_NAME.fullmatch(name):
-        raise InvalidValue(f"database URL {url!r}: the database name must be 1-63 lowercase "
-                           f"letters, digits or '_' (not {name!r})")
-    return name
 
 
 def maintenance_url(url: str) -> str:

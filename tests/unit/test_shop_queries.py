@@ -23,7 +23,7 @@ from shop.placement import Topology, build_process, chain_http_hops, load_topolo
 from tests.fakes import FakeSearch, RecordingPublisher
 from tests.placements import unit_deployment
 
-# Known truth, by hand from topologies/*.toml and the ring auth -> billing -> search ->
+# Known truth, by hand from shop/topologies/*.toml and the ring auth -> billing -> search ->
 # notify -> auth: the gateway's hop to auth's process, then one per change of process.
 KNOWN_HOPS = {"monolith": [0, 0, 0, 0, 0],  # no gateway; every link a function call
               "microservices": [1, 2, 3, 4, 5],  # gateway, then every link a hop
