@@ -5,10 +5,12 @@ import functools
 import inspect
 import json
 import logging
+import re
 import signal
 import sys
 import tempfile
 import time
+import traceback
 from contextlib import ExitStack
 from dataclasses import fields, replace
 from importlib.metadata import entry_points
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from bench import exitcodes
 from bench import run as lifecycle
 from bench.calibrate import CalibrationError
 from bench.calibrate import calibrate as run_calibration
@@ -105,12 +108,14 @@ def with_common_options(fn):
     return fn
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=exitcodes.help_text())
 @click.version_option(package_name="seambench", prog_name="seambench")
 def cli() -> None:
     """seambench: what does a seam cost? One shop, measured as a monolith and as microservices."""
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # what `load` sends
 COMMANDS_GROUP = "seambench.commands"  # entry points: commands a plug-in adds
 
@@ -138,13 +143,18 @@ def main() -> None:
     """Console entry point: a bad argument is one line on stderr and exit code 2."""
     _plug_in()
     try:
-        cli.main(prog_name="seambench", standalone_mode=False)
+        code = cli.main(prog_name="seambench", standalone_mode=False)
     except click.exceptions.Abort:
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except click.ClickException as exc:
+        usage = isinstance(exc, (click.UsageError, click.FileError))
         hint = " (see --help)" if isinstance(exc, click.UsageError) else ""
         click.echo(f"seambench: error: {exc.format_message()}{hint}", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(exitcodes.UNUSABLE if usage else exitcodes.TOOL_FAILED)
+    except Exception:  # a bug or a broken environment: the whole story, then the table's 4
+        traceback.print_exc()
+        sys.exit(exitcodes.TOOL_FAILED)
+    sys.exit(code if isinstance(code, int) else exitcodes.OK)
 
 
 @cli.command()
@@ -158,7 +168,7 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
     """Start a topology, print its public base URL, and stop it all on Ctrl-C or SIGTERM.
 
     A server that dies is restarted on its port, with backoff, and said on stderr; one that
-    does not come back after repeated restarts stops everything (exit 1)."""
+    does not come back after repeated restarts stops everything (exit 4; 130 on Ctrl-C)."""
     stop_on_signals()
     logging.basicConfig(level=logging.WARNING, format="seambench up: %(message)s")
     settings = replace(launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms,
@@ -172,12 +182,13 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
                 time.sleep(0.2)
             for proc in shop.dead():
                 click.echo(proc.exit_report(), err=True)
-            sys.exit(1)
+            sys.exit(exitcodes.TOOL_FAILED)
     except LaunchError as exc:
         click.echo(f"seambench up: {exc}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
+        sys.exit(exitcodes.TOOL_FAILED)
+    except KeyboardInterrupt:  # everything it started is stopped by now: said, and 130
         click.echo("stopped", err=True)
+        sys.exit(exitcodes.INTERRUPTED)
 
 
 @cli.command()
@@ -219,11 +230,11 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
 
     Each placement is started once; then trial by trial each experiment's rungs run in every
     placement back to back. Latencies are µs HDR histograms from each request's intended
-    send time. Exit codes: 0 done; 1 failed (a process died, the generator or the report
-    failed); 3 done, but a headline figure rests on no valid step; 4 done, and an
-    experiment found the system wrong (money or notifications lost, created, duplicated or
-    left unresolved under faults, say); 130 interrupted. An
-    interrupted or failed run keeps what was measured, marked incomplete.
+    send time. Exit codes (seambench --help): 0 done; 1 done, and an experiment found the
+    system wrong (money or notifications lost, created, duplicated or left unresolved under
+    faults, say); 3 done, but a headline figure rests on no valid step; 4 failed (a process
+    died, the generator or the report failed); 130 interrupted. An interrupted or failed run
+    keeps what was measured, marked incomplete. The last line on stdout is the run directory.
     """
     stop_on_signals()
     chosen = tuple(dict.fromkeys(experiments)) or default_run()
@@ -294,7 +305,8 @@ def _with_baseline(stack: ExitStack, ref: str, placements: list[Topology],
 
 
 def _conclude(command: str, outcome: lifecycle.Outcome, console: RunConsole) -> NoReturn:
-    """Say how the run went and exit with its code."""
+    """Say how the run went, print the run directory as stdout's last line (complete or
+    not) and exit with its code."""
     if outcome.reason == "interrupted":
         click.echo(f"seambench {command}: interrupted; keeping what was measured (incomplete)",
                    err=True)
@@ -306,6 +318,7 @@ def _conclude(command: str, outcome: lifecycle.Outcome, console: RunConsole) -> 
                    f"with: seambench report {outcome.run_dir}", err=True)
     else:
         console.headline(outcome.summary)
+    click.echo(outcome.run_dir)  # the last line on stdout, for scripts: no `ls -td results/*/`
     sys.exit(outcome.exit_code)
 
 
@@ -354,22 +367,50 @@ def _comparisons(asked: tuple[str, ...], names: list[str]) -> tuple[tuple[str, s
 
 def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    if parts.scheme == "https":
+        raise click.BadParameter(f"{value!r}: https is not supported (the generator measures "
+                                 f"plain HTTP/1.1; load an http:// address)")
+    if parts.scheme != "http" or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http:// URL")
     return value
+
+
+def _headers(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    """``--header 'Name: value'`` options as a dict. Raises click.BadParameter."""
+    headers = {}
+    for text in value:
+        name, colon, content = text.partition(":")
+        if not colon or not HEADER_NAME.fullmatch(name) or any(c in text for c in "\r\n"):
+            raise click.BadParameter(f"{text!r} is not 'Name: value'")
+        headers[name] = content.strip()
+    return headers
+
+
+def _json_body(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
 
 
 @cli.command()
 @click.argument("url", callback=_http_url)
 @click.option("--rate", type=finite_range(0.1, MAX_RATE), required=True,
               help="arrivals per second (open loop)")
-@click.option("--duration", type=finite_range(0.1, 86_400), required=True,
-              help="measured seconds")
-@click.option("--warmup", type=finite_range(0, 3_600), default=1.0, show_default=True,
-              help="seconds sent first and not recorded")
+@click.option("--duration", type=finite_range(0.1, 86_400, duration=True), required=True,
+              help="how long to measure: 30s, 2m, 1h (a bare number is seconds)")
+@click.option("--warmup", type=finite_range(0, 3_600, duration=True), default="1s",
+              show_default=True, help="sent first and not recorded (a bare number is seconds)")
 @click.option("--method", type=click.Choice(METHODS, case_sensitive=False), default="GET",
               show_default=True, help="HTTP method")
-@click.option("--arrival", type=click.Choice(["constant", "poisson"]), default="constant",
+@click.option("--header", "headers", multiple=True, callback=_headers,
+              help="'Name: value', sent with every request (repeatable)")
+@click.option("--body", default=None, help="the request body, sent as given")
+@click.option("--json-body", default=None, callback=_json_body,
+              help="a JSON request body (sent with Content-Type: application/json)")
+@click.option("--arrival", type=click.Choice(["constant", "poisson"]), default="poisson",
               show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True)
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -378,12 +419,15 @@ def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="keep the generators' files (plans, interval logs) in this directory")
-def load(url: str, rate: float, duration: float, warmup: float, method: str, arrival: str,
-         seed: int, processes: int, connections: int, as_json: bool, keep: Path | None) -> None:
+def load(url: str, rate: float, duration: float, warmup: float, method: str,
+         headers: dict[str, str], body: str | None, json_body: Any, arrival: str, seed: int,
+         processes: int, connections: int, as_json: bool, keep: Path | None) -> None:
     """Open-loop load on any URL, like wrk2: latency from each request's intended send time.
 
-    Prints p50/p90/p99/p99.9/max in µs and the achieved rate; exit 1 if the run is invalid
+    Prints p50/p90/p99/p99.9/max in µs and the achieved rate; exit 3 if the run is invalid
     (the rate was missed by more than 2% or the generator saturated)."""
+    if body is not None and json_body is not None:
+        raise click.BadParameter("give --body or --json-body, not both", param_hint="--body")
     stop_on_signals()
     parts = urlsplit(url)
     host = f"{parts.scheme}://{parts.netloc}"
@@ -392,12 +436,13 @@ def load(url: str, rate: float, duration: float, warmup: float, method: str, arr
         out = keep or Path(scratch)
         plan = LoadPlan(rate_per_s=rate, duration_s=duration, warmup_s=warmup, arrival=arrival,
                         seed=seed, connections=connections, output_dir=str(out),
-                        options={"path": path, "method": method.upper()})
+                        options={"path": path, "method": method.upper(), "headers": headers,
+                                 "body": body, "json": json_body})
         try:
             result = run_load(TARGET, host, plan, processes)
         except LoadError as exc:
             click.echo(f"seambench load: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(exitcodes.TOOL_FAILED)
     summary = target_summary(result)
     if as_json:
         click.echo(json.dumps(summary))
@@ -410,12 +455,22 @@ def load(url: str, rate: float, duration: float, warmup: float, method: str, arr
         for reason in result.invalid_reasons:
             click.echo(f"  INVALID: {reason}", err=True)
     if not result.valid:
-        sys.exit(1)
+        sys.exit(exitcodes.NOTHING_VALID)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def list_command(as_json: bool) -> None:
+    """Every experiment with its settings and their defaults per profile, the built-in
+    topologies, fault plans and budget figures."""
+    from bench.listing import catalog, render
+    doc = catalog()
+    click.echo(json.dumps(doc, indent=1) if as_json else render(doc), nl=as_json)
 
 
 @cli.command()
-@click.option("--duration", type=finite_range(1, 600), default=5.0, show_default=True,
-              help="seconds per measurement")
+@click.option("--duration", type=finite_range(1, 600, duration=True), default="5s",
+              show_default=True, help="per measurement: 5s, 1m (a bare number is seconds)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def calibrate(duration: float, as_json: bool) -> None:
     """How fast one generator process goes, against wrk on the same endpoint and core.

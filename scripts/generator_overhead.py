@@ -115,9 +115,10 @@ def run_seambench(url: str, rate: float, duration: float, cpu: str, tree: Path =
     with tempfile.TemporaryDirectory(prefix="generator-overhead-") as keep:
         done = subprocess.run(["taskset", "-c", cpu, *seambench, "load", url,
                                "--rate", f"{rate:g}", "--duration", f"{duration:g}", "--json",
+                               "--arrival", "constant",
                                "--keep", keep], capture_output=True, text=True, cwd=tree,
                               env={**os.environ, "PYTHONPATH": str(tree)})
-        if done.returncode not in (0, 1) or not done.stdout.strip():
+        if done.returncode not in (0, 1, 3) or not done.stdout.strip():  # 1: invalid before 3
             raise RuntimeError(f"seambench load failed:\n{done.stderr[-2000:]}")
         doc = json.loads(done.stdout)
         raw = json.loads((Path(keep) / "load-0.json").read_text())

@@ -13,13 +13,14 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import exitcodes
 from bench.budgets.evaluate import Allowances, Check, Unusable, evaluate
 from bench.budgets.metrics import RunView
 from bench.budgets.output import junit_error_xml, junit_xml, render_markdown, render_text
 from bench.budgets.spec import BudgetFileError, load_budgets
 from bench.render.document import md_escape
 
-EXIT_UNUSABLE = 2  # the input cannot be used (EXIT_PASS, EXIT_BREACH: see evaluate.Check)
+EXIT_UNUSABLE = exitcodes.UNUSABLE  # the input cannot be used (EXIT_PASS, EXIT_BREACH: see evaluate.Check)
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
 

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from bench import exitcodes
 from bench.budgets import verdicts as v
 from bench.budgets.metrics import Measured, Missing, RunView
 from bench.budgets.refusals import (Allowances, Unusable, input_problems, slug, steps_under,
@@ -19,9 +20,9 @@ from bench.render.display import ratio as fmt_ratio
 from bench.results.model import Estimate
 from bench.results.stats import t_estimate, unpaired_change
 
-EXIT_PASS = 0  # `seambench check`: every budget passes (or is noisy or missing, unless --strict)
-EXIT_BREACH = 1  # a budget was breached
-EXIT_UNDECIDED = 3  # --strict: no breach, but a figure was noisy or missing (measure more)
+EXIT_PASS = exitcodes.OK  # every budget passes (or is noisy or missing, unless --strict)
+EXIT_BREACH = exitcodes.FINDING  # a budget was breached
+EXIT_UNDECIDED = exitcodes.NOTHING_VALID  # --strict: no breach, but a figure was noisy or missing
 
 __all__ = ["Allowances", "Check", "Result", "Unusable", "evaluate", "evaluate_one"]
 

@@ -89,7 +89,25 @@ def _checked(name: str, field: str, kind: Any, value: Any) -> Any:
     return value
 
 
+DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*")
+SECONDS_PER = {"ms": 0.001, "s": 1, "m": 60, "h": 3_600, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``30s``, ``2m``, ``1.5h``, ``250ms`` or a bare number (seconds), as
+    Locust, k6 and wrk2 take them. Raises ValueError."""
+    match = DURATION.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (say 30s, 2m, 1h, 250ms or seconds)")
+    return float(match.group(1)) * SECONDS_PER[match.group(2)]
+
+
 def _number(name: str, field: str, kind: type, value: Any) -> float | int:
+    if isinstance(value, str) and field.endswith("_s"):  # --set journey.duration_s=2m
+        try:
+            value = parse_duration(value)
+        except ValueError as exc:
+            raise SettingError(f"{name}: {exc}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SettingError(f"{name}: must be a number, not {value!r}")
     if not math.isfinite(value):
@@ -131,13 +149,21 @@ def limit_of(field: str) -> tuple[float, float, str]:
     return -ANY_NUMBER, ANY_NUMBER, ""
 
 
-def finite_range(low: float, high: float) -> Any:
+def finite_range(low: float, high: float, duration: bool = False) -> Any:
     """A click parameter type for a number from ``low`` to ``high``: click's FloatRange, which
-    lets NaN through (it compares false with both bounds), refusing it too."""
+    lets NaN through (it compares false with both bounds), refusing it too. With
+    ``duration``, seconds that may also be written ``30s``, ``2m``, ``1h``, ``250ms``."""
     import click  # only the command line needs it
 
     class FiniteRange(click.FloatRange):
+        name = "duration" if duration else "float range"
+
         def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+            if duration and isinstance(value, str):
+                try:
+                    value = parse_duration(value)
+                except ValueError as exc:
+                    self.fail(str(exc), param, ctx)
             number = super().convert(value, param, ctx)
             if not math.isfinite(number):
                 self.fail(f"{value!r} is not a finite number", param, ctx)

@@ -21,18 +21,20 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench import exitcodes
+
 SCHEMA = "seambench.summary/2"
 CONFIDENCE = 0.95
 NOT_SIGNIFICANT = "not significant"  # the one wording, everywhere
 
-# exit codes of `seambench run` (documented in the README)
-EXIT_OK = 0
-EXIT_FAILED = 1  # a process died, the generator failed, or the report could not be built
-EXIT_NOTHING_VALID = 3  # finished, but a headline figure rests on no valid step
+# exit codes of `seambench run`, from the one table (bench/exitcodes.py)
+EXIT_OK = exitcodes.OK
+EXIT_FAILED = exitcodes.TOOL_FAILED  # a process died, the generator or the report failed
+EXIT_NOTHING_VALID = exitcodes.NOTHING_VALID  # finished, but a headline rests on no valid step
 # finished, and an experiment found the system wrong: a fact, not a figure (money lost or
-# duplicated under faults, say: ``Analysis.violations``); it wins over 3
-EXIT_VIOLATION = 4
-EXIT_INTERRUPTED = 130
+# duplicated under faults, say: ``Analysis.violations``); it wins over NOTHING_VALID
+EXIT_VIOLATION = exitcodes.FINDING
+EXIT_INTERRUPTED = exitcodes.INTERRUPTED
 
 
 @dataclass(frozen=True)

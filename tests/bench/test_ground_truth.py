@@ -108,7 +108,7 @@ def test_two_generator_processes_add_up(truth_server, tmp_path):
 def test_load_command_prints_percentiles_and_rate_as_json(truth_server, tmp_path):
     _, url = truth_server
     done = subprocess.run([*CLI, "load", url + "/", "--rate", "150", "--duration", "2",
-                           "--warmup", "0.5", "--json", "--keep", str(tmp_path / "out")],
+                           "--warmup", "0.5", "--arrival", "constant", "--json", "--keep", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)

@@ -106,6 +106,7 @@ def test_an_interrupt_leaves_no_process(tmp_path, target, command, args, point, 
                          + "\n".join(left) + f"\n--- output:\n{output.read_text()[-2000:]}"
         if point is not at_once:
             assert watch.seen, "nothing was started: the point was not reached"
+            assert proc.returncode == 130, f"{command}: exit {proc.returncode}, not 130"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -38,7 +38,7 @@ def chaos(profile: str, placements: list[Topology], plans: tuple[str, ...],
     oracle after every step: availability, p99 during and after, recovery, breaker
     transitions, notification lag, and whether any money or notification was lost or
     duplicated. Writes results/<run-id>/ with its report and a timeline per plan. Exit codes
-    as ``run``'s: 4 when the oracle found anything lost, created, duplicated or unresolved
+    as ``run``'s: 1 when the oracle found anything lost, created, duplicated or unresolved
     (the problems are the first warnings of the summary)."""
     from bench.system.faults import PlanError, load_plan
     stop_on_signals()
