@@ -12,8 +12,8 @@ TOOL_FAILED = 4  # the tool failed: a process died, the generator or the report 
 INTERRUPTED = 130  # Ctrl-C or SIGTERM; what was measured is kept, marked incomplete
 
 TABLE = ((OK, "ok"),
-         (FINDING, "a finding: a budget breached (check), money or events lost under faults "
-                   "(run, chaos)"),
+         (FINDING, "a finding: a budget breached (check), money or events lost under "
+                   "faults (run)"),
          (UNUSABLE, "unusable input: a bad argument, topology, budgets file or run directory"),
          (NOTHING_VALID, "nothing valid to judge: a headline on no valid step (run), an invalid "
                          "load (load), a figure noisy or missing (check --strict)"),
