@@ -15,17 +15,18 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from shop.auth.client import AuthClient
+from shop.balance import ReplicaSet, hop_events, hop_for
 from shop.chain.api import CHAIN_ORDER
 from shop.errors import NotFound
-from shop.balance import ReplicaSet, hop_events, hop_for
 from shop.hops import HopClient
-from shop.placement import GATEWAY, Deployment, remote_leaves
-from shop.topology import LEAF_EDGE
+from shop.openapi import allow_for, openapi_document
+from shop.placement import GATEWAY, Deployment, api_shape, remote_leaves
 from shop.readiness import Dependencies
 from shop.search.leaves import Scatter
 from shop.search.routes import scatter_blueprint
 from shop.server import deployment_from_env, threads_from_env
 from shop.telemetry import telemetry_from_env
+from shop.topology import LEAF_EDGE
 from shop.web import body_bytes, create_base_app
 
 PUBLIC_AUTH_PATHS = ("/auth/register", "/auth/login")
@@ -81,7 +82,8 @@ def create_app(deployment: Deployment | None = None) -> Flask:
         hop_events(hop, telemetry.resilience_observer(proc))
     # Ready when every component process answers (a leaf server's loss shows in the scatter).
     dependencies = Dependencies({proc: deployment.urls_of(proc) for proc in topo.processes})
-    app = create_base_app("gateway", deployment.service_credential, telemetry, dependencies.down)
+    app = create_base_app("gateway", deployment.service_credential, telemetry, dependencies.down,
+                          api_shape(deployment))
     if topo.shard_calls == "http":  # the scatter runs here, each leaf call a hop
         # Leaf calls have hops of their own (the "leaf" edge: no bulkhead, no breaker, no
         # retry; the scatter's pool bounds them and hedging is its answer to a slow leaf),
@@ -103,7 +105,7 @@ def create_app(deployment: Deployment | None = None) -> Flask:
 
         @app.route("/search/scatter", methods=["POST", "PUT", "DELETE", "PATCH"])
         def scatter_wrong_method() -> Response:
-            raise MethodNotAllowed(valid_methods=["GET"])  # as the monolith answers
+            raise MethodNotAllowed(valid_methods=["GET", "HEAD", "OPTIONS"])  # as the monolith
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
@@ -120,6 +122,23 @@ def create_app(deployment: Deployment | None = None) -> Flask:
                             content_type=upstream.content_type)
         if upstream.retry_after is not None:
             response.headers["Retry-After"] = upstream.retry_after
+        if upstream.allow is not None:
+            response.headers["Allow"] = upstream.allow
+        return response
+
+    document = openapi_document(api_shape(deployment))
+
+    @app.before_request
+    def options() -> Response | None:
+        """OPTIONS names what the public path allows, as the monolith's Flask would: the
+        gateway's own catch-all routes take every method, so its automatic answer would not."""
+        if request.method != "OPTIONS":
+            return None
+        allow = allow_for(document, request.path)
+        if allow is None:
+            raise NotFound(f"no route for {request.path}")
+        response = Response(status=200)
+        response.headers["Allow"] = allow
         return response
 
     return app

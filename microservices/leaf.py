@@ -10,7 +10,7 @@ import atexit
 
 from flask import Flask
 
-from shop.placement import Deployment, leaf_of, local_leaves, prepare_leaf
+from shop.placement import Deployment, api_shape, leaf_of, local_leaves, prepare_leaf
 from shop.search.routes import leaf_blueprint
 from shop.server import deployment_from_env
 from shop.storage import Databases
@@ -35,7 +35,8 @@ def create_app(deployment: Deployment | None = None, server: str | None = None) 
     databases = Databases()  # connections open lazily, one per worker thread
     leaves = local_leaves(deployment, databases, range(shard, shard + 1),
                           range(replica, replica + 1))
-    app = create_base_app(server, deployment.service_credential, telemetry_from_env())
+    app = create_base_app(server, deployment.service_credential, telemetry_from_env(),
+                          api=api_shape(deployment))
     app.register_blueprint(leaf_blueprint(leaves))
     atexit.register(databases.close)
     return app

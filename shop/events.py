@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+EVENT_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: how billing names each event it publishes
 OUTBOX_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS billing_outbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,

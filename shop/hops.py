@@ -128,6 +128,7 @@ class HopResponse:
     content_type: str
     data: bytes
     retry_after: str | None = None  # the response's Retry-After header, passed on by the gateway
+    allow: str | None = None  # its Allow header (a 405's), passed on too
 
 
 class ConnectionPool:
@@ -361,7 +362,7 @@ class HopClient:
             self._pool.release(conn)
         return HopResponse(response.status,
                            response.getheader("Content-Type", "application/json"), data,
-                           response.getheader("Retry-After"))
+                           response.getheader("Retry-After"), response.getheader("Allow"))
 
     def close(self) -> None:
         self._pool.close()

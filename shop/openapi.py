@@ -9,13 +9,17 @@ fuzzes every placement against it with schemathesis.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
-from shop.billing.service import MAX_ITEMS, MAX_QTY, MAX_TOPUP_CENTS
+from shop.auth.service import PASSWORD_LENGTH, USERNAME
+from shop.billing.service import MAX_ITEMS, MAX_QTY, MAX_TOPUP_CENTS, ORDER_ID
 from shop.chain.api import MAX_HOPS
+from shop.events import EVENT_ID
 from shop.search.hedging import MAX_HEDGE_SHARE
 from shop.search.leaves import MAX_HEDGE_MS, MAX_SEED
-from shop.search.service import MAX_LIMIT
+from shop.search.service import MAX_LIMIT, TERM
 
 OPENAPI_PATH = "/openapi.json"
 
@@ -69,13 +73,32 @@ def _key_header(required: bool) -> dict[str, Any]:
             "schema": {"type": "string", "pattern": KEY_PATTERN}}
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.0.3 document of the public API."""
+@dataclass(frozen=True)
+class ApiShape:
+    """What of the public API depends on the deployment: its shards (``n`` of a scatter is
+    1..shards) and the latency injections it defines (``delay``'s names)."""
+
+    shards: int = 32
+    delays: tuple[str, ...] = ()
+
+
+def openapi_document(shape: ApiShape = ApiShape()) -> dict[str, Any]:
+    """The OpenAPI 3.0.3 document of the public API of a deployment of ``shape``: every
+    constraint the server enforces on a request is stated, so a request the document allows
+    is one the shop accepts (or refuses for the state it meets: 402, 404, 409, 429)."""
     credentials = {"type": "object", "required": ["username", "password"],
                    "properties": {"username": {"type": "string"},
                                   "password": {"type": "string"}}}
-    search_params = [_query("q", {"type": "string"}, required=True),
-                     _query("limit", {"type": "integer"})]
+    new_user = {"type": "object", "required": ["username", "password"],
+                "properties": {"username": {"type": "string", "pattern": f"^{USERNAME.pattern}$"},
+                               "password": {"type": "string", "minLength": PASSWORD_LENGTH[0],
+                                            "maxLength": PASSWORD_LENGTH[1]}}}
+    search_params = [_query("q", {"type": "string", "pattern": TERM.pattern}, required=True),
+                     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})]
+    injections = ([_query("delay", {"type": "string", "enum": list(shape.delays)}),
+                   _query("seed", {"type": "integer", "minimum": 0, "maximum": MAX_SEED})]
+                  if shape.delays else
+                  [_query("seed", {"type": "integer", "minimum": 0, "maximum": MAX_SEED})])
     return {
         "openapi": "3.0.3",
         "info": {"title": "seambench shop", "version": "1",
@@ -85,7 +108,7 @@ def openapi_document() -> dict[str, Any]:
             "/auth/register": {"post": _operation(
                 "Create a user", 201, {"type": "object", "required": ["user_id"],
                                        "properties": {"user_id": {"type": "string"}}},
-                (400, 409, 413, 422, 503), secured=False, request=credentials)},
+                (400, 409, 413, 422, 503), secured=False, request=new_user)},
             "/auth/login": {"post": _operation(
                 "A bearer token for a user", 200,
                 {"type": "object", "required": ["token", "expires_at"],
@@ -98,8 +121,9 @@ def openapi_document() -> dict[str, Any]:
                 {"type": "object", "required": ["path", "hops"],
                  "properties": {"path": {"type": "array", "items": {"type": "string"}},
                                 "hops": {"type": "integer"}}},
-                (400, 401, 414, 422, 503), parameters=[_query("k", {"type": "integer"},
-                                                              required=True)])},
+                (400, 401, 414, 422, 503), parameters=[_query(
+                    "k", {"type": "integer", "minimum": 0, "maximum": MAX_HOPS},
+                    required=True)])},
             "/search": {"get": _operation(
                 f"Full-text search of the catalog (limit 1-{MAX_LIMIT}, default 10)", 200,
                 {"type": "object", "required": ["results"],
@@ -116,18 +140,19 @@ def openapi_document() -> dict[str, Any]:
                                 "hedge_late_us": {"type": "integer"},
                                 "hedge_ms": {"type": "number"}}},
                 (400, 401, 422, 503), parameters=[
-                    *search_params, _query("n", {"type": "integer"}),
+                    *search_params,
+                    _query("n", {"type": "integer", "minimum": 1, "maximum": shape.shards}),
                     _query("hedge_ms", {"type": "number", "exclusiveMinimum": True,
                                         "minimum": 0, "maximum": MAX_HEDGE_MS}),
                     _query("hedge_share", {"type": "number", "exclusiveMinimum": True,
                                            "minimum": 0, "maximum": MAX_HEDGE_SHARE}),
-                    _query("delay", {"type": "string"}),
-                    _query("seed", {"type": "integer", "minimum": 0, "maximum": MAX_SEED})])},
+                    *injections])},
             "/billing/topup": {"post": _operation(
                 f"Add money (1 to {MAX_TOPUP_CENTS} cents); with an Idempotency-Key, credited "
                 f"once however often it is sent", 200, BALANCE, (400, 401, 413, 422, 503),
                 request={"type": "object", "required": ["amount_cents"],
-                         "properties": {"amount_cents": {"type": "integer"}}},
+                         "properties": {"amount_cents": {"type": "integer", "minimum": 1,
+                                                         "maximum": MAX_TOPUP_CENTS}}},
                 parameters=[_key_header(required=False)])},
             "/billing/balance": {"get": _operation("The caller's balance", 200, BALANCE,
                                                    (401, 503))},
@@ -139,7 +164,8 @@ def openapi_document() -> dict[str, Any]:
                                 "balance_cents": {"type": "integer"}}},
                 (400, 401, 402, 404, 413, 422, 503),
                 request={"type": "object", "required": ["items"],
-                         "properties": {"items": {"type": "array", "items": LINE}}},
+                         "properties": {"items": {"type": "array", "items": LINE,
+                                                  "minItems": 1, "maxItems": MAX_ITEMS}}},
                 parameters=[_key_header(required=True)])},
             "/billing/orders/{order_id}": {"get": _operation(
                 "One of the caller's orders (404 for another user's)", 200,
@@ -152,11 +178,13 @@ def openapi_document() -> dict[str, Any]:
                                                    "price_cents": {"type": "integer"}}}},
                                 "total_cents": {"type": "integer"},
                                 "created_at": {"type": "number"}}},
-                (401, 404, 503), parameters=[{"name": "order_id", "in": "path",
-                                              "required": True, "schema": {"type": "string"}}])},
+                (401, 404, 503), parameters=[{"name": "order_id", "in": "path", "required": True,
+                                              "schema": {"type": "string",
+                                                         "pattern": f"^{ORDER_ID.pattern}$"}}])},
             "/notify/inbox": {"get": _operation(
                 "A page of the caller's notifications: the newest 100, or with ?before=EVENT_ID "
-                "the newest 100 older than that one; oldest of them first. next_before is the "
+                "the newest 100 older than that one (404: no such notification in this inbox); "
+                "oldest of them first. next_before is the "
                 "cursor of the next (older) page while pages are full, else null", 200,
                 {"type": "object", "required": ["notifications", "next_before"],
                  "properties": {"notifications": {"type": "array", "items": {
@@ -167,7 +195,8 @@ def openapi_document() -> dict[str, Any]:
                                     "text": {"type": "string"},
                                     "created_at": {"type": "number"}}}},
                      "next_before": {"type": "string", "nullable": True}}},
-                (400, 401, 422, 503), parameters=[_query("before", {"type": "string"})])},
+                (400, 401, 404, 503), parameters=[_query("before", {"type": "string",
+                                                               "pattern": f"^{EVENT_ID.pattern}$"})])},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -176,3 +205,24 @@ def openapi_document() -> dict[str, Any]:
                                                  "detail": {"type": "string"}}}},
         },
     }
+
+
+def allowed_methods(document: dict[str, Any]) -> dict[str, str]:
+    """Each path template of ``document`` -> its Allow header, as Flask writes it for a route
+    of those methods (HEAD beside GET, OPTIONS always)."""
+    allow = {}
+    for path, item in document["paths"].items():
+        methods = {m.upper() for m in item} | {"OPTIONS"} | ({"HEAD"} if "get" in item else set())
+        allow[path] = ", ".join(sorted(methods))
+    return allow
+
+
+def path_regex(template: str) -> str:
+    """A regex source matching the paths of an OpenAPI path template ({name}: one segment)."""
+    return re.sub(r"\\\{[^}]+\\\}", "[^/?]+", re.escape(template))
+
+
+def allow_for(document: dict[str, Any], path: str) -> str | None:
+    """The Allow header of the public path ``path``; None when the document has no such path."""
+    return next((allow for template, allow in allowed_methods(document).items()
+                 if re.fullmatch(path_regex(template), path)), None)

@@ -33,6 +33,7 @@ from shop.search.api import Search
 from shop.search.client import LeafClient, SearchClient
 from shop.search.leaves import Leaf, LeafDelay, LeafService, Scatter, seed_partition
 from shop.search.service import SCHEMA as SEARCH_SCHEMA, SearchService, SearchSettings, seed_catalog
+from shop.openapi import ApiShape
 from shop.storage import Database, Databases
 # The topology's names are used with placement's everywhere: one import serves both.
 from shop.topology import (COMPONENTS, GATEWAY, HTTP_EVENTS, LeafPlan, ProcessScale, Topology,  # noqa: F401
@@ -295,3 +296,8 @@ def build_process(deployment: Deployment, process: str, threads: int = 8) -> Sho
     links.update((comp, LocalLink(comp, resolve)) for comp in hosted)
     return ShopProcess(process, hosted, auth, billing, search, notify, scatter, relay,
                        databases, list(hops.values()), links, leaves, consumer, broker)
+
+
+def api_shape(deployment: Deployment) -> ApiShape:
+    """What the public API document of ``deployment`` depends on (shop/openapi.py)."""
+    return ApiShape(deployment.topology.leaves.shards, tuple(sorted(deployment.leaf_delays)))

@@ -17,7 +17,7 @@ from shop import observe
 from shop.notify import routes as notify_routes
 from shop.notify.service import NotifyService
 from shop.balance import hop_events
-from shop.placement import Deployment, ShopProcess, build_process
+from shop.placement import Deployment, ShopProcess, api_shape, build_process
 from shop.readiness import Dependencies
 from shop.search import routes as search_routes
 from shop.telemetry import Telemetry, telemetry_from_env
@@ -53,7 +53,8 @@ def create_process_app(deployment: Deployment, process: str) -> Flask:
     # Ready when every process it calls answers (as ``shop.hops`` says: a hop per process).
     dependencies = Dependencies({hop.name: [r.base_url for r in getattr(hop, "replicas", [hop])]
                                  for hop in shop.hops})
-    app = create_base_app(process, deployment.service_credential, telemetry, dependencies.down)
+    app = create_base_app(process, deployment.service_credential, telemetry, dependencies.down,
+                          api_shape(deployment))
     register_components(app, shop)
     app.extensions["seambench.shop"] = shop
     shop.start()

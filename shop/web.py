@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from shop.auth.api import Auth, InvalidToken, Principal
 from shop.errors import DomainError, Forbidden, InvalidRequest
 from shop.hops import SERVICE_HEADER
-from shop.openapi import OPENAPI_PATH, openapi_document
+from shop.openapi import OPENAPI_PATH, ApiShape, openapi_document
 from shop.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -229,11 +230,23 @@ def time_requests(app: Flask, telemetry: Telemetry) -> None:
         return response
 
 
+RULE_VARIABLE = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")  # Flask's <order_id> is OpenAPI's {order_id}
+
+
+def documented_query_names(document: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """(path, METHOD) of each operation of an OpenAPI document -> its query parameters."""
+    return {(path, method.upper()): {p["name"] for p in op.get("parameters", ())
+                                     if p["in"] == "query"}
+            for path, item in document["paths"].items() for method, op in item.items()}
+
+
 def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
-                    down: Callable[[], list[str]] = list) -> Flask:
+                    down: Callable[[], list[str]] = list,
+                    api: ApiShape = ApiShape()) -> Flask:
     """A Flask app with JSON errors for everything, /healthz (alive), /readyz (alive and every
-    dependency ``down`` does not name answering: 503 naming them otherwise) and /metrics
-    (what ``telemetry`` holds, in Prometheus' text format); every request is timed into it."""
+    dependency ``down`` does not name answering: 503 naming them otherwise), /metrics
+    (what ``telemetry`` holds, in Prometheus' text format) and /openapi.json (the public API
+    of a deployment of ``api``'s shape); every request is timed into it."""
     app = Flask(name)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.url_map.merge_slashes = False  # else "//" gets an HTML redirect, not a JSON 404
@@ -252,7 +265,11 @@ def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(code, exc.description or code, exc.code or 500)
+        response = error_response(code, exc.description or code, exc.code or 500)
+        allow = dict(exc.get_headers()).get("Allow")
+        if allow:  # a 405 says what the resource does allow (RFC 9110, 15.5.6)
+            response.headers["Allow"] = allow
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
@@ -270,11 +287,27 @@ def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
             return json_response({"status": "ready", "process": name})
         return error_response("not_ready", f"not answering: {', '.join(missing)}", 503)
 
-    document = openapi_document()  # built once per app, not at import
+    document = openapi_document(api)  # built once per app, not at import
 
     @app.get(OPENAPI_PATH)
     def openapi() -> Response:
         return json_response(document)
+
+    query_names = documented_query_names(document)
+
+    @app.before_request
+    def refuse_unknown_parameters() -> None:
+        """A public operation takes the query parameters its document names, no others: a
+        typo (``?limt=5``) is a 400 naming it, not a default applied in silence."""
+        rule = request.url_rule
+        allowed = query_names.get((RULE_VARIABLE.sub(r"{\1}", rule.rule), request.method)) \
+            if rule is not None else None
+        if allowed is None:  # not a public operation (/healthz, internal routes, ...)
+            return
+        unknown = sorted(set(request.args) - allowed)
+        if unknown:
+            raise InvalidRequest(f"unknown query parameter {unknown[0]!r}; this operation "
+                                 f"takes {', '.join(sorted(allowed)) or 'none'}")
 
     @app.get("/metrics")
     def metrics_text() -> Response:

@@ -40,6 +40,7 @@ class Api:
 
 class InProcessApi(Api):
     def __init__(self, app) -> None:
+        self.app = app  # for a WSGI transport (schemathesis)
         self.client = app.test_client()
 
     def call(self, method, path, body=None, headers=None, raw=None):

@@ -49,6 +49,16 @@ ERRORS = {400: (400, "bad_request", "the edge could not parse the request"),
           504: (504, "gateway_timeout", "the shop did not answer in time"),
           505: (400, "bad_request", "an HTTP version the edge does not speak")}
 ERROR_PAGE = "/.seambench-edge/"  # internal locations: no request can name them
+# nginx answers TRACE itself with 405: the shop's JSON, and the Allow header RFC 9110 asks
+# for, naming what the shop's own 405 names for that path
+METHOD_NOT_ALLOWED = (405, "method_not_allowed", "the method is not allowed for the requested URL")
+
+
+def allow_map() -> dict[str, str]:
+    """An nginx regex over the request target of each public path -> its Allow header."""
+    from shop.openapi import allowed_methods, openapi_document, path_regex
+    return {f"~^{path_regex(path)}(\\?|$)": allow
+            for path, allow in allowed_methods(openapi_document()).items()}
 
 
 class EdgeError(RuntimeError):
@@ -117,8 +127,11 @@ def nginx_config(listen_port: int, upstream: str, run_dir: Path) -> str:
     pages = "\n".join(
         f"        error_page {status} ={answer} {ERROR_PAGE}{status};\n"
         f"        location = {ERROR_PAGE}{status} {{ internal; default_type application/json; "
+        f"{'add_header Allow $seambench_allow always; ' if status == 405 else ''}"
         f"return {answer} '{{\"error\": \"{code}\", \"detail\": \"{detail}\"}}'; }}"
-        for status, (answer, code, detail) in ERRORS.items())
+        for status, (answer, code, detail) in {**ERRORS, 405: METHOD_NOT_ALLOWED}.items())
+    allow = "\n".join(f'        "{pattern}" "{methods}";'
+                      for pattern, methods in allow_map().items())
     temp = "\n".join(f"    {kind}_temp_path {run_dir / kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""daemon off;
@@ -140,6 +153,10 @@ http {{
     large_client_header_buffers 4 {HEAD_BUFFER};
     keepalive_timeout 75s;
     keepalive_requests 1000000;
+    map $request_uri $seambench_allow {{
+        default "";
+{allow}
+    }}
     upstream shop {{
         server {upstream};
         keepalive 64;

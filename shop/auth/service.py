@@ -152,6 +152,8 @@ class AuthService:
         return user_id
 
     def login(self, username: str, password: str) -> Token:
+        if not USERNAME.fullmatch(username):  # no user can have it: nothing to look up, or count
+            raise InvalidCredentials("unknown username or wrong password")
         now = self._clock()
         failed = self._db.query_one("SELECT failures, locked_until FROM auth_login_failures "
                                     "WHERE username = ?", (username,))

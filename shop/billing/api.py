@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from shop.errors import DomainError, InvalidValue, NotFound
+from shop.errors import Conflict, DomainError, InvalidValue, NotFound
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,13 @@ class Order:
 class InsufficientFunds(DomainError):
     code = "insufficient_funds"
     status = 402
+
+
+class BalanceLimit(Conflict):
+    """A top-up that would take the wallet over its maximum: the request is fine, the state
+    refuses it (409, as the body of a well-formed request meeting a conflicting state)."""
+
+    code = "balance_limit"
 
 
 class IdempotencyKeyReused(InvalidValue):

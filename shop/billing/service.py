@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import asdict
 
-from shop.billing.api import (IdempotencyKeyReused, InsufficientFunds, LineItem, Order,
+from shop.billing.api import (BalanceLimit, IdempotencyKeyReused, InsufficientFunds, LineItem, Order,
                               OrderLine, OrderNotFound, Receipt)
 from shop.errors import InvalidValue
 from shop.events import PaymentCaptured, Publisher, check_window
@@ -115,7 +115,7 @@ class BillingService:
                RETURNING balance_cents""",
             (user_id, amount_cents, amount_cents)).fetchone()["balance_cents"]
         if balance > MAX_BALANCE_CENTS:  # raising rolls the increment back
-            raise InvalidValue("the wallet would exceed its maximum balance")
+            raise BalanceLimit("the wallet would exceed its maximum balance")
         return balance
 
     def _topup_replay(self, user_id: str, key: str, digest: str) -> int | None:

@@ -6,8 +6,8 @@ from dataclasses import asdict
 from flask import Blueprint, Response, request
 
 from shop.auth.api import Auth
-from shop.errors import InvalidRequest
-from shop.events import PaymentCaptured
+from shop.errors import InvalidRequest, NotFound
+from shop.events import EVENT_ID, PaymentCaptured
 from shop.notify.api import INBOX_PAGE, Notification, Notify
 from shop.web import (caller, field, json_body, json_response, number_field,
                       require_service_credential)
@@ -37,6 +37,8 @@ def blueprint(notify: Notify, auth: Auth) -> Blueprint:
         before = request.args.getlist("before")
         if len(before) > 1:
             raise InvalidRequest("give 'before' at most once")
+        if before and not EVENT_ID.fullmatch(before[0]):  # no event of ours has that id
+            raise NotFound(f"before: no notification {before[0]!r} in this inbox")
         return json_response(inbox_page(notify.inbox(principal.user_id,
                                                      before[0] if before else None)))
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
-from shop.errors import InvalidValue
+from shop.errors import NotFound
 from shop.events import PaymentCaptured, check_window
 from shop.notify.api import INBOX_PAGE, LagCounts, Notification
 from shop.storage import Database
@@ -80,7 +80,7 @@ class NotifyService:
                 "SELECT created_at FROM notify_notifications WHERE user_id = ? AND event_id = ?",
                 (user_id, before))
             if cursor is None:
-                raise InvalidValue(f"before: no notification {before!r} in this inbox")
+                raise NotFound(f"before: no notification {before!r} in this inbox")
             rows = self._db.query(
                 """SELECT event_id, order_id, text, created_at FROM notify_notifications
                    WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND event_id < ?))

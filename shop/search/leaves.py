@@ -172,8 +172,8 @@ class Scatter:
     placement), else taken round-robin. With ``hedge_ms``, a shard whose primary has not
     answered ``hedge_ms`` after the leaves were asked gets one backup call to the next
     replica; the first answer wins and the other is ignored (its thread finishes it). With
-    ``hedge_share`` instead, the delay is this process's ``HedgeDelay`` for that share and n:
-    the one after which about that share of primaries are still out.
+    ``hedge_share``, the delay is this process's ``HedgeDelay`` for that share and n (the one
+    after which about that share of primaries are still out), at most ``hedge_ms`` if given.
     """
 
     def __init__(self, leaves: Sequence[Sequence[Leaf]], threads: int = SCATTER_THREADS,
@@ -200,15 +200,13 @@ class Scatter:
         if hedge_ms is not None and not 0 < hedge_ms <= MAX_HEDGE_MS:
             raise InvalidValue(f"hedge_ms must be over 0 and at most {MAX_HEDGE_MS:g}")
         tracked = None
-        if hedge_share is not None:
-            if hedge_ms is not None:
-                raise InvalidValue("give hedge_ms or hedge_share, not both")
+        if hedge_share is not None:  # hedge_ms, if given too, caps the tracked delay
             tracked = self._hedge_delay(hedge_share, n)
-            hedge_ms = tracked.current_ms()
+            hedge_ms = min(tracked.current_ms(), hedge_ms or MAX_HEDGE_MS)
         if seed is not None and not 0 <= seed <= MAX_SEED:
             raise InvalidValue(f"seed must be between 0 and {MAX_SEED}")
-        if (delay is None) != (seed is None):
-            raise InvalidValue("an injected delay needs both delay and seed")
+        if delay is not None and seed is None:
+            seed = 0  # the injection's draws need a seed; a request that gives none gets 0
         primary = [self._primary(s, seed) for s in range(n)]
         asked_ns = time.perf_counter_ns()
         calls: list[list[Future]] = [[self._ask(s, primary[s], q, limit, delay, seed)]
