@@ -30,7 +30,8 @@ HIT = {"type": "object", "required": ["sku", "name", "price_cents", "score"],
 BALANCE = {"type": "object", "required": ["balance_cents"],
            "properties": {"balance_cents": {"type": "integer", "minimum": 0}}}
 LINE = {"type": "object", "required": ["sku", "qty"],
-        "properties": {"sku": {"type": "string", "minLength": 1, "maxLength": 64},
+        "properties": {"sku": {"type": "string", "minLength": 1, "maxLength": 64,
+                               "example": "SKU-000001"},
                        "qty": {"type": "integer", "minimum": 1, "maximum": MAX_QTY}}}
 BEARER = [{"bearer": []}]
 KEY_PATTERN = "^[\\x21-\\x7e]{1,128}$"
@@ -99,7 +100,7 @@ def openapi_document(shape: ApiShape = ApiShape()) -> dict[str, Any]:
                    _query("seed", {"type": "integer", "minimum": 0, "maximum": MAX_SEED})]
                   if shape.delays else
                   [_query("seed", {"type": "integer", "minimum": 0, "maximum": MAX_SEED})])
-    return {
+    document = {
         "openapi": "3.0.3",
         "info": {"title": "seambench shop", "version": "1",
                  "description": "One shop, the same API in every placement. Money in integer "
@@ -169,9 +170,9 @@ def openapi_document(shape: ApiShape = ApiShape()) -> dict[str, Any]:
                 parameters=[_key_header(required=True)])},
             "/billing/orders/{order_id}": {"get": _operation(
                 "One of the caller's orders (404 for another user's)", 200,
-                {"type": "object", "required": ["order_id", "lines", "total_cents", "created_at"],
+                {"type": "object", "required": ["order_id", "items", "total_cents", "created_at"],
                  "properties": {"order_id": {"type": "string"},
-                                "lines": {"type": "array", "items": {
+                                "items": {"type": "array", "items": {
                                     "type": "object", "required": ["sku", "qty", "price_cents"],
                                     "properties": {"sku": {"type": "string"},
                                                    "qty": {"type": "integer"},
@@ -205,6 +206,8 @@ def openapi_document(shape: ApiShape = ApiShape()) -> dict[str, Any]:
                                                  "detail": {"type": "string"}}}},
         },
     }
+    link_operations(document["paths"])
+    return document
 
 
 def allowed_methods(document: dict[str, Any]) -> dict[str, str]:
@@ -226,3 +229,25 @@ def allow_for(document: dict[str, Any], path: str) -> str | None:
     """The Allow header of the public path ``path``; None when the document has no such path."""
     return next((allow for template, allow in allowed_methods(document).items()
                  if re.fullmatch(path_regex(template), path)), None)
+
+
+# What one operation's answer lets a client do next, as OpenAPI links (schemathesis' stateful
+# phase follows them): a registered user logs in; a checkout's order can be read back.
+LINKS = {("/auth/register", "post", "201"): {"LogIn": {
+             "operationId": "postAuthLogin",
+             "requestBody": {"username": "$request.body#/username",
+                             "password": "$request.body#/password"}}},
+         ("/billing/checkout", "post", "201"): {"ReadTheOrder": {
+             "operationId": "getBillingOrdersOrderId",
+             "parameters": {"order_id": "$response.body#/order_id"}}}}
+
+
+def link_operations(paths: dict[str, Any]) -> None:
+    """Give every operation an operationId (method and path: ``getBillingOrdersOrderId``)
+    and add ``LINKS`` to the responses they start from."""
+    for path, item in paths.items():
+        for method, op in item.items():
+            words = re.findall(r"[A-Za-z0-9]+", path.replace("_", "/"))
+            op["operationId"] = method + "".join(w[:1].upper() + w[1:] for w in words)
+    for (path, method, status), links in LINKS.items():
+        paths[path][method]["responses"][status]["links"] = links

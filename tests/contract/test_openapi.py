@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.generation import GenerationMode
 
@@ -91,3 +91,56 @@ def answers_as_documented(case, placement, users) -> None:
     response = case.call(headers=auth, **transport)
     case.validate_response(response, checks=EVERY_CHECK, headers=auth,
                            transport_kwargs={**transport, "headers": auth})
+
+
+
+@pytest.mark.parametrize("placement", [p for p in PLACEMENTS if p != SMALL_FLEET], indirect=True)
+def test_the_links_hold_in_sequences_of_calls(placement, users):
+    """The stateful phase: sequences of calls that follow the document's links (a user
+    registered then logged in; a checkout's order read back), every check on every answer."""
+    name, api, shop = placement
+    if name not in users:
+        users[name] = User(api, prefix="fuzz")
+        users[name].call("POST", "/billing/topup", {"amount_cents": 1_000_000})
+    auth = {"Authorization": f"Bearer {users[name].token}"}
+    schema = fuzzed(shape_of(name))
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE])
+    schema.app = api.app if shop is None else None
+    transport = ({"base_url": shop.base_url, "timeout": 30} if shop is not None
+                 else {"base_url": "http://localhost"})
+    followed: list[str] = []
+
+    class Sequences(schema.as_state_machine()):
+        def get_call_kwargs(self, case):
+            # What must differ from call to call does: hypothesis replays a sequence's
+            # choices, and a server that kept the first's state (a username taken, a key
+            # used) would answer otherwise and the sequence would not replay
+            if case.headers and "Idempotency-Key" in case.headers:
+                case.headers["Idempotency-Key"] = uuid.uuid4().hex
+            if case.path == "/auth/register" and isinstance(case.body, dict):
+                case.body["username"] = f"s{uuid.uuid4().hex[:31]}"
+            if case.path == "/billing/checkout" and isinstance(case.body, dict):
+                # skus that exist (a fuzzer cannot guess the catalog), one of each, and
+                # the money for them (at most 50 lines under 1,000.00 each): a checkout
+                # answers 201 however the sequence went before it
+                for n, line in enumerate(case.body.get("items") or ()):
+                    if isinstance(line, dict):
+                        line.update(sku=f"SKU-{n + 1:06d}", qty=1)
+                users[name].call("POST", "/billing/topup", {"amount_cents": 5_000_000})
+            return {"headers": auth, **transport}
+
+        def after_call(self, response, case):
+            super().after_call(response, case)
+            followed.append(f"{case.method} {case.path} {response.status_code}")
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=EVERY_CHECK, headers=auth,
+                                   transport_kwargs={**transport, "headers": auth},
+                                   recorder=self.recorder)
+
+    Sequences.run(settings=settings(max_examples=40, deadline=None, stateful_step_count=6,
+                                    database=None, phases=[Phase.generate],
+                                    suppress_health_check=list(HealthCheck)))
+    assert "POST /auth/login 200" in followed, followed[:40]
+    assert any(f.startswith("GET /billing/orders/{order_id} 200") for f in followed), \
+        sorted(set(followed))
