@@ -196,8 +196,8 @@ def openapi_document(shape: ApiShape = ApiShape()) -> dict[str, Any]:
                                     "text": {"type": "string"},
                                     "created_at": {"type": "number"}}}},
                      "next_before": {"type": "string", "nullable": True}}},
-                (400, 401, 404, 503), parameters=[_query("before", {"type": "string",
-                                                               "pattern": f"^{EVENT_ID.pattern}$"})])},
+                (400, 401, 404, 503), parameters=[_query(
+                    "before", {"type": "string", "pattern": f"^{EVENT_ID.pattern}$"})])},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
