@@ -53,6 +53,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _operation(summary: str, success: int, body: dict[str, Any], errors: tuple[int, ...], *,
                secured: bool = True, request: dict[str, Any] | None = None,
                parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    # any request line may be too long for the server (gunicorn's 4094 bytes)
+    errors = tuple(sorted({*errors, 414}))
     op: dict[str, Any] = {"summary": summary, "responses": {
         str(success): _json(body, "success"),
         **{str(code): _json(ERROR, STATUS_TEXT[code]) for code in errors}}}

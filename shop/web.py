@@ -308,6 +308,9 @@ def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
         if unknown:
             raise InvalidRequest(f"unknown query parameter {unknown[0]!r}; this operation "
                                  f"takes {', '.join(sorted(allowed)) or 'none'}")
+        repeated = sorted(k for k in request.args if len(request.args.getlist(k)) > 1)
+        if repeated:  # each parameter is one value: which of two would be meant?
+            raise InvalidRequest(f"give {repeated[0]!r} at most once")
 
     @app.get("/metrics")
     def metrics_text() -> Response:

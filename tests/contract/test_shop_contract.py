@@ -263,3 +263,8 @@ def test_an_unknown_query_parameter_is_refused_by_name(user, path):
     status, body = user.call("GET", path)
     name = path.rsplit("&", 1)[-1].split("?")[-1].split("=")[0]
     assert status == 400 and body["error"] == "invalid_request" and repr(name) in body["detail"]
+
+
+def test_a_query_parameter_given_twice_is_refused(user):
+    status, body = user.call("GET", "/search?q=lamp&q=chair")
+    assert status == 400 and "'q' at most once" in body["detail"]
