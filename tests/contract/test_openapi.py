@@ -39,6 +39,9 @@ def fuzzed(shape: ApiShape) -> schemathesis.schemas.BaseSchema:
     # A schema-valid request may still meet a state that refuses it: 402 (the fuzz user's
     # money ran out), besides the 404, 409 and 429 schemathesis already expects
     schema.config.checks.positive_data_acceptance.expected_statuses.append("402")
+    # and a schema-violating request may be refused for its size before its values are
+    # read: a 413 body, a 414 request line, 431 headers
+    schema.config.checks.negative_data_rejection.expected_statuses.extend(["413", "414", "431"])
     return schema
 
 
