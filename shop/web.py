@@ -4,6 +4,7 @@ Logic never imports this module; routes use it to turn HTTP into interface calls
 """
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -233,6 +234,12 @@ def time_requests(app: Flask, telemetry: Telemetry) -> None:
 RULE_VARIABLE = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")  # Flask's <order_id> is OpenAPI's {order_id}
 
 
+@functools.lru_cache(maxsize=256)
+def template_of(rule: str) -> str:
+    """A Flask rule as an OpenAPI path template (once per rule: every request asks)."""
+    return RULE_VARIABLE.sub(r"{\1}", rule)
+
+
 def documented_query_names(document: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     """(path, METHOD) of each operation of an OpenAPI document -> its query parameters."""
     return {(path, method.upper()): {p["name"] for p in op.get("parameters", ())
@@ -300,7 +307,7 @@ def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
         """A public operation takes the query parameters its document names, no others: a
         typo (``?limt=5``) is a 400 naming it, not a default applied in silence."""
         rule = request.url_rule
-        allowed = query_names.get((RULE_VARIABLE.sub(r"{\1}", rule.rule), request.method)) \
+        allowed = query_names.get((template_of(rule.rule), request.method)) \
             if rule is not None else None
         if allowed is None:  # not a public operation (/healthz, internal routes, ...)
             return

@@ -28,7 +28,7 @@ from typing import Protocol
 
 from shop.errors import InvalidValue
 from shop.search.api import Hit
-from shop.search.hedging import HedgeDelay, check_share
+from shop.search.hedging import HedgeDelay
 from shop.search.service import (SCHEMA, SearchSettings, check_limit, match_expression, ranked,
                                  seed_catalog)
 from shop.storage import Database
@@ -239,9 +239,11 @@ class Scatter:
                          hedge_late_us, hedge_ms)
 
     def _hedge_delay(self, share: float, n: int) -> HedgeDelay:
-        check_share(share)
-        with self._lock:
-            return self._hedges.setdefault((share, n), HedgeDelay(share))
+        with self._lock:  # made once per class, not once per request
+            tracked = self._hedges.get((share, n))
+            if tracked is None:
+                tracked = self._hedges[share, n] = HedgeDelay(share)  # checks the share
+            return tracked
 
     def _primary(self, shard: int, seed: int | None) -> int:
         replicas = len(self.leaves[shard])

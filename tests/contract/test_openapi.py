@@ -75,12 +75,17 @@ def test_every_operation_of_the_small_fleet_answers_as_documented(case, placemen
     answers_as_documented(case, placement, users)
 
 
-def answers_as_documented(case, placement, users) -> None:
-    name, api, shop = placement
+def fuzz_user(name: str, api, users: dict[str, User]) -> User:
+    """The placement's fuzzing user, registered and funded on first use."""
     if name not in users:
         users[name] = User(api, prefix="fuzz")
         users[name].call("POST", "/billing/topup", {"amount_cents": 1_000_000})
-    auth = {"Authorization": f"Bearer {users[name].token}"}
+    return users[name]
+
+
+def answers_as_documented(case, placement, users) -> None:
+    name, api, shop = placement
+    auth = {"Authorization": f"Bearer {fuzz_user(name, api, users).token}"}
     if case.headers and "Idempotency-Key" in case.headers and case.meta is not None \
             and case.meta.generation.mode is GenerationMode.POSITIVE:
         # a key names one operation: hypothesis would send one key with many bodies, which
@@ -102,10 +107,7 @@ def test_the_links_hold_in_sequences_of_calls(placement, users):
     """The stateful phase: sequences of calls that follow the document's links (a user
     registered then logged in; a checkout's order read back), every check on every answer."""
     name, api, shop = placement
-    if name not in users:
-        users[name] = User(api, prefix="fuzz")
-        users[name].call("POST", "/billing/topup", {"amount_cents": 1_000_000})
-    auth = {"Authorization": f"Bearer {users[name].token}"}
+    auth = {"Authorization": f"Bearer {fuzz_user(name, api, users).token}"}
     schema = fuzzed(shape_of(name))
     schema.config.generation.update(modes=[GenerationMode.POSITIVE])
     schema.app = api.app if shop is None else None
