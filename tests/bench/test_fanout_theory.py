@@ -14,9 +14,9 @@ from shop.search.api import Hit
 from shop.search.leaves import LeafDelay, Scatter, draw
 
 SLOW_P, SLOW_MS, BASE_MS = 0.05, 12.0, 0.3
-REQUESTS = 400
-LEAF_SAMPLES = 3000
-TOLERANCE = 0.02
+# 1,000 requests: p99 of the slowest leaf has its 10/(1-q) samples, and so has F's
+# 0.99^(1/16) quantile from 16,000 leaf calls at n = 16 (the tool's own rule)
+REQUESTS, BLOCKS = 1000, 10
 
 
 class SleepingLeaf:
@@ -42,16 +42,6 @@ def timed(scatter: Scatter, n: int, seeds: range, **kw) -> np.ndarray:
     return np.array(out)
 
 
-def bootstrap_ratio(measured: np.ndarray, leaf: np.ndarray, q: float, n: int,
-                    rng: np.random.Generator, extra_ms: float = 0.0,
-                    resamples: int = 400) -> tuple[float, float]:
-    """The 95% interval of measured q-th percentile / (F's q^(1/n) quantile + extra_ms)."""
-    ratios = [np.percentile(rng.choice(measured, len(measured)), q)
-              / (np.percentile(rng.choice(leaf, len(leaf)), predicted_quantile(q, n)) + extra_ms)
-              for _ in range(resamples)]
-    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
-
-
 def sleeping_scatter(delay: LeafDelay) -> Scatter:
     return Scatter([[SleepingLeaf(shard, 0, delay)] for shard in range(16)], threads=32)
 
@@ -63,36 +53,50 @@ def scatter():
     s.close()
 
 
-@pytest.fixture(scope="module")
-def fan_cost_ms():
-    """What the scatter itself adds to wait for n leaves rather than one (the pool hands n
-    results back; ~0.1 ms at n = 4, up to ~1 ms at 16 on a busy machine): the median of n
-    leaves with no tail minus that of one. F(t)^n knows nothing of it, so it is added."""
-    s = sleeping_scatter(LeafDelay(base_ms=BASE_MS))
-    try:
-        one = np.median(timed(s, 1, range(300)))
-        return {n: float(np.median(timed(s, n, range(300))) - one) for n in (1, 4, 16)}
-    finally:
-        s.close()
-
-
-@pytest.fixture(scope="module")
-def leaf_ms(scatter) -> np.ndarray:
-    """The measured single leaf: n = 1 through the same scatter."""
-    return timed(scatter, 1, range(10_000, 10_000 + LEAF_SAMPLES))
+def scattered_blocks(scatter: Scatter, n: int, seeds: range):
+    """(end-to-end ms per request, Blocks of every leaf call, Blocks of each request's
+    slowest leaf): the leaf times the scatter itself reports (µs from asking its leaves to
+    each answer), in BLOCKS consecutive blocks of one trial, as the fan-out step records them."""
+    from bench.results.reader import aligned_blocks
+    took, every, slowest = [], {}, {}
+    per_block = len(seeds) // BLOCKS
+    for i, seed in enumerate(seeds):
+        key = (0, i // per_block)
+        if key not in every:
+            every[key], slowest[key] = hdr.new_histogram(), hdr.new_histogram()
+        started = time.perf_counter()
+        answer = scatter.scatter("q", n, 1, delay="d", seed=seed)
+        took.append((time.perf_counter() - started) * 1000)
+        for us in answer.leaf_us:
+            every[key].record_value(us)
+        slowest[key].record_value(max(answer.leaf_us))
+    blocks = aligned_blocks({"leaves": every, "slowest": slowest})
+    return np.array(took), blocks["leaves"], blocks["slowest"]
 
 
 @pytest.mark.parametrize("n", [1, 4, 16])
-def test_slow_fraction_and_p99_follow_theory(scatter, leaf_ms, fan_cost_ms, n):
-    measured = timed(scatter, n, range(n * 100_000, n * 100_000 + REQUESTS))
-    slow = int((measured >= SLOW_MS).sum())
+def test_slow_fraction_and_p99_follow_theory(scatter, n):
+    """Real sleeps through the real pool: the share of requests over the injected delay is
+    1-(1-p)^n (within its 99% interval), and the slowest leaf's p90 and p99 are F(t)^n's
+    from every leaf call, with the verdict the fan-out report would give: "agrees". (F is
+    read from the same requests' leaf calls, as the report reads it: a leaf timed alone at
+    another moment carries another moment's scheduler jitter, which at n = 16 is the whole
+    of F's 99.94th percentile. The p50 of n > 1 is not asserted: it falls in the 0.3 ms
+    mode, where the leaves of one request share the moment the pool hands them out, so
+    they are not independent and measure 0.5-0.9x F(t)^n on a busy machine.)"""
+    from bench.experiments.fanout.theory import AGREES, leaf_prediction
+    from bench.results.stats import resample_weights
+    took, leaves, slowest = scattered_blocks(scatter, n, range(n * 100_000,
+                                                               n * 100_000 + REQUESTS))
+    slow = int((took >= SLOW_MS).sum())
     low, high = binomial_interval(slow, REQUESTS, 0.99)
     expected = 1 - (1 - SLOW_P) ** n
     assert low <= expected <= high, (n, slow / REQUESTS, expected)
-    ratio_low, ratio_high = bootstrap_ratio(measured, leaf_ms, 99.0, n, np.random.default_rng(n),
-                                            extra_ms=fan_cost_ms[n])
-    # within the interval, give or take 2% (timer and scheduler jitter of a shared machine)
-    assert ratio_low <= 1.0 + TOLERANCE and ratio_high >= 1.0 - TOLERANCE, (n, ratio_low, ratio_high)
+    out = leaf_prediction(n, leaves, slowest, resample_weights(slowest.strata, 400,
+                                                               np.random.default_rng(n)))
+    assert out["p99"]["supported"] and not out["p99.9"]["supported"]
+    for key in ("p90", "p99"):
+        assert out[key]["verdict"] == AGREES, (n, key, out[key]["measured_over_predicted"])
 
 
 def test_the_predicted_quantile_is_the_leafs_q_to_the_1_over_n():
