@@ -14,8 +14,10 @@ from bench.experiments.chaos.measures import fmt_share, summarise, timeline, win
 from bench.experiments.chaos.oracle import read_ops
 from bench.render.display import TOO_FEW
 from bench.render.document import Block, Bullets, Figure, Heading, Paragraph, Table
-from bench.render.plots import pyplot, save
-from bench.results.model import Headline
+from bench.render.plots import (ERROR_COLOUR, FAULT_COLOUR, NEUTRAL_COLOUR, compared,
+                                left_out_handle, mark_left_out, placement_colour,
+                                plain_log_labels, pyplot, rate_text, save, wrapped)
+from bench.results.model import QUANTILE, Headline
 from bench.results.reader import RunData
 from bench.results.store import read_json
 
@@ -127,50 +129,87 @@ def chaos_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -> 
         if figure:
             blocks.append(Figure(str(figure), f"timeline of {label}, first trial: answered and "
                                               f"errors per second, median and maximum latency "
-                                              f"per second, faults shaded"))
+                                              f"per second, faults shaded grey"))
     return blocks
 
 
 def timeline_figure(run: RunData, label: str, out_path: Path) -> Path | None:
-    """One column per placement (first trial): answered and errors per second above, the
-    median and maximum latency per second below (log scale), each fault's span shaded."""
-    steps = [s for s in run.steps_of("chaos", rung=label) if s.key.trial == 0]
+    """One column per placement (first trial): answered (in the placement's colour) and
+    errors per second above, the median (solid) and maximum (dotted) latency per second in
+    ms below on a log scale, each fault's span shaded grey. Columns share each row's y scale,
+    so the placements compare by eye; a second whose median its samples do not support is
+    a hollow mark at the foot."""
+    order = {p: i for i, p in enumerate(run.placements)}  # baseline first, as in every table
+    steps = sorted((s for s in run.steps_of("chaos", rung=label) if s.key.trial == 0),
+                   key=lambda s: order.get(s.key.placement, len(order)))
     if not steps:
         return None
     plt = pyplot()
-    fig, axes = plt.subplots(2, len(steps), figsize=(5.5 * len(steps), 5.5), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(2, len(steps), figsize=(5.5 * len(steps), 6.2), sharex=True,
+                             sharey="row", squeeze=False, layout="constrained")
+    no_median = False
     for col, step in enumerate(steps):
         ops = read_ops(run.dir / step.raw_dir)
         if not ops:
             continue
+        colour = placement_colour(step.key.placement)
         t0 = ops[0]["t"]
         rows = timeline(ops, t0)
         ts = [row["t"] for row in rows]
         top, bottom = axes[0][col], axes[1][col]
         # each value belongs to its whole second: drawn as steps from the second's start
-        top.step(ts, [row["answered_per_s"] for row in rows], where="post", label="answered /s")
-        top.step(ts, [row["errors_per_s"] for row in rows], where="post", label="errors /s",
-                 color="tab:red")
+        top.step(ts, [row["answered_per_s"] for row in rows], where="post", color=colour)
+        top.step(ts, [row["errors_per_s"] for row in rows], where="post", color=ERROR_COLOUR)
         for key, style in (("p50_ms", "-"), ("max_ms", ":")):
             bottom.step(ts, [row[key] if row[key] is not None else float("nan") for row in rows],
-                        style, where="post", color="tab:purple", linewidth=1,
-                        label="median" if key == "p50_ms" else "maximum")
+                        style, where="post", color=colour, linewidth=1.2)
         bottom.set_yscale("log")
+        # the median needs its samples (Quantile.min_samples); a second short of them is marked
+        gaps = [row["t"] + 0.5 for row in rows
+                if row["p50_ms"] is None and row["max_ms"] is not None]
+        mark_left_out(bottom, gaps, colour, marker="o")
+        no_median = no_median or bool(gaps)
         for window in details(run, step).get("faults", []):
             if not window.get("applied", True):
                 continue
             start, end = window_span(window)
             for ax in (top, bottom):
-                ax.axvspan(start - t0, end - t0, color="tab:orange", alpha=0.25, linewidth=0)
-        top.set_title(f"{step.key.placement}: {label}")
-        top.set_ylabel("operations per second")
-        bottom.set_ylabel("latency per second, ms")
-        bottom.legend(loc="upper right", fontsize="small")
-        bottom.set_xlabel("seconds since the schedule started")
-        top.legend(loc="lower left", fontsize="small")
-    fig.tight_layout()
+                ax.axvspan(start - t0, end - t0, color=FAULT_COLOUR, alpha=0.3, linewidth=0)
+        top.set_title(step.key.placement, color=colour)
+        top.grid(True, alpha=0.3)
+        bottom.grid(True, which="both", alpha=0.3)
+        bottom.set_xlabel("time since the schedule started (s)")
+    axes[0][0].set_ylabel("operations per second (1/s)")
+    axes[1][0].set_ylabel("latency per second (ms)")
+    plain_log_labels(axes[1][0].yaxis)  # the row shares it
+    fig.legend(handles=_timeline_handles([s.key.placement for s in steps], no_median),
+               loc="outside lower center", ncol=3, fontsize="small")
+    rate = run.settings("chaos").get("rate")
+    fig.suptitle(wrapped(f"Chaos plan {label}{rate_text(rate)}, first trial: "
+                         f"{compared(s.key.placement for s in steps)}\nanswered and errors per "
+                         f"second, median and maximum latency per second", fig.get_figwidth()))
     return save(fig, out_path)
+
+
+def _timeline_handles(placements: list[str], no_median: bool) -> list[Any]:
+    """The timeline's legend: each placement's colour, the error line, the two latency
+    styles, the fault shading and, if any, the seconds without a median."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    handles = [Line2D([], [], color=placement_colour(p), label=f"{p}: answered per second")
+               for p in placements]
+    handles += [Line2D([], [], color=ERROR_COLOUR, label="errors per second (5xx or no answer)"),
+                Line2D([], [], color=NEUTRAL_COLOUR, linestyle="-",
+                       label="median latency of the second"),
+                Line2D([], [], color=NEUTRAL_COLOUR, linestyle=":",
+                       label="maximum latency of the second"),
+                Patch(color=FAULT_COLOUR, alpha=0.3,
+                      label="fault: from injection until undone "
+                            "(a crash: until the restart answered)")]
+    if no_median:
+        handles.append(left_out_handle(f"median, under {QUANTILE['p50'].min_samples} "
+                                       f"operations that second", "o"))
+    return handles
 
 
 def details(run: RunData, step: Any) -> dict[str, Any]:

@@ -133,14 +133,18 @@ def fanout_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) ->
     frame = fanout_figures.fanout_frame(result)
     figure = fanout_figures.percentiles_vs_n(frame, figures_dir / "fanout-percentiles.png")
     if figure:
-        blocks.append(Figure(str(figure), "p50/p99/p99.9 against n, measured and F(t)^n"))
+        blocks.append(Figure(str(figure), "p50/p90/p99/p99.9 against n, measured and F(t)^n"))
     for placement in per:
         steps = run.steps_of("fanout", placement, valid_only=True)
         names = [n for n, k in per[placement].get("kinds", {}).items()
                  if k["variant"] == SPECTRUM_VARIANT]
         spectra = {name: run.histogram_of(steps, [name]) for name in names}
-        figure = plots.percentile_spectrum(spectra, f"fan-out with the leaf tail, {placement}",
-                                           figures_dir / f"fanout-spectrum-{placement}.png")
+        # the placement's colour, darker as n grows: n is the series here, not the placement
+        colours = dict(zip(names, plots.shades(plots.placement_colour(placement), len(names))))
+        figure = plots.percentile_spectrum(
+            spectra, f"Fan-out{plots.rate_text(settings.get('rate'))} with the leaf tail, "
+                     f"{placement}:\nlatency by percentile, one line per n (valid trials)",
+            figures_dir / f"fanout-spectrum-{placement}.png", colours)
         if figure:
             blocks.append(Figure(str(figure), f"percentile spectrum per n, {placement}"))
     figure = fanout_figures.hedging_bars(result, figures_dir / "fanout-hedging.png")

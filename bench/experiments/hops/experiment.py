@@ -325,7 +325,9 @@ def hops_report(result: Mapping[str, Any], figures_dir: Path) -> list[Block]:
     figure = hop_plots.hop_cost(
         {p: {"per_k": {k: {"p50": v.get("p50")} for k, v in e.get("per_k", {}).items()}}
          for p, e in per.items()},
-        {kind: {"p50": f.get("p50")} for kind, f in floors.items()}, figures_dir / "hop-cost.png")
+        {kind: {"p50": f.get("p50")} for kind, f in floors.items()}, figures_dir / "hop-cost.png",
+        {p: e.get("http_hops_per_chain") for p, e in per.items()},
+        result.get("settings", {}).get("rate"))
     if figure:
         blocks.append(Figure(str(figure), "p50 per k per placement against the floors"))
     return blocks

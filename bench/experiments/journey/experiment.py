@@ -319,8 +319,9 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
                          for p, t in result.get("throughput_at_objective", {}).items()], "llll"))
     figure = journey_plots.latency_vs_rate(
         {p: {f"{e['rate']:g}": {"p50": e.get("latency", {}).get("p50"),
-                                "p99": e.get("latency", {}).get("p99")}
-             for e in rungs.values() if e.get("valid_trials")} for p, rungs in per.items()},
+                                "p99": e.get("latency", {}).get("p99"),
+                                "left_out": _left_out(e)}
+             for e in rungs.values()} for p, rungs in per.items()},
         figures_dir / "journey-latency-vs-rate.png", result.get("objective_p99_ms"))
     if figure:
         blocks.append(Figure(str(figure), "journey p50 and p99 against the arrival rate (valid trials)"))
@@ -328,24 +329,39 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
     if label:
         spectra = {p: run.histogram_of(self_steps) for p in per
                    if (self_steps := run.steps_of("journey", p, label, valid_only=True))}
-        figure = plots.percentile_spectrum(spectra, f"journey at {label.removeprefix('r')} req/s: "
-                                           "latency by percentile (valid trials)",
-                                           figures_dir / f"spectrum-journey-{label}.png")
+        figure = plots.percentile_spectrum(
+            spectra, f"Journey at {label.removeprefix('r')} req/s, {plots.compared(spectra)}:"
+                     f"\nlatency by percentile (valid trials)",
+            figures_dir / f"spectrum-journey-{label}.png")
         if figure:
             blocks.append(Figure(str(figure), "percentile spectrum per placement at the headline rate"))
         at = {p: rungs[label] for p, rungs in per.items() if label in rungs}
         figure = plots.resources({p: e.get("cpu_ms_per_request") for p, e in at.items()},
                                  {p: Estimate.from_json(e.get("pss_mib")).value for p, e in at.items()},
-                                 f"journey at {label.removeprefix('r')} req/s: CPU and memory "
-                                 "(PSS) of the system under test", figures_dir / "resources.png")
+                                 f"Journey at {label.removeprefix('r')} req/s, "
+                                 f"{plots.compared(at)}:\nCPU and memory (PSS) of the system "
+                                 f"under test",
+                                 figures_dir / "resources.png")
         if figure:
             blocks.append(Figure(str(figure), "CPU per request and memory per placement"))
         figure = plots.notification_lag({p: e.get("notification_lag_us") for p, e in at.items()},
-                                        f"notification lag at {label.removeprefix('r')} req/s",
+                                        f"Notification lag at {label.removeprefix('r')} "
+                                        f"req/s, {plots.compared(at)}:\nfrom a payment to its "
+                                        f"notification stored",
                                         figures_dir / "notification-lag.png")
         if figure:
             blocks.append(Figure(str(figure), "notification lag per placement"))
     return blocks
+
+
+def _left_out(entry: Mapping[str, Any]) -> str | None:
+    """Why a rung has no point in the latency figure (None: it has one): a rung no trial of
+    which stood was not measured; one with no valid standing trial has no figure to draw."""
+    if not entry.get("standing_trials", entry.get("trials")):
+        return "the load generator spoiled every trial at this rate"
+    if not entry.get("counted_trials", entry.get("valid_trials")):  # older runs: no counted_trials
+        return "no valid trial at this rate"
+    return None
 
 
 def _sustained(entry: Mapping[str, Any]) -> str:

@@ -9,37 +9,79 @@ from typing import Any
 
 import numpy as np
 
-from bench.render.plots import US_PER_MS, error_bars, pyplot, save, value_of
+from bench.render.plots import (NEUTRAL_COLOUR, REFERENCE_COLOUR, TOO_FEW_SAMPLES, US_PER_MS,
+                                compared, dodge, error_bars, left_out_handle, log_if_wide,
+                                mark_left_out, placement_colour, pyplot, room_at_foot, save,
+                                value_of, wrapped)
+
+# a percentile is told by line style and marker, a placement by its colour
+PERCENTILES = (("p50", "-", "o"), ("p99", "--", "^"))
+DODGE_PT = 8.0
 
 
 def latency_vs_rate(journey: Mapping[str, Mapping[str, Any]], out_path: str | Path,
                     objective_p99_ms: float | None = None) -> Path | None:
-    """p50 (solid) and p99 (dashed) journey latency in ms against the scheduled arrival rate
-    (req/s), per placement, with 95% CI error bars; ``journey`` is summary["journey"]. The
-    p99 objective, when given, is a horizontal line. None if no rung has a latency."""
+    """p50 (solid, circles) and p99 (dashed, triangles) journey latency in ms against the
+    scheduled arrival rate (req/s), per placement in its colour, with 95% CI error bars;
+    ``journey``: placement -> rate -> {"p50": estimate, "p99": estimate, "left_out": why a
+    whole rung has no figure (no valid trial), if so}. A percentile too few samples support
+    is a hollow marker at the foot, a rung left out an 'x'; each has a legend entry. Axes
+    spanning a decade are logarithmic. The p99 objective, when given, is a horizontal line.
+    None if no rung has a latency."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    drawn = False
+    from matplotlib.lines import Line2D
+    fig, ax = plt.subplots(figsize=(7.5, 5.6), layout="constrained")
+    drawn_ms, rates_seen, too_few, rungs_left_out = [], [], False, set()
     for index, (placement, rungs) in enumerate(journey.items()):
-        color = f"C{index}"
-        for key, style, label in (("p50", "-", "p50"), ("p99", "--", "p99")):
-            rates = [r for r in sorted(rungs, key=float) if value_of(rungs[r].get(key)) is not None]
-            if not rates:
-                continue
-            y = [value_of(rungs[r][key]) / US_PER_MS for r in rates]
-            err = np.array([error_bars(rungs[r][key], US_PER_MS) for r in rates]).T
-            ax.errorbar([float(r) for r in rates], y, yerr=err, fmt="o" + style, color=color,
-                        capsize=3, label=f"{placement} {label}")
-            drawn = True
-    if not drawn:
+        colour = placement_colour(placement)
+        # placements at one rate side by side, DODGE_PT apart, so no error bar hides another
+        shift = (index - (len(journey) - 1) / 2) * DODGE_PT
+        ladder = sorted(rungs, key=float)
+        rates_seen += [float(r) for r in ladder]
+        out = [r for r in ladder if rungs[r].get("left_out")]
+        mark_left_out(ax, [float(r) for r in out], colour, marker="x", row=2, shift_pt=shift)
+        rungs_left_out.update(rungs[r]["left_out"] for r in out)
+        for row, (key, style, marker) in enumerate(PERCENTILES):
+            measured = [r for r in ladder if r not in out]
+            rates = [r for r in measured if value_of(rungs[r].get(key)) is not None]
+            if rates:
+                y = [value_of(rungs[r][key]) / US_PER_MS for r in rates]
+                err = np.array([error_bars(rungs[r][key], US_PER_MS) for r in rates]).T
+                x = [float(r) for r in rates]
+                ax.errorbar(x, y, yerr=err, fmt=marker + style, color=colour, capsize=3,
+                            transform=dodge(ax, shift))
+                # a dodged line is not in data coordinates, so autoscaling skips it: add its reach
+                ax.update_datalim([*zip(x, np.array(y) - err[0]), *zip(x, np.array(y) + err[1])])
+                drawn_ms += y + list(np.array(y) + err[1])
+            gaps = [float(r) for r in measured if r not in rates]
+            mark_left_out(ax, gaps, colour, marker=marker, row=row, shift_pt=shift)
+            too_few = too_few or bool(gaps)
+    if not drawn_ms:
         plt.close(fig)
         return None
+    handles = [Line2D([], [], color=placement_colour(p), linewidth=6, label=p) for p in journey]
+    handles += [Line2D([], [], color=NEUTRAL_COLOUR, linestyle=style, marker=marker,
+                       label=f"{key} (95% CI)") for key, style, marker in PERCENTILES]
     if objective_p99_ms:
-        ax.axhline(objective_p99_ms, color="grey", linestyle=":", label=f"p99 objective {objective_p99_ms:g} ms")
+        handles.append(ax.axhline(objective_p99_ms, color=REFERENCE_COLOUR, linestyle=":",
+                                  label=f"p99 objective {objective_p99_ms:g} ms"))
+        drawn_ms.append(objective_p99_ms)
+    if too_few:
+        handles.append(left_out_handle(f"{TOO_FEW_SAMPLES} (hollow, shaped as its line)", "o"))
+    for why in sorted(rungs_left_out):
+        handles.append(left_out_handle(why, "x"))
     ax.set_xlabel("scheduled arrival rate (req/s)")
     ax.set_ylabel("latency from intended send (ms)")
-    ax.set_ylim(bottom=0)
-    ax.set_title("journey latency vs arrival rate (95% CI)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    log_if_wide(ax, rates_seen, axis="x")
+    if not log_if_wide(ax, drawn_ms):
+        ax.set_ylim(bottom=0)
+    if too_few or rungs_left_out:
+        room_at_foot(ax, rows=3 if rungs_left_out else 2)
+    # the ladder's own rates are the x labels: the log axis's minor labels would repeat them
+    ax.set_xticks(sorted(set(rates_seen)), [f"{r:g}" for r in sorted(set(rates_seen))])
+    ax.tick_params(axis="x", which="minor", labelbottom=False)
+    ax.set_title(wrapped(f"Journey latency against arrival rate: {compared(journey)}\n"
+                         f"p50 and p99 over valid trials (95% CI)", fig.get_figwidth()))
+    ax.grid(True, which="both", alpha=0.3)
+    fig.legend(handles=handles, fontsize="small", loc="outside lower center", ncol=2)
     return save(fig, out_path)
