@@ -36,7 +36,7 @@ NO_CLEAR_CHANGE = "no clear change"
 ALPHA = 0.05
 # The standard deviation, on the log scale, of a headline figure between runs of one build on
 # this project's 2-core machine, beyond what each run's interval holds: measured from three
-# default runs of one commit (README, "Comparing runs").
+# default runs of one commit (docs/methodology.md, "Comparing runs").
 RUN_TO_RUN_SD = 0.05
 
 

@@ -11,7 +11,7 @@
       calls.csv         per step and server, from its /metrics: requests by route, hops and
                         failed hops by dependency
       parts/<table>/    resources, one file per step (put together at the end)
-      summary.json      the analysed run (bench.results.model.RunSummary; see README "summary.json")
+      summary.json      the analysed run (bench.results.model.RunSummary; see docs/commands.md)
       report.md, report.html, figures/*.png
 
 Latency is stored one way only: tagged HdrHistogram interval logs (log format 1.3, µs). They

@@ -8,7 +8,7 @@ With ``nginx`` the launcher starts one in front of the public process of every p
 alike (the monolith or the gateway): it reads each request whole, with deadlines, before
 passing it on over kept-alive connections, so the shop's threads only ever see complete
 requests. Its cost is one more loopback round trip per public request, the same in every
-placement (README, "What sits at the edge").
+placement (docs/the-shop.md, "What sits at the edge").
 
 ``auto`` (the default) is nginx when the machine has it, else none; the run records which.
 """

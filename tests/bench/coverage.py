@@ -10,7 +10,7 @@ analysis uses, and the truths are known: the ratio is ``TRUE_RATIO``; a placemen
 percentile is that of the mixture over drift, exp(mu + z_q sqrt(sigma^2 + 1.25 d^2)); its CPU
 per request is the mean over drift.
 
-``python -m tests.bench.coverage`` prints the table the README's methodology quotes.
+``python -m tests.bench.coverage`` prints the table docs/methodology.md quotes.
 """
 from __future__ import annotations
 

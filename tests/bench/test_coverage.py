@@ -1,7 +1,7 @@
 """The journey's intervals at the quick profile's shape (``tests.bench.coverage``): each kind
 covers its known truth about 95% of the time under trial-to-trial drift from 0 to 40%, and
 identical placements are rarely called different; where they fall short, by no more than the
-README's methodology says. Seeded: the same 1,000 simulated runs per drift each time."""
+docs/methodology.md says. Seeded: the same 1,000 simulated runs per drift each time."""
 import pytest
 
 from tests.bench.coverage import DRIFTS, quick_shape, simulate

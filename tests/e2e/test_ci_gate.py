@@ -1,6 +1,6 @@
 """scripts/ci-gate fails closed: a run too small to decide its budgets is measured again,
 and when that cannot decide either the gate fails (exit 3), each undecided budget a JUnit
-failure. (The gate's power against a real regression is measured, not tested: the README's
+failure. (The gate's power against a real regression is measured, not tested: docs/budgets.md's
 detection table, from scripts/gate_power.py.)"""
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ def ratios_at(per: Mapping[str, Mapping[str, Any]], pooled: Mapping[str, Pooled 
 
 # The headline compares the placements at a rate at most this fraction of the highest rate
 # every placement sustained: under half its capacity a server's queue stays short, so the
-# comparison is of the seam's cost and not of two queues (see the README, "Reading the run").
+# comparison is of the seam's cost and not of two queues (see docs/results.md).
 HEADLINE_MARGIN = 2.0
 
 
