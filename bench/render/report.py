@@ -34,8 +34,10 @@ HOW_TO_READ = (
     "percentile is read from histograms added together (over seconds and valid trials), never "
     "averaged, and printed only when at least 10/(1-q) samples support it. A placement's "
     "interval is a two-level bootstrap (trials, then seconds within them). A ratio between "
-    "placements is paired: each trial ran both back to back with the same seed, each trial "
-    "gives one log ratio, and the 95% interval is Student-t over the trials. A ratio whose "
+    "placements is paired: each trial ran both back to back with the same seed, and only "
+    "trials measured in both count; its 95% interval is Student-t over those trials (the "
+    "journey's: a delete-one-trial jackknife of the ratio of the pooled figures; each "
+    "experiment's section says which). A ratio whose "
     "interval includes 1.0 is marked not significant; a target is met only when the whole "
     "interval is under it. Invalid steps never enter a figure; they are listed below. Read "
     "the ratios before the absolute numbers, which depend on this machine.")

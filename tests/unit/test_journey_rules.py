@@ -64,3 +64,15 @@ def test_a_rung_not_sustained_misses_whatever_its_p99():
     assert throughput_at_objective(rungs, LADDER, 50_000)["per_rate"][0]["verdict"] == "misses"
     errors = {"r50": {**entry(True), "error_rate": 0.02}}
     assert throughput_at_objective(errors, LADDER, 50_000)["per_rate"][0]["verdict"] == "misses"
+
+
+def test_capacity_charges_the_system_only_with_its_own_failures():
+    """The reason a rate was not sustained names what the system failed in the trials that
+    count; trials the harness spoiled are named apart, as not measured, never as the cause."""
+    failing = {**entry(False, invalid=["trial 1: sends were late: p99 2,553 us",
+                                       "trial 5: not steady: the median latency rose"]),
+               "failed": ["trial 5: not steady: the median latency rose"],
+               "not_measured": ["trial 1"]}
+    text = capacity({"r50": entry(True), "r120": failing}, LADDER[:2])["text"]
+    assert text.startswith("50 req/s (120 req/s not sustained: trial 5: not steady")
+    assert "sends were late" not in text and text.endswith("(not measured: trial 1))")

@@ -99,6 +99,9 @@ def rung_entry(run: RunData, steps: list[StepResult], standing: list[int],
         "counted_trials": [s.key.trial for s in counted],
         "sustained": bool(in_standing) and all(s.valid for s in in_standing),
         "not_measured": [f"trial {s.key.trial + 1}" for s in steps if s.key.trial not in standing],
+        # what the system failed at, in the trials that count (why it did not sustain the rate)
+        "failed": [f"trial {s.key.trial + 1}: {'; '.join(s.invalid_reasons)}"
+                   for s in in_standing if not s.valid],
         "scheduled_rate": _mean([s.scheduled / s.duration_s for s in steps if s.duration_s]),
         "achieved_rate": _mean([s.completed_in_time / s.duration_s for s in steps if s.duration_s]),
         "completed": sum(s.completed for s in counted),
@@ -187,6 +190,17 @@ def headline_rung(per: Mapping[str, Mapping[str, Any]], ladder: list[tuple[str, 
                    "this rate")
 
 
+def not_sustained_because(rung: Mapping[str, Any]) -> str:
+    """Why a placement did not sustain a rung: the system's failures in the trials that
+    count; the trials the harness spoiled are named apart, as not measured (an older run
+    without that split gives every invalid trial)."""
+    failed = rung.get("failed", rung.get("invalid", []))
+    because = "; ".join(failed) or "see the table"
+    if "failed" in rung and rung.get("not_measured"):
+        because += f" (not measured: {', '.join(rung['not_measured'])})"
+    return because
+
+
 def capacity(rungs: Mapping[str, Mapping[str, Any]], ladder: list[tuple[str, float]]) -> dict[str, Any]:
     """The highest rung a placement sustained, with its p99, and the rung above it."""
     measured = [(label, rate) for label, rate in ladder if label in rungs and rungs[label]["standing_trials"]]
@@ -197,7 +211,7 @@ def capacity(rungs: Mapping[str, Mapping[str, Any]], ladder: list[tuple[str, flo
     higher = [(lab, r) for lab, r in measured if r > rate]
     text = (f"at least {rate:g} req/s (the top of the ladder)" if not higher else
             f"{rate:g} req/s ({higher[0][1]:g} req/s not sustained: "
-            f"{'; '.join(rungs[higher[0][0]]['invalid']) or 'see the table'})")
+            f"{not_sustained_because(rungs[higher[0][0]])})")
     return {"rate": rate, "rung": label, "text": text,
             "p99": rungs[label].get("latency", {}).get("p99")}
 
