@@ -49,3 +49,16 @@ def test_every_run_the_results_quote_is_committed():
     missing = [run for run in sorted(quoted)
                if not (ROOT / "docs" / "results" / run / "summary.json").is_file()]
     assert not missing, f"no docs/results/<run>/summary.json for {missing}"
+
+
+def test_the_readmes_own_split_is_a_topology_the_shop_accepts(tmp_path: Path):
+    from shop.topology import load_topology
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Price your own split"):]
+    block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    assert len(block.strip().splitlines()) == 5  # "five lines of TOML", as the README says
+    path = tmp_path / "auth-apart.toml"
+    path.write_text(block)
+    topology = load_topology(path)
+    assert topology.processes == {"auth": ("auth",), "core": ("billing", "search", "notify")}
+    assert {topology.databases[c] for c in ("billing", "search", "notify")} == {"core"}
