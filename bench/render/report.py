@@ -35,9 +35,9 @@ HOW_TO_READ = (
     "averaged, and printed only when at least 10/(1-q) samples support it. A placement's "
     "interval is a two-level bootstrap (trials, then seconds within them). A ratio between "
     "placements is paired: each trial ran both back to back with the same seed, and only "
-    "trials measured in both count; its 95% interval is Student-t over those trials (the "
-    "journey's: a delete-one-trial jackknife of the ratio of the pooled figures; each "
-    "experiment's section says which). A ratio whose "
+    "trials measured in both count; its 95% interval is Student-t over those trials (of one "
+    "log ratio per trial, or a delete-one-trial jackknife of the ratio of figures pooled "
+    "over them: each experiment's section says which). A ratio whose "
     "interval includes 1.0 is marked not significant; a target is met only when the whole "
     "interval is under it. Invalid steps never enter a figure; they are listed below. Read "
     "the ratios before the absolute numbers, which depend on this machine.")
