@@ -52,6 +52,7 @@ ERROR_COLOUR = "#d62728"  # errors per second
 FAULT_COLOUR = "0.6"      # shading of a fault's window
 REFERENCE_COLOUR = "black"  # floors and objectives
 NEUTRAL_COLOUR = "0.4"  # legend entries that show a style or a mark, not a placement
+LINE_MARKERS = ("x", "+", "|", "_")  # markers with no face to leave hollow
 LEFT_OUT_Y = 0.025        # where a left-out mark sits, as a fraction of the axis height
 TOO_FEW_SAMPLES = "too few samples for the percentile"  # reasons a point is left out
 NO_VALUE = "no value"
@@ -169,11 +170,16 @@ def mark_left_out(ax: Any, xs: Sequence[float], colour: Any, marker: str = "x",
     # a mark sits in axes coordinates, so autoscaling would not see its x: a rate or an n
     # left out at the end of the axis is kept inside it
     ax.dataLim.update_from_data_x(np.asarray(xs, dtype=float), ignore=False)
-    hollow = marker not in ("x", "+", "|", "_")
+    hollow = is_hollow(marker)
     ax.plot(list(xs), [LEFT_OUT_Y + 0.05 * row] * len(xs), linestyle="none", marker=marker,
             color=colour, markersize=7, markerfacecolor="none" if hollow else colour,
             markeredgecolor=colour, markeredgewidth=1.5, clip_on=False, zorder=5,
             transform=dodge(ax, shift_pt, ax.get_xaxis_transform()))
+
+
+def is_hollow(marker: str) -> bool:
+    """Whether a left-out ``marker`` is drawn hollow (a shape; line markers have no face)."""
+    return marker not in LINE_MARKERS
 
 
 def room_at_foot(ax: Any, rows: int = 1) -> None:
@@ -201,7 +207,7 @@ def dodge(ax: Any, shift_pt: float, transform: Any = None) -> Any:
 def left_out_handle(reason: str, marker: str = "x") -> Any:
     """A legend entry for ``mark_left_out``'s marks: 'not measured: reason'."""
     from matplotlib.lines import Line2D
-    hollow = marker not in ("x", "+", "|", "_")
+    hollow = is_hollow(marker)
     return Line2D([], [], linestyle="none", marker=marker, markersize=7,
                   markerfacecolor="none" if hollow else NEUTRAL_COLOUR,
                   markeredgecolor=NEUTRAL_COLOUR, markeredgewidth=1.5,
