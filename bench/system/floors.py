@@ -31,7 +31,7 @@ from flask import Flask
 from hdrh.histogram import HdrHistogram
 
 from bench.results import hdr
-from bench.system.launcher import (HOST, LaunchError, LaunchSettings, bind_listeners,
+from bench.system.launcher import (HOST, LaunchError, LaunchSettings, bind_listeners, fd_bind,
                                    gunicorn_command, is_ready)
 from bench.system.processes import child_env, signals_held, spawn_group, stop_groups
 from shop.address import address_of
@@ -113,8 +113,8 @@ def floor_servers(settings: LaunchSettings, log_dir: Path) -> Iterator[FloorServ
         tcp.close()
         for name, extra in (("floor-http", {}), ("floor-front", {UPSTREAM_ENV: urls["floor-http"]})):
             sock = listeners.pop(name)
-            popens.append(spawn_group(gunicorn_command("bench.system.floors:create_floor_app()", sock,
-                                                       settings, name),
+            popens.append(spawn_group(gunicorn_command("bench.system.floors:create_floor_app()",
+                                                       fd_bind(sock), settings, name),
                                       log_dir / f"{name}.log", child_env(**extra), settings.cpus,
                                       (sock.fileno(),)))
             sock.close()

@@ -201,17 +201,33 @@ def app_spec(topology: Topology, process: str) -> str:
     return "microservices.service:create_app()"
 
 
-def gunicorn_command(app: str, listener: socket.socket, settings: LaunchSettings,
-                     name: str) -> list[str]:
-    """The one way every server of a run is started: gthread workers that answer gunicorn's own
-    errors as JSON (shop/worker.py), keep-alive, ``fd://``,
-    the hooks of shop/gunicorn_hooks.py; by the interpreter of the settings' source."""
+def gunicorn_command(app: str, bind: str, settings: LaunchSettings, name: str) -> list[str]:
+    """The one way every server is started, by a run or in a container (bench/deploy/serve.py):
+    gthread workers that answer gunicorn's own errors as JSON (shop/worker.py), keep-alive,
+    the hooks of shop/gunicorn_hooks.py; by the interpreter of the settings' source.
+    ``bind``: gunicorn's --bind, ``fd_bind(listener)`` for a socket the launcher bound,
+    ``HOST:PORT`` for a server that binds its own."""
     return [python_of(settings), "-m", "gunicorn", "--config", "python:shop.gunicorn_hooks",
             "--worker-class", "shop.worker.JsonErrorWorker",
             "--workers", str(settings.workers), "--threads", str(settings.threads),
-            "--bind", f"fd://{listener.fileno()}", "--keep-alive", str(settings.keep_alive_s),
+            "--bind", bind, "--keep-alive", str(settings.keep_alive_s),
             "--graceful-timeout", str(int(settings.stop_timeout_s)), "--timeout", "60",
             "--log-level", "warning", "--name", f"seambench-{name}", app]
+
+
+def fd_bind(listener: socket.socket) -> str:
+    """gunicorn's --bind for a socket bound here and inherited by the server (``fd://N``)."""
+    return f"fd://{listener.fileno()}"
+
+
+def server_env(deployment: Deployment, name: str, settings: LaunchSettings,
+               metrics_dir: Path) -> dict[str, str]:
+    """What server ``name`` (a process, a replica of one, a leaf server or the gateway) is
+    told through its environment, besides the base one: the deployment, which process it is,
+    its threads per worker, where its workers keep their metrics, the allocator's setting."""
+    return {DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: split_name(name)[0],
+            THREADS_ENV: str(settings.threads), MULTIPROC_ENV: str(metrics_dir),
+            "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV}
 
 
 def python_of(settings: LaunchSettings) -> str:
@@ -259,13 +275,13 @@ def start_process(deployment: Deployment, name: str, settings: LaunchSettings, l
     url = f"http://{HOST}:{listener.getsockname()[1]}"  # its own, even behind a fault proxy
     settings = process_settings(settings, deployment.topology, process)
     log_path = log_dir / f"{name}.log"
-    cmd = gunicorn_command(app_spec(deployment.topology, process), listener, settings, name)
-    env = {**source_env(settings), DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: process,
-           THREADS_ENV: str(settings.threads), "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV}
+    cmd = gunicorn_command(app_spec(deployment.topology, process), fd_bind(listener), settings,
+                           name)
     try:  # the log is this run's only: a failure shows its own tail
         metrics = Path(deployment.data_dir) / "metrics" / name
-        env[MULTIPROC_ENV] = str(metrics if again else fresh_metrics_dir(Path(deployment.data_dir),
-                                                                         name))
+        env = {**source_env(settings), **server_env(
+            deployment, name, settings,
+            metrics if again else fresh_metrics_dir(Path(deployment.data_dir), name))}
         popen = spawn_group(cmd, log_path, env, settings.cpus, (listener.fileno(),), append=again,
                             cwd=settings.source.root if settings.source else None)
     finally:
