@@ -37,6 +37,7 @@ from bench.results.model import QUANTILES
 from bench.results.store import MANIFEST, new_run_id, read_json, write_text_atomic
 from bench.system.edge import EDGES, EdgeError, resolve_edge
 from bench.system.gitref import RefError, ShopSource, base_name, checked_out
+from bench.system.deployed import Target, TargetError, load_target
 from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.system.processes import stop_requested
 from shop.hops import HopSettings
@@ -54,6 +55,15 @@ def topology_callback(ctx: click.Context, param: click.Parameter,
             check_installed(topology)
         return loaded if isinstance(value, tuple) else loaded[0]
     except TopologyError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def target_callback(ctx: click.Context, param: click.Parameter,
+                    value: tuple[str, ...]) -> list[Target]:
+    """Load each ``--target`` file (bench/system/deployed.py)."""
+    try:
+        return [load_target(path) for path in dict.fromkeys(value)]
+    except TargetError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
@@ -220,8 +230,13 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
               help="also run the shop of this git ref (HEAD~1, a tag, a merge base) as the "
                    "placements NAME@base, interleaved and paired by trial with this checkout's, "
                    "each NAME over NAME@base as a paired ratio; its worktree is removed after")
+@click.option("--target", "targets", multiple=True, callback=target_callback, metavar="FILE.toml",
+              help="a placement deployed elsewhere (compose, a cluster), measured over HTTP: "
+                   "its public URL and each server's /metrics (repeatable; see docs/kubernetes.md). "
+                   "With --target, no placement is started unless --topology names it")
 @with_common_options
-def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
+def run(profile: str, placements: list[Topology], targets: list[Target],
+        comparisons: tuple[str, ...],
         experiments: tuple[str, ...], assignments: tuple[str, ...], trials: int | None,
         seed: int, arrival: str, results: Path, baseline_ref: str | None, workers: int,
         threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float, edge: str,
@@ -242,6 +257,9 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
     if unknown:
         raise click.BadParameter(f"unknown experiment {unknown[0]!r}; known: "
                                  f"{', '.join(registered())}", param_hint="--experiment")
+    if targets:
+        placements, chosen = _against_targets(placements, targets, chosen, bool(experiments),
+                                              baseline_ref)
     overrides: dict[str, dict[str, Any]] = {}
     for name in chosen:  # the options experiments add to `run` (Experiment.run_options)
         for option in get_experiment(name).run_options:
@@ -250,13 +268,45 @@ def run(profile: str, placements: list[Topology], comparisons: tuple[str, ...],
     measure("run", profile, placements, comparisons, chosen, assignments, overrides, trials,
             seed, arrival, results,
             launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms, edge),
-            baseline_ref)
+            baseline_ref, {t.name: t for t in targets})
+
+
+def _against_targets(placements: list[Topology], targets: list[Target], chosen: tuple[str, ...],
+                     asked: bool, baseline_ref: str | None
+                     ) -> tuple[list[Topology], tuple[str, ...]]:
+    """The placements (the started ones, only if --topology named them, then the targets) and
+    the experiments that can measure a target: asked-for ones that cannot are refused; of
+    the default run, those are left out with a note on stderr. Raises click.BadParameter."""
+    if baseline_ref is not None:
+        raise click.BadParameter("a target runs the code it was deployed with: compare "
+                                 "another ref by deploying it as a target of its own",
+                                 param_hint="--baseline-ref")
+    source = click.get_current_context().get_parameter_source("placements")
+    started = [] if source == click.core.ParameterSource.DEFAULT else placements
+    names = [t.name for t in started] + [t.name for t in targets]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise click.BadParameter(f"two placements are named {clash[0]!r} (a target's name is "
+                                 f"the file's name = ..., else its stem)", param_hint="--target")
+    unable = {name: why for name in chosen if (why := get_experiment(name).needs_own_processes)}
+    if unable and asked:
+        name = next(iter(unable))
+        raise click.BadParameter(f"experiment {name!r} is not available against a target: "
+                                 f"{unable[name]}", param_hint="--experiment")
+    for name, why in unable.items():
+        click.echo(f"seambench: not run against a target: {name} ({why})", err=True)
+    left = tuple(name for name in chosen if name not in unable)
+    if not left:
+        raise click.BadParameter("no experiment of the default run can measure a target; "
+                                 "name one with --experiment", param_hint="--target")
+    return [*started, *(t.topology for t in targets)], left
 
 
 def measure(command: str, profile: str, placements: list[Topology],
             comparisons: tuple[str, ...], chosen: tuple[str, ...], assignments: tuple[str, ...],
             overrides: dict[str, dict[str, Any]], trials: int | None, seed: int, arrival: str,
-            results: Path, launch: LaunchSettings, baseline_ref: str | None = None) -> NoReturn:
+            results: Path, launch: LaunchSettings, baseline_ref: str | None = None,
+            targets: dict[str, Target] | None = None) -> NoReturn:
     """What ``seambench run`` (and a command an experiment adds) does once its options are
     read: build the config, execute it, say how it went, and exit with the run's code.
     ``baseline_ref``: a git ref whose shop runs beside, as each placement NAME@base."""
@@ -271,7 +321,7 @@ def measure(command: str, profile: str, placements: list[Topology],
             config = lifecycle.RunConfig.build(
                 profile, placements, launch,
                 lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
-                comparisons=asked, sources=sources)
+                comparisons=asked, sources=sources, targets=targets or {})
         except (TypeError, ValueError) as exc:  # a --set the experiment's settings refuse
             raise click.BadParameter(str(exc).splitlines()[0], param_hint="--set") from None
         run_id = new_run_id()

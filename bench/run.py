@@ -18,7 +18,7 @@ import random
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,16 @@ from bench.experiments.limits import settings_with
 from bench.load.generator import LoadError, LoadResult, run_load
 from bench.load.plan import LoadPlan
 from bench.results.codec import decode, encode
-from bench.results.model import (EXIT_FAILED, EXIT_INTERRUPTED, LATE_SENDS, Invalid, StepKey,
-                                 StepResult)
+from bench.results.model import (EXIT_FAILED, EXIT_INTERRUPTED, LATE_SENDS, RESOURCES_UNREAD,
+                                 Invalid, StepKey, StepResult)
 from bench.results.store import CALLS, RESOURCES, RunStore
+from bench.system.deployed import DeployedShop, Target, TargetError, connect
 from bench.system.fingerprint import fingerprint
 from bench.system.gitref import ShopSource
 from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.system.processes import pinned, signals_held, stop_requested
 from bench.system.sampler import window_usage
+from bench.system.scrape import MetricsSampler
 from bench.system.shopquery import ShopQueryError, count_rows, shop_counts
 from shop.placement import Topology
 
@@ -103,6 +105,9 @@ class RunConfig:
     comparisons: tuple[tuple[str, str], ...] = ()
     # placement -> the shop's code it runs, when not this checkout's (``--baseline-ref``)
     sources: Mapping[str, ShopSource] = field(default_factory=dict)
+    # placement -> the deployment it measures, for a placement it does not start (its
+    # topology, named after it, is among ``topologies``: bench/system/deployed.py)
+    targets: Mapping[str, Target] = field(default_factory=dict)
 
     @classmethod
     def build(cls, profile: str, topologies: Sequence[Topology], launch: LaunchSettings,
@@ -113,6 +118,9 @@ class RunConfig:
         SettingError (a ValueError naming the setting) for an override out of its range."""
         chosen = PROFILES[profile] if trials is None else replace(PROFILES[profile], trials=trials)
         experiments = tuple(experiments) if experiments else default_run()
+        if kw.get("targets"):
+            for name in experiments:
+                unable_against_targets(name)
         # every override checked in one place (bench/experiments/limits.py): SettingError
         settings = {name: settings_with(name, get(name).settings(profile),
                                         (overrides or {}).get(name)) for name in experiments}
@@ -140,6 +148,8 @@ class RunConfig:
         out: dict[str, dict[str, tuple[Topology, LaunchSettings]]] = {}
         for name in self.experiments:
             for topology in self.topologies:
+                if topology.name in self.targets:  # measured as deployed, never another shape
+                    continue
                 launch = self.launch_of(topology.name)
                 chosen = get(name).placement(self.settings[name], topology, launch)
                 if chosen != (topology, launch):
@@ -157,6 +167,7 @@ class RunConfig:
                 "arrival": self.arrival, "generator_processes": self.generator_processes,
                 "comparisons": [list(pair) for pair in self.comparisons],
                 "sources": {name: encode(s) for name, s in self.sources.items()},
+                "targets": {name: t.describe() for name, t in self.targets.items()},
                 "experiments": {name: encode(s) for name, s in self.settings.items()}}
 
     @classmethod
@@ -167,12 +178,25 @@ class RunConfig:
         profile = decode(Profile, config["profile"])
         settings = {name: get(name).recorded_settings(recorded, profile.name)
                     for name, recorded in config.get("experiments", {}).items()}
-        return cls(profile, tuple(Topology.from_dict(t) for t in config["topologies"]),
+        topologies = tuple(Topology.from_dict(t) for t in config["topologies"])
+        by_name = {t.name: t for t in topologies}
+        targets = {name: Target(name, by_name[name], t["base_url"], dict(t["metrics"]),
+                                t["credential_env"], t["ready_timeout_s"])
+                   for name, t in config.get("targets", {}).items()}
+        return cls(profile, topologies,
                    decode(LaunchSettings, config["launch"]), decode(CpuPlan, config["cpus"]),
                    tuple(settings), settings, int(config["seed"]), str(config["arrival"]),
                    int(config["generator_processes"]),
                    tuple(tuple(pair) for pair in config.get("comparisons", ())),
-                   {name: decode(ShopSource, s) for name, s in config.get("sources", {}).items()})
+                   {name: decode(ShopSource, s) for name, s in config.get("sources", {}).items()},
+                   targets)
+
+
+def unable_against_targets(experiment: str) -> None:
+    """Raise TargetError when ``experiment`` cannot measure a placement it did not start."""
+    why = get(experiment).needs_own_processes
+    if why:
+        raise TargetError(f"experiment {experiment!r} is not available against a target: {why}")
 
 
 @dataclass(frozen=True)
@@ -230,6 +254,8 @@ class Harness:
         settings = replace(config.launch, cpus=config.cpus.system)
         steps = plan_steps(config)
         experiments = [get(name) for name in config.experiments]
+        for name in config.experiments if config.targets else ():
+            unable_against_targets(name)
         with ExitStack() as stack, pinned(config.cpus.generator):
             session = RunSession(self.store, settings, config.cpus.system, config.cpus.generator,
                                  {}, stack, self.progress, config.seed, config.arrival)
@@ -249,9 +275,17 @@ class Harness:
                 return shop
 
             for topology in config.topologies:
+                target = config.targets.get(topology.name)
+                if target is not None:
+                    self.progress.on_phase(f"connecting to {topology.name} at {target.base_url}")
+                    deployed = stack.enter_context(connect(target))
+                    session.shops[topology.name] = deployed
+                    self.store.manifest.setdefault("targets", {})[topology.name] = deployed.fingerprint
                 for exp in experiments:
                     variant = variants.get(exp.name, {}).get(topology.name)
-                    if variant is None:
+                    if target is not None:  # connected above, as it is deployed
+                        pass
+                    elif variant is None:
                         session.shops[topology.name] = shop_for(
                             (topology, config.launch_of(topology.name)), "")
                     else:  # the run's own shape is started only if some experiment measures it
@@ -315,12 +349,18 @@ class Harness:
                         warmup_s=load.warmup_s, output_dir=str(self.store.raw_dir(key.slug)),
                         arrival=load.arrival, seed=planned.seed, options=load.options,
                         reference=tuple(load.reference))
-        watch = {"system": [p.pid for p in shop.processes.values()]
-                 + self._database_pids(shop, config.cpus.system)}
+        deployed = isinstance(shop, DeployedShop)
+        # a deployment's processes are not ours to read: their /metrics say what they used
+        watch = {} if deployed else {"system": [p.pid for p in shop.processes.values()]
+                                     + self._database_pids(shop, config.cpus.system)}
+        scraper = MetricsSampler(shop.metrics_urls()) if deployed else None
         before = self._counts(shop)
-        with exp.during(session, settings, key):
+        with exp.during(session, settings, key), scraper or nullcontext():
             result = run_load(load.scenario, shop.base_url, plan, config.generator_processes,
                               config.cpus.generator, watch)
+        if scraper is not None:
+            result.samples.extend(scraper.samples)
+            result.invalid_reasons.extend(unread_servers(scraper, result))
         after = self._counts(shop) if before is not None else None
         dead = shop.dead()
         if dead:
@@ -360,6 +400,23 @@ class Harness:
             except OSError:  # gone, or not ours to move: measured where it runs
                 pass
         return pids
+
+
+def unread_servers(scraper: MetricsSampler, result: LoadResult) -> list[Invalid]:
+    """The step's resources were not measured when a server's /metrics was not read at least
+    once before, once inside and once after the measured window (its CPU would be a guess)."""
+    start, end = result.measure_start_s, result.measure_end_s
+    times: dict[str, list[float]] = {name: [] for name in scraper.urls}
+    for sample in scraper.samples:
+        times[sample.name].append(sample.t_epoch_s)
+    unread = [name for name, seen in times.items()
+              if not (any(t <= start for t in seen) and any(start < t < end for t in seen)
+                      and any(t >= end for t in seen))]
+    if not unread:
+        return []
+    why = f" ({scraper.errors[-1]})" if scraper.errors else ""
+    return [Invalid(RESOURCES_UNREAD, f"CPU and memory not measured: /metrics of "
+                    f"{', '.join(unread)} not read around the window{why}")]
 
 
 def step_result(key: StepKey, seed: int, result: LoadResult,
@@ -425,7 +482,7 @@ def execute(config: RunConfig, results_root: Path, progress: Progress | None = N
         complete = True
     except KeyboardInterrupt:
         reason = "interrupted"
-    except (LaunchError, LoadError) as exc:
+    except (LaunchError, LoadError, TargetError) as exc:
         reason = str(exc).splitlines()[0]
     except Exception as exc:  # keep what was measured; the logs are in the run directory
         reason = f"{type(exc).__name__}: {exc}"

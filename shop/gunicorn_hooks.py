@@ -8,7 +8,14 @@ import os
 
 from prometheus_client import multiprocess
 
+from shop.serverusage import SERVER_PID_ENV
 from shop.telemetry import MULTIPROC_ENV
+
+
+def on_starting(server) -> None:
+    """In the master, before any worker is forked: its pid, which the workers inherit, so
+    that /metrics reports the whole server's CPU and memory (shop/serverusage.py)."""
+    os.environ[SERVER_PID_ENV] = str(os.getpid())
 
 
 def child_exit(server, worker) -> None:

@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from shop.hops import HopObserver, ResilienceObserver
+from shop.serverusage import ServerUsage
 
 if TYPE_CHECKING:
     from shop.search.leaves import ScatterObserver
@@ -104,6 +105,8 @@ class Telemetry:
             self._exposed = CollectorRegistry()
             MultiProcessCollector(self._exposed, path=multiproc_dir)
         self._exposed.register(LiveGauges(live))
+        # the whole server's CPU and memory, for a harness that can reach only /metrics
+        self._exposed.register(ServerUsage())
         self.content_type = CONTENT_TYPE_LATEST
 
     def observe_request(self, route: str | None, method: str, status: int,

@@ -147,6 +147,9 @@ class Experiment(ABC):
     # A step whose sends were later than this (p99, µs) was not measured (the harness's
     # failure: measured again at the end of the run). One absolute limit for every placement.
     max_lateness_p99_us: ClassVar[int] = 1_000
+    # Why it cannot measure a placement it did not start (a target: bench/system/deployed.py),
+    # when it starts, pins or kills processes; None: it needs only HTTP.
+    needs_own_processes: ClassVar[str | None] = None
 
     @abstractmethod
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> Any:

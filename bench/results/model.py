@@ -194,12 +194,14 @@ GENERATOR_BUSY = "generator_busy"  # a generator process used more than 85% of a
 OUT_OF_RANGE = "out_of_range"  # a latency outside the histograms' range
 GENERATOR_FAILED = "generator_failed"  # a generator process did not complete
 NOT_STEADY = "not_steady"  # latency grew through the window: a queue, not a latency
+# a deployed placement's /metrics could not be read often enough to give its CPU and memory
+RESOURCES_UNREAD = "resources_unread"
 UNKNOWN = "unknown"  # read back from a run that recorded no code
 
 # Reasons that are the harness's, not the system's: such a step was not measured (it is run
 # again at the end of the run, once), and it is never evidence that the system missed.
 HARNESS_CODES = frozenset({UNMATCHED, LATE_SENDS, LATE_RELATIVE, GENERATOR_BUSY, OUT_OF_RANGE,
-                           GENERATOR_FAILED})
+                           GENERATOR_FAILED, RESOURCES_UNREAD})
 
 
 @dataclass

@@ -345,7 +345,9 @@ class WindowUsage:
     wall_s: float  # seconds
     rss_bytes_max: int  # summed RSS, bytes: pages shared between processes count once per process
     processes: int  # processes of the group alive at some time in the window
-    pss_bytes_max: int = 0  # summed PSS, bytes: shared pages count once (the headline memory)
+    # summed PSS, bytes: shared pages count once (the headline memory); None when the group's
+    # readings had none (servers read from /metrics: bench/system/scrape.py)
+    pss_bytes_max: int | None = 0
     uss_bytes_max: int = 0  # summed USS, bytes: private pages only
     memory_at_s: float | None = None  # epoch seconds of the pass the PSS maximum comes from
 
@@ -382,6 +384,7 @@ def window_usage(samples: Iterable[Sample], group: str, start_s: float, end_s: f
     cpu = 0.0
     processes = 0
     memory: dict[float, list[int]] = {}  # instant -> [rss, pss, uss] summed
+    has_pss = False
     for series in per_pid.values():
         series.sort(key=lambda s: s.t_epoch_s)
         times = [s.t_epoch_s for s in series]
@@ -395,6 +398,7 @@ def window_usage(samples: Iterable[Sample], group: str, start_s: float, end_s: f
                 total = memory.setdefault(s.t_epoch_s, [0, 0, 0])
                 total[0] += s.rss_bytes
                 total[1] += s.pss_bytes or 0
+                has_pss = has_pss or s.pss_bytes is not None
                 total[2] += s.uss_bytes or 0
     instants = [t for t in memory if start_s <= t <= end_s]
     if not instants:
@@ -405,4 +409,5 @@ def window_usage(samples: Iterable[Sample], group: str, start_s: float, end_s: f
     pss_at = max(instants, key=lambda t: memory[t][1], default=None)
     pss = memory[pss_at][1] if pss_at is not None else 0
     uss = max((memory[t][2] for t in instants), default=0)
-    return WindowUsage(cpu, end_s - start_s, rss, processes, pss, uss, pss_at)
+    return WindowUsage(cpu, end_s - start_s, rss, processes, pss if has_pss or not memory else None,
+                       uss, pss_at)

@@ -151,6 +151,7 @@ class Fanout(Experiment):
 
     name = "fanout"
     title = "Fan-out: p99 against n, against F(t)^n, and hedged"
+    needs_own_processes = "it starts the placement with leaf servers and leaf delays of its own"
     default_order = 30
 
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> FanoutSettings:

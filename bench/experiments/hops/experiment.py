@@ -78,6 +78,8 @@ class Hops(Experiment):
 
     name = "hops"
     title = "The cost of one component call, against floors from the same run"
+    needs_own_processes = ("its floors (raw TCP and HTTP round trips) are servers it starts "
+                           "and pins beside the placement's processes")
     default_order = 10
 
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> HopCostSettings:

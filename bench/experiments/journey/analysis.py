@@ -155,6 +155,11 @@ def ratios_at(per: Mapping[str, Mapping[str, Any]], pooled: Mapping[str, Pooled 
     out = {}
     for fig in RATIO_FIGURES:
         supported = True
+        if fig == "pss_mib" and a.get("memory_kind") != b.get("memory_kind"):
+            # a deployed placement's memory is RSS from /metrics, a started one's PSS
+            out[fig] = Ratio(None, note=f"not comparable: {b.get('memory_kind')} of {other} "
+                                        f"against {a.get('memory_kind')} of {under}").to_json()
+            continue
         if fig in ("p50", "p99"):
             supported = all(Estimate.from_json(e["latency"].get(fig)).supported for e in (a, b))
         out[fig] = ratio_over_trials(pa.figure(fig), pb.figure(fig), supported).to_json()
