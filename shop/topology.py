@@ -54,6 +54,10 @@ class ProcessScale:
     workers: int | None = None  # gunicorn worker processes of each replica
     threads: int | None = None  # gthread threads per worker
     replicas: int = 1  # processes hosting the same components; their callers balance over them
+    # Kubernetes quantities each replica's pod requests and is limited to (bench/deploy):
+    # CPU in cores or millicores ("2", "500m"), memory in bytes ("256Mi"). None: not set.
+    cpu: str | None = None
+    memory: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class LeafPlan:
     replicas: int = 2
     processes: bool = False
     threads: int = 4
+    cpu: str | None = None  # each leaf server's pod, deployed: as ProcessScale's
+    memory: str | None = None
 
 
 LEAF_EDGE = "leaf"  # the callee name of the scatter's leaf calls in [edge] tables
@@ -87,6 +93,10 @@ def leaf_of(server: str) -> tuple[int, int] | None:
 
 # What a [process.NAME] table may set besides components, and the largest value of each.
 SCALE_LIMITS = {"workers": 64, "threads": 256, "replicas": 16}
+# What a [process.NAME] or [leaves] table may give a deployed server's pod (Kubernetes
+# resource quantities, bench/deploy/kubernetes.py): an example, and the form of a value.
+QUANTITIES = {"cpu": ('"500m" or "2"', re.compile(r"[1-9][0-9]*m|[0-9]+(\.[0-9]{1,3})?")),
+              "memory": ('"256Mi" or "1Gi"', re.compile(r"[1-9][0-9]*(Ki|Mi|Gi|Ti|k|M|G|T)?"))}
 
 
 @dataclass(frozen=True)
@@ -302,10 +312,10 @@ def parse_leaves(table: Any, fail: Callable[[str], TopologyError]) -> LeafPlan:
     ``LEAF_LIMITS``) and processes (true or false)."""
     if not isinstance(table, dict):
         raise fail("[leaves] must be a table")
-    unknown = set(table) - {"processes", *LEAF_LIMITS}
+    unknown = set(table) - {"processes", *LEAF_LIMITS, *QUANTITIES}
     if unknown:
         raise fail(f"[leaves]: unknown key(s) {sorted(unknown)}; expected processes, "
-                   f"{', '.join(LEAF_LIMITS)}")
+                   f"{', '.join([*LEAF_LIMITS, *QUANTITIES])}")
     default = LeafPlan()
     for key, most in LEAF_LIMITS.items():
         value = table.get(key, getattr(default, key))
@@ -313,23 +323,46 @@ def parse_leaves(table: Any, fail: Callable[[str], TopologyError]) -> LeafPlan:
             raise fail(f"[leaves] {key} must be a whole number from 1 to {most}, not {value!r}")
     if not isinstance(table.get("processes", False), bool):
         raise fail("[leaves] processes must be true or false")
-    return LeafPlan(**{k: table.get(k, getattr(default, k)) for k in (*LEAF_LIMITS, "processes")})
+    quantities = parse_quantities(table, "[leaves]", fail)
+    if quantities and not table.get("processes", False):
+        raise fail("[leaves] cpu and memory size leaf servers: they need processes = true "
+                   "(otherwise the leaves live in the search process, sized by its table)")
+    return LeafPlan(**{k: table.get(k, getattr(default, k)) for k in (*LEAF_LIMITS, "processes")},
+                    **quantities)
 
 
 def parse_scale(table: dict[str, Any], proc: str,
                 fail: Callable[[str], TopologyError]) -> ProcessScale:
     """The workers, threads and replicas a [process.NAME] table sets (whole numbers from 1
     to ``SCALE_LIMITS``). Raises what ``fail`` makes of the first problem."""
-    unknown = set(table) - {"components", *SCALE_LIMITS}
+    unknown = set(table) - {"components", *SCALE_LIMITS, *QUANTITIES}
     if unknown:
         raise fail(f"process {proc!r}: unknown key(s) {sorted(unknown)}; expected components, "
-                   f"{', '.join(SCALE_LIMITS)}")
+                   f"{', '.join([*SCALE_LIMITS, *QUANTITIES])}")
     for key, most in SCALE_LIMITS.items():
         value = table.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
             raise fail(f"process {proc!r}: {key} must be a whole number from 1 to {most}, "
                        f"not {value!r}")
-    return ProcessScale(table.get("workers"), table.get("threads"), table.get("replicas", 1))
+    return ProcessScale(table.get("workers"), table.get("threads"), table.get("replicas", 1),
+                        **parse_quantities(table, f"process {proc!r}", fail))
+
+
+def parse_quantities(table: dict[str, Any], where: str,
+                     fail: Callable[[str], TopologyError]) -> dict[str, str]:
+    """The cpu and memory ``table`` sets, each a positive Kubernetes quantity (a string:
+    ``QUANTITIES``), by key; keys it does not set are left out."""
+    found = {}
+    for key, (example, form) in QUANTITIES.items():
+        if key not in table:
+            continue
+        value = table[key]
+        if (not isinstance(value, str) or not form.fullmatch(value)
+                or float(re.match(r"[0-9.]+", value).group()) == 0):
+            raise fail(f"{where}: {key} must be a positive Kubernetes quantity, a string such "
+                       f"as {example}, not {value!r}")
+        found[key] = value
+    return found
 
 
 def built_in_topologies() -> dict[str, Traversable]:
@@ -352,23 +385,29 @@ def check_installed(topology: Topology) -> None:
                                 f"pip install 'seambench[{extra}]'")
 
 
-def load_topology(name_or_path: str | Path) -> Topology:
-    """A built-in topology by name (``monolith``, ``microservices``, ``hybrid``, ...: see
-    ``built_in_topologies``), or a path to a TOML file."""
+def topology_text(name_or_path: str | Path) -> tuple[str, Path]:
+    """The TOML text of a built-in topology (by name) or of a ``.toml`` file, and the path
+    its errors are named by. Raises TopologyError for an unknown name or an unreadable file."""
     path = Path(name_or_path)
     try:
         if path.suffix == ".toml":
-            text = read_text_file(path)
-        else:
-            shipped = built_in_topologies()
-            if str(name_or_path) not in shipped:
-                raise TopologyError(f"no topology {str(name_or_path)!r}; known: "
-                                    f"{', '.join(sorted(shipped))} (or a path to a .toml file)")
-            text = shipped[str(name_or_path)].read_text(encoding="utf-8")
-            path = Path(f"{BUILT_IN}/{name_or_path}.toml")  # how errors name it
-        data = tomllib.loads(text)
+            return read_text_file(path), path
     except TextFileError as exc:
         raise TopologyError(str(exc)) from None
+    shipped = built_in_topologies()
+    if str(name_or_path) not in shipped:
+        raise TopologyError(f"no topology {str(name_or_path)!r}; known: "
+                            f"{', '.join(sorted(shipped))} (or a path to a .toml file)")
+    return (shipped[str(name_or_path)].read_text(encoding="utf-8"),
+            Path(f"{BUILT_IN}/{name_or_path}.toml"))
+
+
+def load_topology(name_or_path: str | Path) -> Topology:
+    """A built-in topology by name (``monolith``, ``microservices``, ``hybrid``, ...: see
+    ``built_in_topologies``), or a path to a TOML file."""
+    text, path = topology_text(name_or_path)
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError(f"{path}: not valid TOML: {exc}") from None
     return parse_topology(data, str(path))
