@@ -642,3 +642,11 @@ def check_command(run_dir: Path, budgets_path: Path, baseline_dir: Path | None,
                      Allowances(allow_incomplete, allow_invalid, allow_env_mismatch), strict,
                      lambda text: click.echo(text, nl=False), lambda text: click.echo(text, err=True))
     sys.exit(code)
+
+
+# A topology deployed by containers or Kubernetes (bench/deploy/): `deploy` writes the
+# files, `serve` is each container's entry point.
+from bench.deploy.command import deploy, serve_command  # noqa: E402
+
+cli.add_command(deploy)
+cli.add_command(serve_command)

@@ -55,3 +55,13 @@ def require_nginx() -> None:
     from bench.system.edge import find_nginx
     if find_nginx() is None:
         _missing("nginx is not installed (Debian: apt-get install nginx-light)")
+
+
+def require_program(name: str, install: str) -> str:
+    """The path of program ``name``; skips (or, under CI=true, fails) the calling test when
+    it is not installed. ``install``: how to get it, said in the reason."""
+    import shutil
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if path is None:
+        _missing(f"{name} is not installed ({install})")
+    return path

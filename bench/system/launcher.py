@@ -454,11 +454,19 @@ def new_deployment(topology: Topology, data_dir: Path, settings: LaunchSettings,
         url[name.removeprefix(PROXY_PREFIX)] = url.pop(name)
     replicas = {proc: [url[replica_name(proc, i)] for i in range(topology.scale_of(proc).replicas)]
                 for proc in topology.processes if topology.scale_of(proc).replicas > 1}
+    return deployment_of(topology, data_dir, settings,
+                         {name: u for name, u in url.items() if REPLICA_MARK not in name},
+                         replicas, secrets.token_urlsafe(24), secrets.token_urlsafe(32))
+
+
+def deployment_of(topology: Topology, data_dir: Path, settings: LaunchSettings,
+                  urls: dict[str, str], replica_urls: dict[str, list[str]],
+                  service_credential: str, token_secret: str) -> Deployment:
+    """The deployment of ``topology`` under ``settings``, its servers at ``urls`` (a
+    replicated process's every replica in ``replica_urls``), with these secrets."""
     return Deployment(topology=topology, data_dir=str(data_dir),
-                      service_credential=secrets.token_urlsafe(24),
-                      token_secret=secrets.token_urlsafe(32),
-                      urls={name: u for name, u in url.items() if REPLICA_MARK not in name},
-                      replica_urls=replicas,
+                      service_credential=service_credential, token_secret=token_secret,
+                      urls=urls, replica_urls=replica_urls,
                       scrypt_n=settings.scrypt_n, search=settings.search, hop=settings.hop,
                       leaf_delays=dict(settings.leaf_delays),
                       outbox_lease_s=settings.outbox_lease_s)
