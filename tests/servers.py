@@ -65,3 +65,16 @@ def require_program(name: str, install: str) -> str:
     if path is None:
         _missing(f"{name} is not installed ({install})")
     return path
+
+
+def require_docker() -> str:
+    """The docker client's path, once its daemon answers; skips (or, under CI=true, fails)
+    the calling test when either is missing (.ci/run installs and starts them)."""
+    import subprocess
+    docker = require_program("docker", "Debian: apt-get install docker.io")
+    done = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                          text=True, timeout=30)
+    if done.returncode != 0:
+        _missing(f"the Docker daemon does not answer ({done.stderr.strip().splitlines()[-1:]}); "
+                 f"scripts/start-docker starts one")
+    return docker

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bench import exitcodes
-from bench.deploy import compose, kubernetes
+from bench.deploy import kubernetes
 from bench.deploy.command import COMPOSE_FILE, MANIFEST_FILE, write_deployment
 from bench.deploy.servers import (BIND_ENV, CREDENTIAL_ENV, TOKEN_SECRET_ENV, URLS_ENV, dns_labels,
                                   server_names, workloads)
