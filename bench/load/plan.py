@@ -1,14 +1,17 @@
 """What one open-loop load generator process is asked to do, and its arrival schedule.
 
 The harness writes a ``LoadPlan`` as JSON and points the Locust process at it through
-``PLAN_ENV``; the locustfile reads it back. Nothing here imports Locust or gevent.
+``PLAN_ENV``; the locustfile reads it back (a distributed run's workers get it from their
+master instead: ``bench.load.coordination``). Nothing here imports Locust or gevent.
 """
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,9 @@ class LoadPlan:
     # interval histograms go to ``reference_log_path``, so they count toward no figure of
     # the system's.
     reference: tuple[str, ...] = ()
+    # A schedule dealt among this many generators (``deal``): this plan sends the arrivals
+    # k of the whole schedule with k % slices == process_index. 1: the whole schedule.
+    slices: int = 1
 
     def __post_init__(self) -> None:
         if not self.rate_per_s > 0:
@@ -50,10 +56,18 @@ class LoadPlan:
             raise ValueError(f"arrival must be one of {', '.join(ARRIVALS)}, not {self.arrival!r}")
         if self.max_in_flight < 1 or self.connections < 1:
             raise ValueError("max_in_flight and connections must be at least 1")
+        if self.slices < 1 or (self.slices > 1 and not 0 <= self.process_index < self.slices):
+            raise ValueError(f"generator {self.process_index} has no slice of a schedule dealt "
+                             f"among {self.slices}")
 
     @property
     def total_s(self) -> float:
         return self.warmup_s + self.duration_s
+
+    @property
+    def own_rate_per_s(self) -> float:
+        """Arrivals per second this generator sends: its share of a dealt schedule."""
+        return self.rate_per_s / self.slices
 
     def result_path(self) -> Path:
         return Path(self.output_dir) / f"load-{self.process_index}.json"
@@ -77,11 +91,27 @@ class LoadPlan:
         return cls(**{**doc, "reference": tuple(doc.get("reference", ()))})
 
 
+def plan_from_env() -> LoadPlan:
+    """The plan ``PLAN_ENV`` names; without one, 60 s at 50 req/s into ./load-out."""
+    path = os.environ.get(PLAN_ENV)
+    if path:
+        return LoadPlan.from_json(Path(path).read_text())
+    return LoadPlan(rate_per_s=50, duration_s=60, warmup_s=5, output_dir="load-out")
+
+
 def arrival_offsets_ns(plan: LoadPlan) -> Iterator[int]:
-    """Intended send times, ns after the schedule's start, strictly inside [0, total_s).
+    """Intended send times, ns after the schedule's start, strictly inside [0, total_s): the
+    plan's slice of them when the schedule is dealt (``deal``).
 
     Constant: evenly spaced at 1/rate. Poisson: exponential gaps with mean 1/rate drawn from
     ``random.Random(plan.seed)``, so the same plan gives the same schedule."""
+    offsets = _schedule_ns(plan)
+    if plan.slices == 1:
+        return offsets
+    return islice(offsets, plan.process_index, None, plan.slices)
+
+
+def _schedule_ns(plan: LoadPlan) -> Iterator[int]:
     end_ns = int(plan.total_s * 1e9)
     if plan.arrival == "constant":
         gap_ns = 1e9 / plan.rate_per_s
@@ -111,3 +141,14 @@ def split(plan: LoadPlan, processes: int) -> list[LoadPlan]:
                                "seed": plan.seed * 1000 + i, "process_index": i,
                                "options": options}))
     return out
+
+
+def deal(plan: LoadPlan, generators: int) -> list[LoadPlan]:
+    """One plan per generator of a distributed run, all on the one schedule a single
+    generator process would send (``split(plan, 1)``, the same seed): generator i sends its
+    arrivals i, i + n, i + 2n, ... (n = ``generators``), so together, from one shared start
+    time, they send exactly that schedule. ``rate_per_s`` stays the whole schedule's."""
+    if generators < 1:
+        raise ValueError("at least one generator")
+    whole = split(plan, 1)[0]
+    return [replace(whole, slices=generators, process_index=i) for i in range(generators)]

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import io
 import statistics
+from itertools import chain
 
 import pytest
 
-from bench.load.plan import LoadPlan, arrival_offsets_ns, split
+from bench.load.plan import ARRIVALS, LoadPlan, arrival_offsets_ns, deal, split
 from bench.load.recorder import Recorder
 
 
@@ -36,6 +37,32 @@ def test_split_keeps_the_total_rate_and_gives_each_process_its_own_seed():
     assert [p.rate_per_s for p in parts] == [300, 300, 300]
     assert len({p.seed for p in parts}) == 3 and [p.process_index for p in parts] == [0, 1, 2]
     assert sorted(p.options["phase_ns"] for p in parts) == [0, 1_111_111, 2_222_222]
+
+
+@pytest.mark.parametrize("arrival", ARRIVALS)
+@pytest.mark.parametrize("generators", [1, 2, 3, 7])
+def test_a_dealt_schedule_is_one_generators_schedule_cut_into_deterministic_slices(arrival, generators):
+    """What a distributed run's workers send (``deal``): together, exactly the arrivals one
+    generator process sends, each once, in even shares; the same slices every time."""
+    whole = plan(arrival=arrival, rate_per_s=330, duration_s=3, warmup_s=0.5, seed=7)
+    single = list(arrival_offsets_ns(split(whole, 1)[0]))
+    dealt = deal(whole, generators)
+    slices = [list(arrival_offsets_ns(p)) for p in dealt]
+    assert sorted(chain.from_iterable(slices)) == single
+    assert sum(map(len, slices)) == len(single)  # no arrival twice
+    assert max(map(len, slices)) - min(map(len, slices)) <= 1
+    assert slices == [list(arrival_offsets_ns(p)) for p in deal(whole, generators)]
+    # a worker gets its slice as JSON from its master
+    assert [LoadPlan.from_json(p.to_json()) for p in dealt] == dealt
+    assert [p.process_index for p in dealt] == list(range(generators))
+    assert {p.own_rate_per_s for p in dealt} == {whole.rate_per_s / generators}
+
+
+def test_a_dealt_schedule_has_no_slice_past_its_generators():
+    with pytest.raises(ValueError):
+        plan(slices=2, process_index=2)
+    with pytest.raises(ValueError):
+        deal(plan(), 0)
 
 
 @pytest.mark.parametrize("bad", [{"rate_per_s": 0}, {"duration_s": 0}, {"warmup_s": -1},
