@@ -28,7 +28,9 @@ from bench.experiments import default_run
 from bench.experiments import get as get_experiment
 from bench.experiments import registered
 from bench.experiments.limits import MAX_RATE, finite_range
-from bench.load.generator import TARGET, LoadError, run_load, summary_key, target_summary
+from bench.load.distributed import MASTER_PORT, Distributed, run_worker
+from bench.load.generator import (GENERATOR_NICENESS, TARGET, LoadError, run_load, summary_key,
+                                  target_summary)
 from bench.load.plan import LoadPlan
 from bench.render.compare import compare, load_summary, render_markdown, render_text
 from bench.render.console import RunConsole
@@ -39,7 +41,7 @@ from bench.system.edge import EDGES, EdgeError, resolve_edge
 from bench.system.gitref import RefError, ShopSource, base_name, checked_out
 from bench.system.deployed import Target, TargetError, load_target
 from bench.system.launcher import LaunchError, LaunchSettings, launch
-from bench.system.processes import stop_requested
+from bench.system.processes import child_env, stop_requested
 from shop.hops import HopSettings
 from shop.placement import Topology, TopologyError, check_installed, load_topology
 from shop.search.service import SearchSettings
@@ -465,19 +467,34 @@ def _json_body(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True)
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
               help="generator processes (each gets rate/processes; histograms are added)")
+@click.option("--generators", type=click.IntRange(1, 64), default=None,
+              help="Locust's master and this many workers, each sending a slice of the one "
+                   "schedule, their histograms added (not with --processes)")
+@click.option("--remote-generators", type=click.IntRange(0, 64), default=0,
+              help="of --generators, how many join from other machines, each started there "
+                   "with `seambench generator --master-host THIS_HOST --master-port PORT`")
+@click.option("--master-bind-host", default=None,
+              help="where the Locust master listens (default 127.0.0.1; 0.0.0.0 for workers "
+                   "on other machines)")
+@click.option("--master-port", type=click.IntRange(1, 65_535), default=None,
+              help=f"the Locust master's port (default: any free one; {MASTER_PORT} with "
+                   f"--remote-generators)")
 @click.option("--connections", type=click.IntRange(1, 10_000), default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="keep the generators' files (plans, interval logs) in this directory")
 def load(url: str, rate: float, duration: float, warmup: float, method: str,
          headers: dict[str, str], body: str | None, json_body: Any, arrival: str, seed: int,
-         processes: int, connections: int, as_json: bool, keep: Path | None) -> None:
+         processes: int, generators: int | None, remote_generators: int,
+         master_bind_host: str | None, master_port: int | None, connections: int,
+         as_json: bool, keep: Path | None) -> None:
     """Open-loop load on any URL, like wrk2: latency from each request's intended send time.
 
     Prints p50/p90/p99/p99.9/max in µs and the achieved rate; exit 3 if the run is invalid
     (the rate was missed by more than 2% or the generator saturated)."""
     if body is not None and json_body is not None:
         raise click.BadParameter("give --body or --json-body, not both", param_hint="--body")
+    layout = _distributed(generators, remote_generators, processes, master_bind_host, master_port)
     stop_on_signals()
     parts = urlsplit(url)
     host = f"{parts.scheme}://{parts.netloc}"
@@ -489,7 +506,7 @@ def load(url: str, rate: float, duration: float, warmup: float, method: str,
                         options={"path": path, "method": method.upper(), "headers": headers,
                                  "body": body, "json": json_body})
         try:
-            result = run_load(TARGET, host, plan, processes)
+            result = run_load(TARGET, host, plan, processes, generators=layout or 0)
         except LoadError as exc:
             click.echo(f"seambench load: {exc}", err=True)
             sys.exit(exitcodes.TOOL_FAILED)
@@ -506,6 +523,43 @@ def load(url: str, rate: float, duration: float, warmup: float, method: str,
             click.echo(f"  INVALID: {reason}", err=True)
     if not result.valid:
         sys.exit(exitcodes.NOTHING_VALID)
+
+
+def _distributed(generators: int | None, remote: int, processes: int, bind_host: str | None,
+                 port: int | None) -> Distributed | None:
+    """``load``'s distributed options as a layout (None without --generators); says on stderr
+    what to start on the other machines. Raises click.BadParameter."""
+    if generators is None:
+        if remote or bind_host is not None or port is not None:
+            raise click.BadParameter("needs --generators", param_hint="--remote-generators, "
+                                     "--master-bind-host or --master-port")
+        return None
+    if processes > 1:
+        raise click.BadParameter("give --processes or --generators, not both",
+                                 param_hint="--generators")
+    try:
+        layout = Distributed(generators, remote, bind_host or "127.0.0.1",
+                             port or (MASTER_PORT if remote else 0))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--remote-generators") from None
+    if remote:
+        click.echo(f"seambench load: waiting for {remote} generator(s): on each other machine, "
+                   f"`seambench generator --master-host <this machine> --master-port "
+                   f"{layout.port}` (the master listens on {layout.bind_host})", err=True)
+    return layout
+
+
+@cli.command()
+@click.option("--master-host", required=True, help="the machine running `seambench load --generators`")
+@click.option("--master-port", type=click.IntRange(1, 65_535), default=MASTER_PORT,
+              show_default=True)
+def generator(master_host: str, master_port: int) -> None:
+    """One load generator of a distributed run, on this machine: a Locust worker of the
+    master at MASTER_HOST:MASTER_PORT, from which it gets the scenario and its slice of the
+    schedule, and to which it sends its results. Exits when the master ends the run."""
+    stop_on_signals()
+    if run_worker(master_host, master_port, child_env(), GENERATOR_NICENESS) != 0:
+        sys.exit(exitcodes.TOOL_FAILED)
 
 
 @cli.command("list")

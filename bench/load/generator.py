@@ -11,6 +11,11 @@ generator or the target fell behind), more than 1% of the scheduled requests fai
 never got an answer (errors plus censored values: dropped, or unfinished when the drain
 ended), a generator used more than 85% of a core or sent late (p99 over 10 ms), a value fell
 outside the histograms' range, or a generator failed.
+
+With ``generators``, the run is on Locust's own master/worker mode instead
+(``bench.load.distributed``): each worker sends a slice of the one schedule, sends its
+results to the master, which writes them here, and is judged on its own for lateness and
+CPU; a worker lost mid-run makes the run invalid, named.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import importlib.util
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +32,9 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from bench.load.plan import PLAN_ENV, LoadPlan, split
+from bench.load.distributed import (MASTER_PORT_FILE, Distributed, master_command, master_port,
+                                    worker_command, worker_name)
+from bench.load.plan import PLAN_ENV, LoadPlan, deal, split
 from bench.results import hdr
 from bench.results.model import (ERRORS, GENERATOR_BUSY, GENERATOR_FAILED, LATE_SENDS, NOT_STEADY,
                                  OUT_OF_RANGE, QUANTILES, RATE_MISSED, UNMATCHED, Invalid, Quantile)
@@ -52,6 +60,8 @@ GENERATOR_NICENESS = -10
 STEADY_GROWTH = 2.0
 STEADY_SLACK_US = 10_000
 SETUP_ALLOWANCE_S = 120.0  # a scenario's untimed set-up (logins) must fit in this
+MASTER_GROUP = "generator-master"  # a distributed run's Locust master, as the sampler names it
+MASTER_LOG = "locust-master.log"
 
 
 class LoadError(RuntimeError):
@@ -81,6 +91,21 @@ class NameResult:
 
 
 @dataclass
+class WorkerReport:
+    """What one worker of a distributed run said of itself (it may be on another machine)."""
+
+    index: int  # its slice of the schedule
+    host: str
+    pid: int
+    lateness: HdrHistogram  # actual send - intended send, µs
+    cpu: float | None  # cores' worth over the measured window, measured by the worker
+
+    @property
+    def name(self) -> str:
+        return worker_name({"index": self.index, "host": self.host, "pid": self.pid})
+
+
+@dataclass
 class LoadResult:
     scenario: str
     target: str
@@ -105,6 +130,8 @@ class LoadResult:
     # CPU seconds the hypervisor took (steal) from the generator's CPUs and from the others,
     # from the generators' start to their end (None: not measured)
     steal_s: dict[str, float] | None = None
+    # a distributed run's workers, each judged on its own (empty: generator processes)
+    workers: list[WorkerReport] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -166,37 +193,44 @@ def scenario_file(scenario: str) -> Path:
 
 def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
              cpus: tuple[int, ...] | None = None,
-             watch: Mapping[str, Sequence[int]] | None = None) -> LoadResult:
+             watch: Mapping[str, Sequence[int]] | None = None,
+             generators: int | Distributed = 0) -> LoadResult:
     """Drive ``host`` with ``scenario`` following ``plan`` split over ``processes`` Locust
     processes pinned to ``cpus``. ``watch`` names more process groups (root pids) to sample
     alongside the generators (``generator-N`` are taken). Blocks until the run ends; on any
-    exit (including KeyboardInterrupt) every generator process is stopped."""
+    exit (including KeyboardInterrupt) every generator process is stopped.
+
+    ``generators``: instead, Locust's master and this many workers (or as a ``Distributed``
+    lays them out, some on other machines), each sending its slice of the one schedule
+    (``bench.load.plan.deal``); not with ``processes`` > 1. Raises LoadError when the
+    generators could not run, ValueError for both."""
+    layout = Distributed(generators) if isinstance(generators, int) and generators else generators
+    if layout and processes != 1:
+        raise ValueError("give generator processes or distributed generators, not both")
     out = Path(plan.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plans = split(plan, processes)
-    popens = []
+    plans = deal(plan, layout.workers) if layout else split(plan, processes)
+    for p in plans:
+        p.result_path().unlink(missing_ok=True)
+    popens: list[subprocess.Popen] = []
     sampler = None
     mine = set(cpus) if cpus else set(range(os.cpu_count() or 1))
     others = set(range(os.cpu_count() or 1)) - mine
     stolen = (steal_s(mine), steal_s(others))
     try:
-        for p in plans:
-            plan_path = out / f"plan-{p.process_index}.json"
-            plan_path.write_text(p.to_json())
-            p.result_path().unlink(missing_ok=True)
-            with signals_held():  # a stop between spawning and recording would orphan it
-                popens.append(spawn_group(_locust_command(scenario, host, p),
-                                          out / f"locust-{p.process_index}.log",
-                                          child_env(**{PLAN_ENV: str(plan_path)}), cpus,
-                                          niceness=GENERATOR_NICENESS,
-                                          # a busy Locust never runs its SIGTERM handler
-                                          death_signal=signal.SIGKILL))
-        groups = {generator_group(i): [popen.pid] for i, popen in enumerate(popens)}
+        if layout:
+            groups = _start_distributed(scenario, host, plan, layout, cpus, popens)
+            waited = [groups[MASTER_GROUP]]  # the workers end when it does
+        else:
+            groups = _start_processes(scenario, host, plans, cpus, popens)
+            waited = list(groups.values())
         # the sampler reads /proc: never on the generators' CPUs while they send
         away = set(range(os.cpu_count() or 1)) - set(cpus) if cpus else None
-        sampler = ResourceSampler({**groups, **(watch or {})}, cpus=away or None).start()
-        timeout = plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S + 30
-        for popen in popens:
+        sampler = ResourceSampler({**{name: [popen.pid] for name, popen in groups.items()},
+                                   **(watch or {})}, cpus=away or None).start()
+        timeout = (plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S + 30
+                   + (layout.connect_timeout_s if layout else 0))
+        for popen in waited:
             try:
                 popen.wait(timeout)
             except Exception:
@@ -205,19 +239,80 @@ def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
         with signals_held():  # a second Ctrl-C must not leave generators behind
             samples = sampler.stop() if sampler else []
             stop_groups(popens, timeout_s=5)
+    if layout and not all(p.result_path().exists() for p in plans):
+        raise LoadError(f"the Locust master wrote no result for every worker; end of its log:\n"
+                        f"{_log_tail(out / MASTER_LOG)}")
     result = collect(scenario, host, plan, plans, samples)
     result.steal_s = {"generator": round(steal_s(mine) - stolen[0], 3),
                       "system": round(steal_s(others) - stolen[1], 3)}
     return result
 
 
-def _locust_command(scenario: str, host: str, plan: LoadPlan) -> list[str]:
+def _spawn(cmd: list[str], log: Path, env: dict[str, str], cpus: tuple[int, ...] | None,
+           popens: list[subprocess.Popen]) -> subprocess.Popen:
+    """A generator process, recorded in ``popens`` (so it is stopped whatever happens next)."""
+    with signals_held():  # a stop between spawning and recording would orphan it
+        popen = spawn_group(cmd, log, env, cpus, niceness=GENERATOR_NICENESS,
+                            # a busy Locust never runs its SIGTERM handler
+                            death_signal=signal.SIGKILL)
+        popens.append(popen)
+    return popen
+
+
+def _start_processes(scenario: str, host: str, plans: list[LoadPlan],
+                     cpus: tuple[int, ...] | None, popens: list[subprocess.Popen]
+                     ) -> dict[str, subprocess.Popen]:
+    """One headless Locust process per plan; by sampler group."""
+    groups = {}
+    for p in plans:
+        plan_path = Path(p.output_dir) / f"plan-{p.process_index}.json"
+        plan_path.write_text(p.to_json())
+        groups[generator_group(p.process_index)] = _spawn(
+            _locust_command(scenario, host, p), Path(p.output_dir) / f"locust-{p.process_index}.log",
+            child_env(**{PLAN_ENV: str(plan_path)}), cpus, popens)
+    return groups
+
+
+def _start_distributed(scenario: str, host: str, plan: LoadPlan, layout: Distributed,
+                       cpus: tuple[int, ...] | None, popens: list[subprocess.Popen]
+                       ) -> dict[str, subprocess.Popen]:
+    """Locust's master, then, once it listens, the local workers; by sampler group (the
+    workers' groups numbered in the order started, not by their slices)."""
+    out = Path(plan.output_dir)
+    plan_path = out / "plan.json"
+    plan_path.write_text(plan.to_json())
+    (out / MASTER_PORT_FILE).unlink(missing_ok=True)
+    locustfile = scenario_file(scenario)
+    master = _spawn(master_command(locustfile, host, layout, _common_options(plan)),
+                    out / MASTER_LOG, child_env(**{PLAN_ENV: str(plan_path)}), cpus, popens)
+    port = master_port(out, master, timeout_s=30)
+    if port is None:
+        raise LoadError(f"the Locust master did not start; end of its log:\n{_log_tail(out / MASTER_LOG)}")
+    # the local workers reach the master on loopback unless it listens on one address only
+    address = "127.0.0.1" if layout.bind_host in ("*", "0.0.0.0", "::") else layout.bind_host
+    groups = {MASTER_GROUP: master}
+    for k in range(layout.local):
+        groups[generator_group(k)] = _spawn(worker_command(address, port, str(locustfile)),
+                                            out / f"locust-worker-{k}.log", child_env(), cpus, popens)
+    return groups
+
+
+def _common_options(plan: LoadPlan) -> list[str]:
+    """What every generator process that runs a schedule is told, besides its role."""
     run_time = int(plan.total_s + plan.drain_timeout_s + SETUP_ALLOWANCE_S)
+    # the user (or a distributed run's master) quits the runner once its results are
+    # written: nothing to wait for
+    return ["--run-time", f"{run_time}s", "--stop-timeout", "0", "--loglevel", "WARNING",
+            "--only-summary", "--exit-code-on-error", "0"]
+
+
+def _locust_command(scenario: str, host: str, plan: LoadPlan) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(scenario_file(scenario)), "--headless",
-            "--users", "1", "--spawn-rate", "1", "--host", host, "--run-time", f"{run_time}s",
-            # the user quits the runner itself once its results are written; nothing to wait for
-            "--stop-timeout", "0", "--loglevel", "WARNING", "--only-summary",
-            "--exit-code-on-error", "0"]
+            "--users", "1", "--spawn-rate", "1", "--host", host, *_common_options(plan)]
+
+
+def _log_tail(log: Path, lines: int = 15) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
 
 def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
@@ -227,12 +322,11 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
     for p in plans:
         path = p.result_path()
         if not path.exists():
-            log = Path(p.output_dir) / f"locust-{p.process_index}.log"
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
+            tail = _log_tail(Path(p.output_dir) / f"locust-{p.process_index}.log")
             raise LoadError(f"generator {p.process_index} wrote no result; end of its log:\n{tail}")
         docs.append(_read_json(path))
-    reasons = [Invalid(GENERATOR_FAILED, f"generator {i} did not complete "
-                                         f"({d.get('error') or 'no reason given'})")
+    reasons = [Invalid(GENERATOR_FAILED, f"{worker_name(d['worker']) if 'worker' in d else f'generator {i}'}"
+                                         f" did not complete ({d.get('error') or 'no reason given'})")
                for i, d in enumerate(docs) if not d.get("complete")]
     names: dict[str, NameResult] = {}
     for doc in docs:
@@ -251,8 +345,13 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
     starts = [d["start_epoch_s"] for d in docs if "start_epoch_s" in d]
     start = (min(starts) if starts else 0.0) + plan.warmup_s
     end = start + plan.duration_s
-    generator_cpu = [window_usage(samples, generator_group(p.process_index), start, end).cpu_utilisation
-                     for p in plans]
+    # a worker measures its own CPU (it may be on another machine); processes are sampled
+    workers = [WorkerReport(d["worker"]["index"], d["worker"]["host"], d["worker"]["pid"],
+                            hdr.decode(d["lateness_histogram"]), d.get("generator_cpu"))
+               for d in docs if "worker" in d and "lateness_histogram" in d]
+    generator_cpu = ([w.cpu or 0.0 for w in workers] if workers else
+                     [window_usage(samples, generator_group(p.process_index), start, end).cpu_utilisation
+                      for p in plans])
     result = LoadResult(
         scenario=scenario, target=host, plan=plan, processes=len(plans), names=names,
         lateness=lateness, scheduled=sum(d.get("scheduled", 0) for d in docs),
@@ -263,7 +362,8 @@ def collect(scenario: str, host: str, plan: LoadPlan, plans: list[LoadPlan],
         samples=samples, interval_logs=[p.interval_log_path() for p in plans],
         invalid_reasons=reasons, unmatched=sum(d.get("unmatched", 0) for d in docs),
         halves=(tuple(hdr.merge(hdr.decode(d["halves"][i]) for d in docs) for i in (0, 1))
-                if all("halves" in d for d in docs) else None))
+                if all("halves" in d for d in docs) else None),
+        workers=workers)
     result.invalid_reasons.extend(validity_problems(result))
     return result
 
@@ -285,14 +385,15 @@ def validity_problems(result: LoadResult) -> list[Invalid]:
     if result.unmatched:
         problems.append(Invalid(UNMATCHED, f"{result.unmatched} completions matched no request in flight "
                         f"(a request's event name differs from its arrival's?)"))
-    lateness = result.lateness.get_value_at_percentile(99)
-    if lateness > MAX_LATENESS_P99_US:
-        problems.append(Invalid(LATE_SENDS, f"sends were late: p99 {lateness} us after their intended time "
-                        f"(limit {MAX_LATENESS_P99_US} us)"))
-    busiest = max(result.generator_cpu, default=0.0)
-    if busiest > MAX_GENERATOR_CPU:
-        problems.append(Invalid(GENERATOR_BUSY, f"generator used {busiest:.0%} of a core (limit {MAX_GENERATOR_CPU:.0%}): "
-                        f"the generator, not the target, may set the latency"))
+    if result.workers:
+        problems.extend(worker_problems(result.workers))
+    else:
+        lateness = result.lateness.get_value_at_percentile(99)
+        if lateness > MAX_LATENESS_P99_US:
+            problems.append(_late_sends("sends were late", lateness, MAX_LATENESS_P99_US))
+        busiest = max(result.generator_cpu, default=0.0)
+        if busiest > MAX_GENERATOR_CPU:
+            problems.append(_busy("generator", busiest))
     growth = steadiness(result)
     if growth is not None:
         problems.append(Invalid(NOT_STEADY, growth))
@@ -301,6 +402,30 @@ def validity_problems(result: LoadResult) -> list[Invalid]:
         problems.append(Invalid(OUT_OF_RANGE, f"{out_of_range} latencies outside the histogram range "
                         f"({hdr.LOWEST_US} us .. {hdr.HIGHEST_US} us)"))
     return problems
+
+
+def worker_problems(workers: Sequence[WorkerReport],
+                    max_lateness_p99_us: int = MAX_LATENESS_P99_US) -> list[Invalid]:
+    """Each worker of a distributed run judged on its own: one that sent late (p99 over
+    ``max_lateness_p99_us``, µs) or used more than ``MAX_GENERATOR_CPU`` of a core spoils its
+    slice, however small a share of the merged sends that slice is."""
+    problems = []
+    for w in workers:
+        lateness = w.lateness.get_value_at_percentile(99)
+        if lateness > max_lateness_p99_us:
+            problems.append(_late_sends(f"{w.name} sent late", lateness, max_lateness_p99_us))
+    problems.extend(_busy(w.name, w.cpu) for w in workers
+                    if w.cpu is not None and w.cpu > MAX_GENERATOR_CPU)
+    return problems
+
+
+def _late_sends(what: str, p99_us: int, limit_us: int) -> Invalid:
+    return Invalid(LATE_SENDS, f"{what}: p99 {p99_us} us after their intended time (limit {limit_us} us)")
+
+
+def _busy(who: str, cpu: float) -> Invalid:
+    return Invalid(GENERATOR_BUSY, f"{who} used {cpu:.0%} of a core (limit {MAX_GENERATOR_CPU:.0%}): "
+                                   f"the generator, not the target, may set the latency")
 
 
 def steadiness(result: LoadResult) -> str | None:
@@ -333,7 +458,8 @@ def summary_key(q: Quantile) -> str:
 def target_summary(result: LoadResult) -> dict[str, Any]:
     """What ``seambench load`` prints: all requests together, µs, and whether to trust it."""
     h = result.latency()
-    return {"target": result.target, "requests": result.completed, "errors": result.errors,
+    return {"target": result.target, "scheduled": result.scheduled,
+            "requests": result.completed, "errors": result.errors,
             "dropped": result.dropped, "censored": result.censored,
             "error_rate": round(result.error_rate, 4),
             "scheduled_rate": round(result.scheduled_rate, 2),
@@ -345,4 +471,8 @@ def target_summary(result: LoadResult) -> dict[str, Any]:
             "generator_rss_max_mib": round(max(
                 (window_usage(result.samples, generator_group(i), 0, float("inf")).rss_bytes_max
                  for i in range(result.processes)), default=0) / 2**20, 1),
-            "valid": result.valid, "invalid_reasons": result.invalid_reasons}
+            "valid": result.valid, "invalid_reasons": result.invalid_reasons,
+            **({"workers": [{"index": w.index, "host": w.host, "pid": w.pid,
+                             "send_lateness_p99_us": w.lateness.get_value_at_percentile(99),
+                             "cpu": None if w.cpu is None else round(w.cpu, 3)}
+                            for w in result.workers]} if result.workers else {})}

@@ -13,11 +13,12 @@ time in its context and the listener puts the unrounded value into µs HdrHistog
 
 Run one with ``locust -f <scenario file> --headless -u 1 -r 1 --host URL`` and
 ``SEAMBENCH_LOAD_PLAN=plan.json``; without a plan, a 60 s run at 50 req/s into ./load-out.
+Under Locust's master/worker mode each worker sends its slice of one schedule, starting when
+the master says, and sends its results to the master (``bench.load.coordination``).
 """
 from __future__ import annotations
 
 import gc
-import os
 import random
 import socket
 import sys
@@ -29,12 +30,14 @@ from pathlib import Path
 
 import gevent
 import gevent.event
+from gevent import GreenletExit
 from gevent.pool import Pool
 from locust import User, task
 
+from bench.load.coordination import worker_side
 from bench.load.deadline import DeadlineTimer
 from bench.load.leanhttp import LeanHttpClient
-from bench.load.plan import PLAN_ENV, LoadPlan, arrival_offsets_ns
+from bench.load.plan import arrival_offsets_ns, plan_from_env
 from bench.load.recorder import Recorder
 from bench.results.store import write_json_atomic
 
@@ -50,13 +53,6 @@ LEAD_MAX_NS = 2_000_000
 LEAD_FRACTION = 0.05
 
 
-def plan_from_env() -> LoadPlan:
-    path = os.environ.get(PLAN_ENV)
-    if path:
-        return LoadPlan.from_json(Path(path).read_text())
-    return LoadPlan(rate_per_s=50, duration_s=60, warmup_s=5, output_dir="load-out")
-
-
 class OpenLoopUser(User):
     """Subclasses give ``prepare`` (untimed set-up) and ``next_request`` (one arrival).
 
@@ -70,11 +66,15 @@ class OpenLoopUser(User):
     connection_timeout = 10.0
 
     def __init__(self, *args, **kwargs) -> None:
-        self.plan = plan_from_env()
         super().__init__(*args, **kwargs)
+        # a Locust worker of a distributed run gets its slice of the plan from its master
+        self.worker = worker_side(self.environment)
+        self.plan = self.worker.plan(self.environment) if self.worker else plan_from_env()
         self.client = self.http_client(self.host)
-        # the request mix has its own stream, apart from the arrival schedule's
-        self.rng = random.Random(f"mix-{self.plan.seed}")
+        # the request mix has its own stream, apart from the arrival schedule's (and, for a
+        # slice of a dealt schedule, apart from the other slices')
+        self.rng = random.Random(f"mix-{self.plan.seed}" if self.plan.slices == 1 else
+                                 f"mix-{self.plan.seed}-{self.plan.process_index}")
 
     def http_client(self, base_url: str) -> LeanHttpClient:
         """A keep-alive client for ``base_url`` (``http://host:port``) reporting to Locust's
@@ -103,10 +103,12 @@ class OpenLoopUser(User):
 
     @task
     def drive(self) -> None:
+        if self.worker and not self.worker.claim():
+            gevent.event.Event().wait()  # a second user on this worker: its slice is taken
         plan = self.plan
         Path(plan.output_dir).mkdir(parents=True, exist_ok=True)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        complete = False
+        complete = stopped = False
         recorder = None
         unfinished = 0
         error = ""
@@ -117,8 +119,12 @@ class OpenLoopUser(User):
                                  if plan.reference else None)
                 observed_log = (more.enter_context(open(plan.observed_log_path(), "w"))
                                 if self.observes else None)
-                start_ns = time.perf_counter_ns() + 50_000_000  # a little lead to settle
-                start_epoch_s = time.time() + 0.05
+                if self.worker:  # every slice starts at the master's one start time
+                    start_epoch_s = self.worker.await_start(plan)
+                    start_ns = time.perf_counter_ns() + int((start_epoch_s - time.time()) * 1e9)
+                else:
+                    start_ns = time.perf_counter_ns() + 50_000_000  # a little lead to settle
+                    start_epoch_s = time.time() + 0.05
                 recorder = Recorder(start_ns, start_epoch_s, int(plan.warmup_s * 1e9), log,
                                     comment=f"seambench generator {plan.process_index} on "
                                             f"{socket.gethostname()}, latency in us",
@@ -141,13 +147,21 @@ class OpenLoopUser(User):
         except Exception as exc:  # said in the result, which the harness reports
             error = f"{type(exc).__name__}: {exc}"
             raise
+        except GreenletExit:  # Locust stops its users (it quits): block on nothing more
+            error, stopped = "stopped by Locust before the schedule's end", True
+            raise
         finally:
             doc = recorder.result(unfinished=unfinished) if recorder else {}
-            write_json_atomic(plan.result_path(), {**doc, "complete": complete, "error": error,
-                                                   "plan": plan.to_json()})
-            # Stop the whole Locust process: a returning task would only be scheduled again.
-            gevent.spawn(self.environment.runner.quit)
-            gevent.sleep(60)
+            doc = {**doc, "complete": complete, "error": error, "plan": plan.to_json()}
+            if self.worker:
+                self.worker.report(plan, doc)
+                if not stopped:  # the master ends the run; a returning task would run again
+                    gevent.event.Event().wait()
+            else:
+                write_json_atomic(plan.result_path(), doc)
+                # Stop the whole Locust process: a returning task would only be scheduled again.
+                gevent.spawn(self.environment.runner.quit)
+                gevent.sleep(60)
 
     def _listen(self, recorder: Recorder) -> None:
         observes = self.observes
@@ -180,7 +194,7 @@ class OpenLoopUser(User):
         plan = self.plan
         pool = Pool(plan.max_in_flight)
         phase = int(plan.options.get("phase_ns", 0))
-        lead_ns = min(LEAD_MAX_NS, int(LEAD_FRACTION * 1e9 / plan.rate_per_s))
+        lead_ns = min(LEAD_MAX_NS, int(LEAD_FRACTION * 1e9 / plan.own_rate_per_s))
         arrivals = (start_ns + phase + offset for offset in arrival_offsets_ns(plan))
         due: deque[int] = deque()  # the next arrival, once its intended time is known
         finished = gevent.event.Event()
