@@ -98,11 +98,18 @@ class ServerUsage:
     def __init__(self, root: int | None = None) -> None:
         self._root = root
 
+    def describe(self) -> list[Metric]:
+        """Its metrics' names, without reading /proc: a registry restricted to them (a scrape
+        asking ``?name[]=process_cpu_seconds_total``) then calls this collector alone."""
+        return list(self._families(0.0, 0))
+
     def collect(self) -> Iterator[Metric]:
         usage = server_usage(self._root if self._root is not None else server_root())
-        if usage is None:
-            return
-        cpu_s, rss = usage
+        if usage is not None:
+            yield from self._families(*usage)
+
+    @staticmethod
+    def _families(cpu_s: float, rss: int) -> Iterator[Metric]:
         yield CounterMetricFamily(
             "process_cpu_seconds", "User and system CPU seconds of the whole server (gunicorn "
             "master, live workers, reaped workers); 10 ms ticks per process", value=cpu_s)

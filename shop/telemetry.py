@@ -20,7 +20,7 @@ would show what some worker last set, at an earlier scrape.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -157,9 +157,11 @@ class Telemetry:
         self._notifications.inc()
         self._notification_lag.observe(lag_s)
 
-    def exposition(self) -> bytes:
-        """Every metric in Prometheus' text format (``content_type``)."""
-        return generate_latest(self._exposed)
+    def exposition(self, names: Sequence[str] = ()) -> bytes:
+        """Every metric in Prometheus' text format (``content_type``); only those ``names``
+        asks for, when it asks (Prometheus' ``name[]`` query parameter), so a reader of two
+        metrics does not pay for every worker's files being read."""
+        return generate_latest(self._exposed.restricted_registry(names) if names else self._exposed)
 
 
 def telemetry_from_env(live: LiveValues = dict) -> Telemetry:

@@ -321,6 +321,7 @@ def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
 
     @app.get("/metrics")
     def metrics_text() -> Response:
-        return Response(telemetry.exposition(), content_type=telemetry.content_type)
+        return Response(telemetry.exposition(request.args.getlist("name[]")),
+                        content_type=telemetry.content_type)
 
     return app

@@ -49,7 +49,8 @@ def test_prometheus_process_metrics_agree_with_the_pid_sampler(tmp_path):
                               watch={"pids": [p.pid for p in shop.processes.values()]})
     assert not scraper.errors
     local = window_usage(result.samples, "pids", result.measure_start_s, result.measure_end_s)
-    scraped = window_usage(scraper.samples, "system", result.measure_start_s, result.measure_end_s)
+    scraped = window_usage(scraper.window_samples(result.measure_start_s, result.measure_end_s),
+                           "system", result.measure_start_s, result.measure_end_s)
     assert local.cpu_s > 0.2, local  # enough work that 10 ms ticks are a small part of it
     assert scraped.cpu_s == pytest.approx(local.cpu_s, rel=0.1, abs=0.05 * len(shop.processes))
     assert scraped.pss_bytes_max is None and scraped.rss_bytes_max > 10 * 2**20

@@ -109,14 +109,25 @@ def _result(start: float, end: float) -> LoadResult:
 
 def test_a_step_whose_metrics_were_not_read_around_the_window_is_not_measured():
     sampler = MetricsSampler({"auth": "u", "billing": "v"})
-    sampler.samples = [Sample(t, "system", -1, "auth", t, rss_bytes=1) for t in (9.0, 15.0, 21.0)]
-    sampler.samples += [Sample(t, "system", -2, "billing", t, rss_bytes=1) for t in (9.0, 21.0)]
+    sampler.samples = [Sample(t, "system", -1, "auth", t, rss_bytes=1) for t in (9.0, 12.0, 15.0, 21.0)]
+    sampler.samples += [Sample(t, "system", -2, "billing", t, rss_bytes=1) for t in (9.0, 15.0, 21.0)]
     sampler.errors = ["http://x/metrics: no answer (refused)"]
     [reason] = unread_servers(sampler, _result(10.0, 20.0))
     assert reason.code == "resources_unread" and "billing" in reason and "auth" not in reason
     assert "refused" in reason
     sampler.samples.append(Sample(12.0, "system", -2, "billing", 12.0, rss_bytes=1))
     assert unread_servers(sampler, _result(10.0, 20.0)) == []
+
+
+def test_a_window_s_cpu_is_the_rate_inside_it_not_towards_idle_readings_after_it():
+    """Load at 0.5 CPU-s per s until t = 20, idle after: a reading at 21 must not pull the
+    window [10, 20]'s CPU down, nor one at 9 (before the load's steady state) push it."""
+    cpu = {9.0: 0.9, 11.0: 1.5, 13.0: 2.5, 15.0: 3.5, 17.0: 4.5, 19.0: 5.5, 21.0: 6.0}
+    sampler = MetricsSampler({"auth": "u"})
+    sampler.samples = [Sample(t, "system", -1, "auth", c, rss_bytes=100) for t, c in cpu.items()]
+    usage = window_usage(sampler.window_samples(10.0, 20.0), "system", 10.0, 20.0)
+    assert usage.cpu_s == pytest.approx(5.0) and usage.rss_bytes_max == 100
+    assert window_usage(sampler.samples, "system", 10.0, 20.0).cpu_s < 4.9  # what it avoids
 
 
 def test_memory_read_from_metrics_is_summed_per_pass_and_has_no_pss():
@@ -150,3 +161,19 @@ def test_a_page_without_process_metrics_is_a_scrape_error():
         server.server_close()
     with pytest.raises(ScrapeError, match="no answer"):
         read_process_metrics(f"http://127.0.0.1:{server.server_port}/metrics", timeout_s=0.5)
+
+
+def test_metrics_can_be_asked_for_the_process_metrics_alone():
+    """Prometheus' name[] filter: a reader of CPU and memory gets those two families and no
+    request histograms (whose files every worker would otherwise read at each scrape)."""
+    from shop.telemetry import Telemetry
+    from shop.web import create_base_app
+    app = create_base_app("t", "credential", Telemetry())
+    client = app.test_client()
+    client.get("/healthz")  # a request, so the request histogram has a series
+    whole = client.get("/metrics").get_data(as_text=True)
+    assert "seambench_http_request_duration_seconds" in whole and "process_cpu_seconds_total" in whole
+    only = client.get("/metrics?name[]=process_cpu_seconds_total"
+                      "&name[]=process_resident_memory_bytes").get_data(as_text=True)
+    assert "process_cpu_seconds_total" in only and "process_resident_memory_bytes" in only
+    assert "seambench_" not in only
