@@ -75,6 +75,6 @@ def require_docker() -> str:
     done = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True,
                           text=True, timeout=30)
     if done.returncode != 0:
-        _missing(f"the Docker daemon does not answer ({done.stderr.strip().splitlines()[-1:]}); "
-                 f"scripts/start-docker starts one")
+        said = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        _missing(f"the Docker daemon does not answer ({said}); scripts/start-docker starts one")
     return docker

@@ -25,8 +25,8 @@ import requests
 from bench.deploy.command import COMPOSE_FILE, write_deployment
 from bench.deploy.compose import server_urls
 from shop.topology import Topology, load_topology
+from tests.contract import conftest as contract_fixtures
 from tests.contract import test_shop_contract, test_shop_queries
-from tests.contract.conftest import User
 from tests.placements import HttpApi
 from tests.servers import require_docker, require_program
 
@@ -41,9 +41,10 @@ PROJECT_LABEL = "com.docker.compose.project"
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + UP_TIMEOUT_S)
 
 # The contract suite's core checks, collected here too (pytest collects the test functions
-# a module holds) and run against the deployed shop through this module's own api, user,
-# other_user and sku fixtures.
-CORE_CHECKS = {
+# and fixtures a module holds), with its user, other_user and sku fixtures, all over this
+# module's api: the deployed shop's public address.
+FROM_THE_CONTRACT = {
+    contract_fixtures: ("user", "other_user", "sku"),
     test_shop_contract: ("test_register_and_login", "test_search_ranks_results",
                          "test_scatter_gathers_the_best_hits_of_the_first_n_shards",
                          "test_topup_checkout_order_and_inbox",
@@ -53,7 +54,7 @@ CORE_CHECKS = {
                          "test_internal_endpoints_are_not_public", "test_health_endpoints"),
     test_shop_queries: ("test_the_chain_walks_the_path_the_hop_counts_follow",),
 }
-globals().update({name: getattr(module, name) for module, names in CORE_CHECKS.items()
+globals().update({name: getattr(module, name) for module, names in FROM_THE_CONTRACT.items()
                   for name in names})
 
 
@@ -158,23 +159,6 @@ def api(composed) -> HttpApi:
     client = HttpApi(composed.base_url)
     yield client
     client.close()
-
-
-@pytest.fixture
-def user(api) -> User:
-    return User(api)
-
-
-@pytest.fixture
-def other_user(api) -> User:
-    return User(api)
-
-
-@pytest.fixture
-def sku(user) -> tuple[str, int]:
-    status, body = user.call("GET", "/search?q=lamp&limit=1")
-    assert status == 200
-    return body["results"][0]["sku"], body["results"][0]["price_cents"]
 
 
 def test_every_server_runs_in_a_container_on_the_hosts_network(composed):
