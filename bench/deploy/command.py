@@ -14,9 +14,9 @@ from bench.deploy import compose, kubernetes
 from bench.deploy.serve import ServeError, serve
 from bench.deploy.servers import (BIND_ENV, DATA_DIR, DATA_DIR_ENV, ENV_FILE, POD_BIND, SECRET_ENVS,
                                   TOPOLOGY_ENV, TOPOLOGY_FILE, URLS_ENV, default_image,
-                                  deployment_secrets, named_text, workloads)
-from shop.topology import (Topology, TopologyError, check_installed, load_topology, parse_quantities,
-                           topology_text)
+                                  deployment_secrets, named_text, workloads, write_private)
+from shop.topology import (Topology, TopologyError, check_installed, load_topology,
+                           parse_quantities, topology_text)
 
 TARGETS = ("compose", "kubernetes")
 COMPOSE_FILE = "docker-compose.yml"
@@ -57,20 +57,21 @@ def write_deployment(name_or_path: str, target: str, out: Path, image: str,
     """Write topology ``name_or_path``'s deployment for ``target`` into ``out`` (made if
     missing): the files written, and warnings about what will not work as written. The
     secrets are those of ``out``'s env file, made there the first time. Raises
-    TopologyError for an unusable topology, OSError for an unwritable ``out``."""
+    TopologyError for an unusable topology, ValueError for a ``base_port`` that leaves a
+    server no port, OSError for an unwritable ``out``."""
     topology = load_topology(name_or_path)
     text = named_text(topology_text(name_or_path)[0], topology)
+    if target == "compose" and base_port + len(compose.server_ports(topology, 0)) - 1 > PORT_MAX:
+        raise ValueError(f"{topology.name}'s servers need ports past {PORT_MAX} from {base_port}")
     out.mkdir(parents=True, exist_ok=True)
     secrets = deployment_secrets(out)
     command = f"seambench deploy {name_or_path} --to {target}"
     if target == "compose":
-        if base_port + len(compose.server_ports(topology, 0)) - 1 > PORT_MAX:
-            raise TopologyError(f"{topology.name}: its servers need ports past {PORT_MAX} "
-                                f"from --base-port {base_port}")
         (out / TOPOLOGY_FILE).write_text(text, encoding="utf-8")
         document = compose.compose_document(topology, image, base_port)
+        public = next(iter(compose.server_urls(topology, base_port).values()))
         header = (f"Written by `{command}`. Start: docker-compose -f {COMPOSE_FILE} up -d\n"
-                  f"The shop's public address: {next(iter(compose.server_urls(topology, base_port).values()))}")
+                  f"The shop's public address: {public}")
         path = out / COMPOSE_FILE
         path.write_text(yaml_text([document], header), encoding="utf-8")
         return [path, out / TOPOLOGY_FILE, out / ENV_FILE], []
@@ -80,9 +81,7 @@ def write_deployment(name_or_path: str, target: str, out: Path, image: str,
               f"Edit the database and broker URLs in the ConfigMap's {TOPOLOGY_FILE} to your "
               f"cluster's. Holds the deployment's secrets: keep it private.")
     path = out / MANIFEST_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the Secret
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(yaml_text(objects, header))
+    write_private(path, yaml_text(objects, header))  # it holds the Secret
     return [path, out / ENV_FILE], kubernetes.cluster_warnings(topology)
 
 
@@ -124,6 +123,8 @@ def deploy(topology: str, target: str, out: Path, image: str | None, base_port: 
                                              base_port, cpu, memory, public_service)
     except TopologyError as exc:
         raise click.BadParameter(str(exc), param_hint="TOPOLOGY") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--base-port") from None
     except OSError as exc:
         raise click.BadParameter(f"{out}: cannot write there: {exc.strerror or exc}",
                                  param_hint="--out") from None

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench.deploy.servers import (BIND_ENV, CONFIG_DIR, DATA_DIR, DATA_DIR_ENV, ENV_FILE, TOPOLOGY_ENV,
-                                  TOPOLOGY_FILE, URLS_ENV, dns_labels, server_names)
+from bench.deploy.servers import (BIND_ENV, CONFIG_DIR, DATA_DIR, DATA_DIR_ENV, ENV_FILE,
+                                  TOPOLOGY_ENV, TOPOLOGY_FILE, URLS_ENV, dns_labels, server_names)
 from bench.system.launcher import HOST, split_name
 from shop.topology import Topology
 
-COMPOSE_VERSION = "2.4"  # the last 2.x: health conditions in depends_on; docker-compose 1.29 reads it
+COMPOSE_VERSION = "2.4"  # the last 2.x: health conditions in depends_on; compose 1.29 reads it
 DATA_VOLUME = "data"
 HEALTH_INTERVAL_S = 2  # how often compose asks a server's /readyz while starting and after
 HEALTH_START_S = 60  # failures before this are not counted: a cold start seeds the catalog

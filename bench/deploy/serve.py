@@ -60,7 +60,8 @@ def deployment_for(topology: Topology, urls_text: str, token_secret: str, creden
     settings are the launcher's defaults, as ``seambench up`` runs them. Raises ServeError
     naming the servers the URLs leave out."""
     urls, replicas = read_urls(urls_text)
-    needed = [*topology.processes, *topology.leaf_servers(), *([GATEWAY] if topology.gateway else [])]
+    needed = [*topology.processes, *topology.leaf_servers(),
+              *([GATEWAY] if topology.gateway else [])]
     missing = [name for name in needed if name not in urls]
     if missing:
         raise ServeError(f"no URL for {', '.join(missing)} (topology {topology.name!r} "

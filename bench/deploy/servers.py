@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -100,15 +101,12 @@ def dns_labels(names: list[str]) -> dict[str, str]:
     """A distinct DNS-1035 label for each name (valid for a Kubernetes Service, Deployment
     or namespace and a compose service), a function of the set of names alone: the
     readable form, and where two names' readable forms meet (``a_b`` and ``a-b``) or a
-    name had to be cut, a short hash of the name itself after it."""
+    name is too long for a label, a short hash of the name itself after it."""
     readable = {name: readable_label(name) for name in names}
-    counts: dict[str, int] = {}
-    for label in readable.values():
-        counts[label] = counts.get(label, 0) + 1
+    counts = Counter(readable.values())
     out = {}
     for name, label in readable.items():
-        cut = len(re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")) > LABEL_MAX
-        if counts[label] > 1 and label != name or cut:
+        if (counts[label] > 1 and label != name) or len(name) > LABEL_MAX:
             digest = hashlib.sha256(name.encode()).hexdigest()[:8]
             label = f"{label[:LABEL_MAX - 9].rstrip('-')}-{digest}"
         out[name] = label
@@ -145,8 +143,15 @@ def deployment_secrets(out_dir: Path) -> dict[str, str]:
     wanted = {key: found.get(key) or secrets.token_urlsafe(32) for key in SECRET_ENVS}
     if any(found.get(key) != value for key, value in wanted.items()):
         body = "".join(f"{key}={value}\n" for key, value in {**found, **wanted}.items())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write("# seambench deploy: the deployment's secrets (kept when it deploys again)\n"
-                      + body)
+        write_private(path, "# seambench deploy: the deployment's secrets (kept when it "
+                            "deploys again)\n" + body)
     return wanted
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable and writable by its owner only (it holds secrets),
+    whatever mode the file had. Raises OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(fd, 0o600)
+        out.write(text)

@@ -162,7 +162,8 @@ def api(composed) -> HttpApi:
 
 
 def test_every_server_runs_in_a_container_on_the_hosts_network(composed):
-    ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label={PROJECT_LABEL}={composed.project}"],
+    ids = subprocess.run(["docker", "ps", "-q", "--filter",
+                          f"label={PROJECT_LABEL}={composed.project}"],
                          capture_output=True, text=True, check=True).stdout.split()
     assert len(ids) == len(composed.urls)
     inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True,

@@ -17,9 +17,9 @@ from bench import exitcodes
 from bench.deploy import kubernetes
 from bench.deploy.command import COMPOSE_FILE, MANIFEST_FILE, write_deployment
 from bench.deploy.servers import (BIND_ENV, CREDENTIAL_ENV, TOKEN_SECRET_ENV, URLS_ENV, dns_labels,
-                                  server_names, workloads)
-from shop.topology import (GATEWAY, LeafPlan, ProcessScale, Topology, TopologyError, built_in_topologies,
-                           load_topology, parse_topology)
+                                  read_env_file, server_names, workloads)
+from shop.topology import (GATEWAY, LeafPlan, ProcessScale, Topology, TopologyError,
+                           built_in_topologies, load_topology, parse_topology)
 from tests.unit.test_cli_conventions import in_process
 
 # Loaded, not named: a bare placement name as a parameter puts a test in the full tier
@@ -123,7 +123,8 @@ def test_compose_lists_every_replica_for_its_callers_and_keeps_secrets_in_the_en
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
     text = env.read_text()
     assert TOKEN_SECRET_ENV in text and CREDENTIAL_ENV in text
-    assert not any(TOKEN_SECRET_ENV in json.dumps(s["environment"]) for s in doc["services"].values())
+    assert not any(TOKEN_SECRET_ENV in json.dumps(s["environment"])
+                   for s in doc["services"].values())
     assert (tmp_path / "topology.toml").read_text() == (
         built_in_topologies()["microservices-billing-x2"].read_text())
 
@@ -136,6 +137,17 @@ def test_deploying_again_keeps_the_secrets_so_tokens_stay_valid(tmp_path):
     other = tmp_path / "other"
     write_deployment("monolith", "compose", other, "img:1")
     assert (other / ".env").read_text() != first
+
+
+def test_an_env_file_given_beforehand_supplies_the_secrets_and_is_made_private(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text(f"{TOKEN_SECRET_ENV}=mine\nOTHER=kept\n")
+    env.chmod(0o644)
+    files, _ = write_deployment("monolith", "kubernetes", tmp_path, "img:1")
+    values = read_env_file(env)
+    assert values[TOKEN_SECRET_ENV] == "mine" and values["OTHER"] == "kept"
+    assert len(values[CREDENTIAL_ENV]) >= 32 and stat.S_IMODE(env.stat().st_mode) == 0o600
+    assert objects_of(files)["Secret", "seambench"]["stringData"]["token-secret"] == "mine"
 
 
 # --- kubernetes ----------------------------------------------------------------------------
@@ -157,7 +169,8 @@ def test_kubernetes_has_a_deployment_and_a_service_per_server_with_its_replicas(
         assert deployment["spec"]["replicas"] == workload.replicas
         pod = deployment["spec"]["template"]
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
-        assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod["metadata"]["labels"].items()
         (container,) = pod["spec"]["containers"]
         assert container["args"] == ["serve", workload.server]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -182,7 +195,8 @@ def test_kubernetes_gives_callers_one_url_per_service_and_keeps_secrets_in_the_s
     assert not any(value in json.dumps(config) for value in secret.values())
     env = {e["name"]: e for e in objects["Deployment", "auth"]["spec"]["template"]["spec"]
            ["containers"][0]["env"]}
-    assert "value" not in env[TOKEN_SECRET_ENV] and "secretKeyRef" in env[TOKEN_SECRET_ENV]["valueFrom"]
+    token = env[TOKEN_SECRET_ENV]
+    assert "value" not in token and "secretKeyRef" in token["valueFrom"]
     assert stat.S_IMODE((tmp_path / MANIFEST_FILE).stat().st_mode) == 0o600
 
 
@@ -203,7 +217,8 @@ def test_kubernetes_sizes_pods_as_the_topology_says_and_others_by_the_option(tmp
     assert objects["Service", "gateway"]["spec"]["type"] == "LoadBalancer"
     assert objects["Service", "rest"]["spec"]["type"] == "ClusterIP"
     urls = json.loads(objects["ConfigMap", "seambench"]["data"]["urls.json"])
-    assert urls["order_desk"] == "http://order-desk:8000" and urls["leaf.1.0"] == "http://leaf-1-0:8000"
+    assert urls["order_desk"] == "http://order-desk:8000"
+    assert urls["leaf.1.0"] == "http://leaf-1-0:8000"
 
 
 def test_what_will_not_work_in_a_cluster_is_said():

@@ -72,7 +72,8 @@ def test_the_command_and_environment_are_the_launchers(tmp_path, name):
     assert env[PROCESS_ENV] == process and env[THREADS_ENV] == "5"
     assert ALLOCATOR_ENV.items() <= env.items()
     metrics = Path(env[MULTIPROC_ENV])
-    assert metrics == tmp_path / "metrics" / name and metrics.is_dir() and not any(metrics.iterdir())
+    assert metrics == tmp_path / "metrics" / name
+    assert metrics.is_dir() and not any(metrics.iterdir())
 
 
 def test_a_leaf_server_prepares_its_own_shard_and_a_process_what_it_hosts(tmp_path):
@@ -132,8 +133,9 @@ def test_serve_becomes_the_monoliths_gunicorn_and_stops_on_sigterm(tmp_path):
                 time.sleep(0.1)
         assert ready.status_code == 200 and ready.json()["process"] == "app"
         assert "gunicorn" in Path(f"/proc/{server.pid}/cmdline").read_text()  # exec'd, not a child
-        assert requests.post(f"{url}/auth/register", timeout=10,
-                             json={"username": "served", "password": "secret-pass"}).status_code == 201
+        registered = requests.post(f"{url}/auth/register", timeout=10,
+                                   json={"username": "served", "password": "secret-pass"})
+        assert registered.status_code == 201
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         code = server.wait(timeout=30)
