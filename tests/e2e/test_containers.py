@@ -5,8 +5,9 @@ network. The contract suite's core checks run through the public address; every 
 /metrics answers; then `down -v`, and nothing of the project is left: no container, no
 network, no volume. Skipped with the reason where Docker cannot be had (failed under CI=true).
 
-``composed`` is a running placement (``ComposedShop``: its public ``base_url`` and every
-server's ``metrics_urls``), for any test that aims at a deployed shop.
+``composed`` is a running placement (``ComposedShop``: its public ``base_url``, every
+server's ``metrics_urls`` by the launcher's server names, its ``service_credential``), for
+any test that aims at a deployed shop.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import requests
 
 from bench.deploy.command import COMPOSE_FILE, write_deployment
 from bench.deploy.compose import server_urls
+from bench.deploy.servers import CREDENTIAL_ENV, ENV_FILE, read_env_file
+from shop.hops import SERVICE_HEADER
 from shop.topology import Topology, load_topology
 from tests.contract import conftest as contract_fixtures
 from tests.contract import test_shop_contract, test_shop_queries
@@ -66,6 +69,7 @@ class ComposedShop:
     project: str  # the compose project: every container, network and volume is labelled so
     compose_file: Path
     urls: dict[str, str]  # each server's base URL on the host, the public one first
+    service_credential: str  # what the internal endpoints ask for (a target's credential)
 
     @property
     def base_url(self) -> str:
@@ -132,7 +136,8 @@ def composed(request, image, tmp_path_factory) -> ComposedShop:
     base_port = free_ports(len(server_urls(topology, 0)))
     write_deployment(request.param, "compose", out, image, base_port)
     shop = ComposedShop(topology, f"seambench-e2e-{os.getpid()}-{request.param}",
-                        out / COMPOSE_FILE, server_urls(topology, base_port))
+                        out / COMPOSE_FILE, server_urls(topology, base_port),
+                        read_env_file(out / ENV_FILE)[CREDENTIAL_ENV])
     try:
         up = docker_compose(shop, "up", "-d")
         assert up.returncode == 0, up.stderr[-3000:] + docker_compose(shop, "logs").stdout[-3000:]
@@ -172,6 +177,18 @@ def test_every_server_runs_in_a_container_on_the_hosts_network(composed):
     assert {c["State"]["Health"]["Status"] for c in inspected} <= {"healthy", "starting"}
     servers = {c["Config"]["Labels"]["io.seambench.server"] for c in inspected}
     assert servers == set(composed.urls)
+
+
+def test_the_deployments_credential_opens_the_internal_endpoints(composed):
+    """What a harness aimed at the deployment needs: the servers take its credential."""
+    auth = composed.urls[composed.topology.process_of("auth")]
+
+    def verify(credential: str) -> int:
+        return requests.post(f"{auth}/internal/auth/verify", json={"token": "not-a-token"},
+                             headers={SERVICE_HEADER: credential}, timeout=10).status_code
+
+    assert verify("a guess") == 403
+    assert verify(composed.service_credential) == 401  # past the credential: a bad token
 
 
 def test_every_server_serves_its_metrics_with_its_cpu_and_memory(composed, user):
