@@ -181,7 +181,7 @@ class RunConfig:
         topologies = tuple(Topology.from_dict(t) for t in config["topologies"])
         by_name = {t.name: t for t in topologies}
         targets = {name: Target(name, by_name[name], t["base_url"], dict(t["metrics"]),
-                                t["credential_env"], t["ready_timeout_s"])
+                                t["credential_env"], t["ready_timeout_s"], t.get("credential_file"))
                    for name, t in config.get("targets", {}).items()}
         return cls(profile, topologies,
                    decode(LaunchSettings, config["launch"]), decode(CpuPlan, config["cpus"]),

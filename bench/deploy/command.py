@@ -4,6 +4,7 @@ every command (bench/exitcodes.py)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,15 @@ from bench.deploy.serve import ServeError, serve
 from bench.deploy.servers import (BIND_ENV, DATA_DIR, DATA_DIR_ENV, ENV_FILE, POD_BIND, SECRET_ENVS,
                                   TOPOLOGY_ENV, TOPOLOGY_FILE, URLS_ENV, default_image,
                                   deployment_secrets, named_text, workloads, write_private)
+from bench.system.deployed import target_text
 from shop.topology import (Topology, TopologyError, check_installed, load_topology,
                            parse_quantities, topology_text)
 
 TARGETS = ("compose", "kubernetes")
 COMPOSE_FILE = "docker-compose.yml"
 MANIFEST_FILE = "kubernetes.yaml"
+TARGET_FILE = "target.toml"
+CPUSET = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")  # docker's --cpuset-cpus: "1", "0,2-3"
 DEFAULT_BASE_PORT = 18000
 PORT_MAX = 65535
 
@@ -52,10 +56,11 @@ def yaml_text(documents: list[dict[str, Any]], header: str) -> str:
 
 def write_deployment(name_or_path: str, target: str, out: Path, image: str,
                      base_port: int = DEFAULT_BASE_PORT, cpu: str | None = None,
-                     memory: str | None = None, public_service: str = "ClusterIP"
-                     ) -> tuple[list[Path], list[str]]:
+                     memory: str | None = None, public_service: str = "ClusterIP",
+                     cpuset: str | None = None) -> tuple[list[Path], list[str]]:
     """Write topology ``name_or_path``'s deployment for ``target`` into ``out`` (made if
-    missing): the files written, and warnings about what will not work as written. The
+    missing): the files written, and warnings about what will not work as written. Under
+    compose, also the target file (``TARGET_FILE``) that ``seambench run --target`` reads. The
     secrets are those of ``out``'s env file, made there the first time. Raises
     TopologyError for an unusable topology, ValueError for a ``base_port`` that leaves a
     server no port, OSError for an unwritable ``out``."""
@@ -68,13 +73,19 @@ def write_deployment(name_or_path: str, target: str, out: Path, image: str,
     command = f"seambench deploy {name_or_path} --to {target}"
     if target == "compose":
         (out / TOPOLOGY_FILE).write_text(text, encoding="utf-8")
-        document = compose.compose_document(topology, image, base_port)
-        public = next(iter(compose.server_urls(topology, base_port).values()))
+        document = compose.compose_document(topology, image, base_port, cpuset)
+        urls = compose.server_urls(topology, base_port)
+        public = next(iter(urls.values()))
         header = (f"Written by `{command}`. Start: docker-compose -f {COMPOSE_FILE} up -d\n"
                   f"The shop's public address: {public}")
         path = out / COMPOSE_FILE
         path.write_text(yaml_text([document], header), encoding="utf-8")
-        return [path, out / TOPOLOGY_FILE, out / ENV_FILE], []
+        (out / TARGET_FILE).write_text(target_text(
+            f"{topology.name}-compose", TOPOLOGY_FILE, public,
+            {server: f"{url}/metrics" for server, url in urls.items()}, ENV_FILE,
+            f"Written by `{command}`: this deployment as a placement of\n"
+            f"`seambench run --target {TARGET_FILE}` (docs/kubernetes.md)."), encoding="utf-8")
+        return [path, out / TOPOLOGY_FILE, out / ENV_FILE, out / TARGET_FILE], []
     objects = kubernetes.manifests(topology, text, workloads(topology, cpu, memory), secrets,
                                    image, public_service)
     header = (f"Written by `{command}`. Apply: kubectl apply -f {MANIFEST_FILE}\n"
@@ -110,17 +121,23 @@ def _quantity(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               "server the topology does not size, e.g. 500m (its pods' request and limit)")
 @click.option("--memory", callback=_quantity, default=None,
               help="kubernetes: the memory of each server the topology does not size, e.g. 256Mi")
+@click.option("--cpuset", default=None, metavar="CPUS",
+              help="compose: the CPUs every container may run on (e.g. 1, or 2-3), as "
+                   "seambench run pins the placements it starts, to compare them fairly")
 @click.option("--public-service", type=click.Choice(kubernetes.SERVICE_TYPES), default="ClusterIP",
               show_default=True, help="kubernetes: the type of the public server's Service "
               "(LoadBalancer or NodePort to load it from outside the cluster)")
 def deploy(topology: str, target: str, out: Path, image: str | None, base_port: int,
-           cpu: str | None, memory: str | None, public_service: str) -> None:
+           cpu: str | None, memory: str | None, cpuset: str | None, public_service: str) -> None:
     """Write TOPOLOGY's deployment (a built-in name or a .toml file): a docker-compose file,
     or Kubernetes manifests, each server running `seambench serve NAME` in the one image
     (Dockerfile, scripts/build-image). Prints the files written."""
     try:
+        if cpuset is not None and not CPUSET.fullmatch(cpuset):
+            raise click.BadParameter(f"{cpuset!r}: CPU numbers and ranges, e.g. 1 or 0,2-3",
+                                     param_hint="--cpuset")
         written, warnings = write_deployment(topology, target, out, image or default_image(),
-                                             base_port, cpu, memory, public_service)
+                                             base_port, cpu, memory, public_service, cpuset)
     except TopologyError as exc:
         raise click.BadParameter(str(exc), param_hint="TOPOLOGY") from None
     except ValueError as exc:

@@ -6,7 +6,8 @@ A target file (TOML)::
     name = "microservices-compose"      # the placement's name in the run (default: file stem)
     topology = "microservices"          # what it runs: a built-in name or a .toml path
     base_url = "http://127.0.0.1:18000" # its public address
-    service_credential_env = "SEAMBENCH_SERVICE_CREDENTIAL"  # the env var holding it
+    service_credential_env = "SEAMBENCH_SERVICE_CREDENTIAL"  # the env var holding it ...
+    service_credential_file = ".env"    # ... or, when it is not set, this env file's line
     ready_timeout_s = 60                # how long every server may take to answer /readyz
 
     [metrics]                           # every server's /metrics, by server name
@@ -16,8 +17,9 @@ A target file (TOML)::
 A server is named as the launcher names it: a process of the topology, ``gateway``, a leaf
 server ``leaf.S.R``, a second replica ``billing#2``. Its own address (for the internal
 endpoints the harness asks, such as notify's payment lag) is its /metrics URL's
-``http://HOST:PORT``. The service credential is read from the environment, never from the
-file, so a target file can be committed.
+``http://HOST:PORT``. The service credential is read from the environment, or from an env
+file beside the target (``seambench deploy --to compose`` writes both), never from the target
+file itself, so a target file can be committed.
 
 ``DeployedShop`` answers what the harness asks a ``RunningShop``: its public address, its
 deployment (topology, addresses, credential), its servers, which of them are dead. What
@@ -65,6 +67,24 @@ class Target:
     metrics: dict[str, str]  # server name -> its /metrics URL
     credential_env: str = DEFAULT_CREDENTIAL_ENV
     ready_timeout_s: float = READY_TIMEOUT_S
+    credential_file: str | None = None  # an env file holding ``credential_env``'s line
+
+    def credential(self) -> str:
+        """The service credential: ``credential_env`` from the environment, else from the
+        credential file; "" when neither has it."""
+        if os.environ.get(self.credential_env):
+            return os.environ[self.credential_env]
+        if self.credential_file is None:
+            return ""
+        try:
+            lines = read_text_file(self.credential_file).splitlines()
+        except TextFileError:
+            return ""
+        for line in lines:
+            key, equals, value = line.strip().partition("=")
+            if equals and key.strip() == self.credential_env:
+                return value.strip()
+        return ""
 
     def server_url(self, server: str) -> str:
         """``http://HOST:PORT`` of ``server`` (from its /metrics URL)."""
@@ -74,7 +94,8 @@ class Target:
     def describe(self) -> dict[str, Any]:
         """What a run's manifest records of it (never the credential)."""
         return {"name": self.name, "base_url": self.base_url, "metrics": dict(self.metrics),
-                "credential_env": self.credential_env, "ready_timeout_s": self.ready_timeout_s}
+                "credential_env": self.credential_env, "ready_timeout_s": self.ready_timeout_s,
+                "credential_file": self.credential_file}
 
 
 def server_process(server: str) -> str:
@@ -88,10 +109,11 @@ def parse_target(data: dict[str, Any], source: str, base_dir: Path = Path(".")) 
         return TargetError(f"{source}: {why}")
 
     unknown = set(data) - {"name", "topology", "base_url", "metrics", "service_credential_env",
-                           "ready_timeout_s"}
+                           "service_credential_file", "ready_timeout_s"}
     if unknown:
         raise fail(f"unknown key(s) {sorted(unknown)}; expected name, topology, base_url, "
-                   f"service_credential_env, ready_timeout_s, [metrics]")
+                   f"service_credential_env, service_credential_file, ready_timeout_s, "
+                   f"[metrics]")
     name = str(data.get("name", Path(source).stem))
     topology_ref = data.get("topology")
     if not isinstance(topology_ref, str) or not topology_ref:
@@ -121,7 +143,25 @@ def parse_target(data: dict[str, Any], source: str, base_dir: Path = Path(".")) 
     ready = data.get("ready_timeout_s", READY_TIMEOUT_S)
     if isinstance(ready, bool) or not isinstance(ready, (int, float)) or not 0 < ready <= 3600:
         raise fail(f"ready_timeout_s must be a number of seconds from 0 to 3600, not {ready!r}")
-    return Target(name, topology, base_url, dict(metrics), credential_env, float(ready))
+    credential_file = data.get("service_credential_file")
+    if credential_file is not None and (not isinstance(credential_file, str) or not credential_file):
+        raise fail("service_credential_file must be a path (relative to the target file)")
+    return Target(name, topology, base_url, dict(metrics), credential_env, float(ready),
+                  None if credential_file is None else str(base_dir / credential_file))
+
+
+def target_text(name: str, topology: str, base_url: str, metrics: dict[str, str],
+                credential_file: str | None = None, comment: str = "") -> str:
+    """A target file (TOML) for a deployment: what ``load_target`` reads."""
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    lines += [f"name = {json.dumps(name)}", f"topology = {json.dumps(topology)}",
+              f"base_url = {json.dumps(base_url)}",
+              f"service_credential_env = {json.dumps(DEFAULT_CREDENTIAL_ENV)}"]
+    if credential_file is not None:
+        lines.append(f"service_credential_file = {json.dumps(credential_file)}")
+    lines += ["", "[metrics]", *(f"{json.dumps(server)} = {json.dumps(url)}"
+                                 for server, url in metrics.items())]
+    return "\n".join(lines) + "\n"
 
 
 def check_url(value: Any, what: str, fail: Any) -> str:
@@ -228,9 +268,10 @@ def connect(target: Target) -> Iterator[DeployedShop]:
     """The target, once every server answers /readyz (within its ``ready_timeout_s``), with its
     fingerprint. Raises TargetError naming what does not answer, or a credential not set.
     Nothing is started, so nothing is stopped on exit."""
-    credential = os.environ.get(target.credential_env, "")
+    credential = target.credential()
     if not credential:
-        raise TargetError(f"target {target.name!r}: set ${target.credential_env} to the "
+        where = f" (or its line in {target.credential_file})" if target.credential_file else ""
+        raise TargetError(f"target {target.name!r}: set ${target.credential_env}{where} to the "
                           f"deployment's service credential (the harness reads notify's "
                           f"payment lag from an internal endpoint)")
     servers = {name: DeployedServer(name, target.server_url(name)) for name in target.metrics}

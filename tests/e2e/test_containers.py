@@ -11,6 +11,7 @@ any test that aims at a deployed shop.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -31,6 +32,7 @@ from shop.topology import Topology, load_topology
 from tests.contract import conftest as contract_fixtures
 from tests.contract import test_shop_contract, test_shop_queries
 from tests.placements import HttpApi
+from tests.e2e.test_launcher import SEAMBENCH
 from tests.servers import require_docker, require_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,3 +200,29 @@ def test_every_server_serves_its_metrics_with_its_cpu_and_memory(composed, user)
         assert "process_cpu_seconds_total" in response.text, name
         assert "process_resident_memory_bytes" in response.text, name
         assert "seambench_" in response.text, name
+
+
+def test_seambench_run_measures_the_deployment_as_a_target(composed, tmp_path):
+    """`seambench run --target` against the composed shop, through the target file `deploy`
+    wrote beside it (its credential read from the .env there): the journey measured from
+    HTTP and /metrics alone, nothing of the deployment started or stopped."""
+    target = composed.compose_file.parent / "target.toml"
+    done = subprocess.run([*SEAMBENCH, "run", "--profile", "smoke", "--target", str(target),
+                           "--results", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, env={k: v for k, v in os.environ.items()
+                                            if k != CREDENTIAL_ENV})
+    [run_dir] = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert done.returncode == summary["exit_code"] in (0, 3), done.stderr[-3000:]
+    name = f"{composed.topology.name}-compose"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["complete"] and list(manifest["targets"]) == [name]
+    assert manifest["targets"][name]["openapi_sha256"]
+    with open(run_dir / "steps.csv") as f:
+        steps = list(csv.DictReader(f))
+    assert steps and {s["placement"] for s in steps} == {name}
+    for step in steps:
+        assert int(step["completed"]) > 0, step
+        if "resources_unread" not in step["invalid_codes"]:
+            assert float(step["system_cpu_s"]) > 0 and float(step["system_rss_mib"]) > 20, step
+    assert ready(composed.base_url)  # still up: the run stopped nothing of it

@@ -177,3 +177,19 @@ def test_metrics_can_be_asked_for_the_process_metrics_alone():
                       "&name[]=process_resident_memory_bytes").get_data(as_text=True)
     assert "process_cpu_seconds_total" in only and "process_resident_memory_bytes" in only
     assert "seambench_" not in only
+
+
+def test_a_written_target_reads_back_and_finds_its_credential_in_the_env_file(tmp_path, monkeypatch):
+    from bench.system.deployed import DEFAULT_CREDENTIAL_ENV, target_text
+    monkeypatch.delenv(DEFAULT_CREDENTIAL_ENV, raising=False)
+    (tmp_path / "t.toml").write_text(target_text("mono", "monolith", "http://127.0.0.1:9",
+                                                 {"app": "http://127.0.0.1:9/metrics"}, ".env",
+                                                 "a comment\nof two lines"))
+    target = load_target(tmp_path / "t.toml")
+    assert (target.name, target.base_url, target.metrics) == (
+        "mono", "http://127.0.0.1:9", {"app": "http://127.0.0.1:9/metrics"})
+    assert target.credential() == ""  # no env file yet, no variable
+    (tmp_path / ".env").write_text(f"# secrets\n{DEFAULT_CREDENTIAL_ENV}=from-the-file\n")
+    assert target.credential() == "from-the-file"
+    monkeypatch.setenv(DEFAULT_CREDENTIAL_ENV, "from-the-environment")
+    assert target.credential() == "from-the-environment"  # the environment wins
