@@ -240,8 +240,11 @@ def run_load(scenario: str, host: str, plan: LoadPlan, processes: int = 1,
             samples = sampler.stop() if sampler else []
             stop_groups(popens, timeout_s=5)
     if layout and not all(p.result_path().exists() for p in plans):
+        # a local worker that could not start says why in its own log (they are otherwise empty)
+        workers = "".join(f"\nend of {log.name}:\n{_log_tail(log)}"
+                          for log in sorted(out.glob("locust-worker-*.log")) if log.stat().st_size)
         raise LoadError(f"the Locust master wrote no result for every worker; end of its log:\n"
-                        f"{_log_tail(out / MASTER_LOG)}")
+                        f"{_log_tail(out / MASTER_LOG)}{workers}")
     result = collect(scenario, host, plan, plans, samples)
     result.steal_s = {"generator": round(steal_s(mine) - stolen[0], 3),
                       "system": round(steal_s(others) - stolen[1], 3)}
