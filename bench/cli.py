@@ -236,8 +236,11 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
               help="a placement deployed elsewhere (compose, a cluster), measured over HTTP: "
                    "its public URL and each server's /metrics (repeatable; see docs/kubernetes.md). "
                    "With --target, no placement is started unless --topology names it")
+@click.option("--generators", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="load every step from Locust's master and this many workers (0: one "
+                   "generator process), each sending its slice of the one schedule")
 @with_common_options
-def run(profile: str, placements: list[Topology], targets: list[Target],
+def run(profile: str, placements: list[Topology], targets: list[Target], generators: int,
         comparisons: tuple[str, ...],
         experiments: tuple[str, ...], assignments: tuple[str, ...], trials: int | None,
         seed: int, arrival: str, results: Path, baseline_ref: str | None, workers: int,
@@ -262,6 +265,11 @@ def run(profile: str, placements: list[Topology], targets: list[Target],
     if targets:
         placements, chosen = _against_targets(placements, targets, chosen, bool(experiments),
                                               baseline_ref)
+    for name in chosen if generators else ():
+        why = get_experiment(name).needs_one_generator
+        if why:
+            raise click.BadParameter(f"experiment {name!r} cannot take its load from "
+                                     f"distributed generators: {why}", param_hint="--generators")
     overrides: dict[str, dict[str, Any]] = {}
     for name in chosen:  # the options experiments add to `run` (Experiment.run_options)
         for option in get_experiment(name).run_options:
@@ -270,7 +278,7 @@ def run(profile: str, placements: list[Topology], targets: list[Target],
     measure("run", profile, placements, comparisons, chosen, assignments, overrides, trials,
             seed, arrival, results,
             launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms, edge),
-            baseline_ref, {t.name: t for t in targets})
+            baseline_ref, {t.name: t for t in targets}, generators)
 
 
 def _against_targets(placements: list[Topology], targets: list[Target], chosen: tuple[str, ...],
@@ -308,7 +316,7 @@ def measure(command: str, profile: str, placements: list[Topology],
             comparisons: tuple[str, ...], chosen: tuple[str, ...], assignments: tuple[str, ...],
             overrides: dict[str, dict[str, Any]], trials: int | None, seed: int, arrival: str,
             results: Path, launch: LaunchSettings, baseline_ref: str | None = None,
-            targets: dict[str, Target] | None = None) -> NoReturn:
+            targets: dict[str, Target] | None = None, generators: int = 0) -> NoReturn:
     """What ``seambench run`` (and a command an experiment adds) does once its options are
     read: build the config, execute it, say how it went, and exit with the run's code.
     ``baseline_ref``: a git ref whose shop runs beside, as each placement NAME@base."""
@@ -323,7 +331,8 @@ def measure(command: str, profile: str, placements: list[Topology],
             config = lifecycle.RunConfig.build(
                 profile, placements, launch,
                 lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
-                comparisons=asked, sources=sources, targets=targets or {})
+                comparisons=asked, sources=sources, targets=targets or {},
+                generators=generators)
         except (TypeError, ValueError) as exc:  # a --set the experiment's settings refuse
             raise click.BadParameter(str(exc).splitlines()[0], param_hint="--set") from None
         run_id = new_run_id()

@@ -26,7 +26,7 @@ from typing import Any
 from bench.experiments import Experiment, Progress, Rung, RunSession, default_run, get
 from bench.experiments.base import step_key
 from bench.experiments.limits import settings_with
-from bench.load.generator import LoadError, LoadResult, run_load
+from bench.load.generator import LoadError, LoadResult, run_load, worker_problems
 from bench.load.plan import LoadPlan
 from bench.results.codec import decode, encode
 from bench.results.model import (EXIT_FAILED, EXIT_INTERRUPTED, LATE_SENDS, RESOURCES_UNREAD,
@@ -100,6 +100,8 @@ class RunConfig:
     seed: int = 1
     arrival: str = "poisson"
     generator_processes: int = 1
+    # > 0: each step's load from Locust's master and this many workers (bench/load/distributed.py)
+    generators: int = 0
     # Paired ratios asked for besides each placement over the first: (numerator, denominator),
     # e.g. ("microservices-pg", "microservices") prices the database seam alone.
     comparisons: tuple[tuple[str, str], ...] = ()
@@ -165,6 +167,7 @@ class RunConfig:
                 "variants": variants,
                 "launch": encode(self.launch), "cpus": encode(self.cpus), "seed": self.seed,
                 "arrival": self.arrival, "generator_processes": self.generator_processes,
+                "generators": self.generators,
                 "comparisons": [list(pair) for pair in self.comparisons],
                 "sources": {name: encode(s) for name, s in self.sources.items()},
                 "targets": {name: t.describe() for name, t in self.targets.items()},
@@ -186,7 +189,7 @@ class RunConfig:
         return cls(profile, topologies,
                    decode(LaunchSettings, config["launch"]), decode(CpuPlan, config["cpus"]),
                    tuple(settings), settings, int(config["seed"]), str(config["arrival"]),
-                   int(config["generator_processes"]),
+                   int(config["generator_processes"]), int(config.get("generators", 0)),
                    tuple(tuple(pair) for pair in config.get("comparisons", ())),
                    {name: decode(ShopSource, s) for name, s in config.get("sources", {}).items()},
                    targets)
@@ -359,7 +362,7 @@ class Harness:
         before = self._counts(shop)
         with exp.during(session, settings, key), scraper or nullcontext():
             result = run_load(load.scenario, shop.base_url, plan, config.generator_processes,
-                              config.cpus.generator, watch)
+                              config.cpus.generator, watch, config.generators)
         if scraper is not None:
             result.samples.extend(scraper.window_samples(result.measure_start_s,
                                                          result.measure_end_s))
@@ -428,6 +431,10 @@ def step_result(key: StepKey, seed: int, result: LoadResult,
     latency_p99 = result.latency(shop_names).get_value_at_percentile(99) if shop_names else 0
     lateness_p99 = result.lateness.get_value_at_percentile(99)
     reasons = list(result.invalid_reasons)
+    # each worker of a distributed run is held to the experiment's limit on its own: a late
+    # slice is late sends however few of the merged sends it holds
+    reasons += [r for r in worker_problems(result.workers, max_lateness_p99_us)
+                if r not in reasons]
     stolen_ms = round(1000 * (result.steal_s or {}).get("generator", 0.0))
     if lateness_p99 > max_lateness_p99_us and not any(r.code == LATE_SENDS for r in reasons):
         reasons.append(Invalid(LATE_SENDS, f"sends were late: p99 {lateness_p99:,} us after "

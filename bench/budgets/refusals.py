@@ -14,7 +14,7 @@ from bench.budgets.spec import Budget, BudgetFile
 
 ENVIRONMENT_KEYS = ("cpu_model", "cpu_count")
 CONFIG_KEYS = ("profile", "topologies", "launch", "cpus", "arrival", "generator_processes",
-               "experiments")  # not the seed: a different seed is a fair repeat
+               "generators", "targets", "experiments")  # not the seed: a different seed is a fair repeat
 
 
 class Unusable(Exception):

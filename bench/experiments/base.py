@@ -150,6 +150,8 @@ class Experiment(ABC):
     # Why it cannot measure a placement it did not start (a target: bench/system/deployed.py),
     # when it starts, pins or kills processes; None: it needs only HTTP.
     needs_own_processes: ClassVar[str | None] = None
+    # Why its load cannot come from distributed generators (``run --generators``); None: it can.
+    needs_one_generator: ClassVar[str | None] = None
 
     @abstractmethod
     def settings(self, profile: str, overrides: Mapping[str, Any] | None = None) -> Any:

@@ -148,3 +148,26 @@ def test_a_master_whose_workers_never_come_fails_as_the_tool(tmp_path):
     with running(0, 0) as (_, url), pytest.raises(LoadError, match="master wrote no result"):
         run_load(TARGET, url, plan, generators=layout)
     assert time.monotonic() - started < 30
+
+
+def test_run_takes_every_steps_load_from_distributed_generators(tmp_path):
+    """`seambench run --generators 2`: each step's schedule sent by two workers, every
+    scheduled request accounted for, the setting recorded; chaos, whose oracle reads the
+    generator's own log, is refused."""
+    done = subprocess.run([*SEAMBENCH, "run", "--profile", "smoke", "--generators", "2",
+                           "--experiment", "journey", "--kdf-log2", "4", "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    [run_dir] = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert done.returncode == summary["exit_code"] in (0, 3), done.stderr[-3000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["config"]["generators"] == 2
+    import csv
+    with open(run_dir / "steps.csv") as f:
+        steps = list(csv.DictReader(f))
+    for step in steps:
+        scheduled = int(step["scheduled"])
+        assert scheduled > 0 and int(step["completed"]) + int(step["censored"]) == scheduled, step
+    refused = subprocess.run([*SEAMBENCH, "run", "--generators", "2", "--experiment", "chaos"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "distributed generators" in refused.stderr

@@ -104,6 +104,8 @@ class Chaos(Experiment):
     name = "chaos"
     title = "Faults injected under load, and the consistency oracle"
     needs_own_processes = "it kills, pauses and restarts the placement's processes"
+    needs_one_generator = ("the oracle reads every operation's log, which a Locust worker "
+                           "keeps where it runs")
     # what chaos measures is whether anything was lost, and how long the faults took: a send
     # late by a few ms under a restart takes nothing from either (the generator's own limit,
     # 10 ms, still holds)
