@@ -187,8 +187,12 @@ class Journey(Experiment):
                         for lab, e in p.items() if lab == label)
             for pair, per_rung in result["ratios"].items():
                 at = per_rung.get(label, {})
+                kinds = {result["placements"].get(p, {}).get(label, {}).get("memory_kind")
+                         for p in pair.split("/")}
+                # a deployed placement's memory is RSS (bench/system/scrape.py): say so
+                memory = "memory (RSS)" if kinds == {"RSS"} else "memory (PSS)"
                 for fig, name in (("p50", "journey p50"), ("p99", "journey p99"),
-                                  ("cpu_ms_per_request", "CPU per request"), ("pss_mib", "memory (PSS)")):
+                                  ("cpu_ms_per_request", "CPU per request"), ("pss_mib", memory)):
                     if fig in at:
                         r = Ratio.from_json(at[fig])
                         rows.append(Headline(f"{name} {pair} @ {rate:g} req/s", "ratio", ratio=r,
