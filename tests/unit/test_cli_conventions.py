@@ -121,6 +121,9 @@ def test_unusable_input_is_one_line_and_exit_2(capsys, monkeypatch, args, needle
 class Recorder(BaseHTTPRequestHandler):
     """Answers every request (500 when the server's ``fail`` is set) and keeps what came."""
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two writes; with Nagle on, the body waited for the
+    # client's delayed ACK (40 ms) on a kept-alive connection, and the step was "not steady".
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
