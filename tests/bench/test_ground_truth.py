@@ -47,6 +47,8 @@ def test_known_mixture_p50_fast_p99_slow(truth_server, tmp_path):
     assert h.get_value_at_percentile(90.5) >= 20_000 - precision
 
 
+# ~9 s: in the full tier (CI), so the README's test command answers in about 2 minutes
+@pytest.mark.full
 @pytest.mark.parametrize("truth_server", [(1, 10.0, 0, True)], indirect=True)
 def test_a_server_past_its_capacity_is_not_steady_and_one_under_it_is(truth_server, tmp_path):
     """A server that serves one 10 ms request at a time carries 100 req/s. At 115 req/s a
@@ -61,6 +63,8 @@ def test_a_server_past_its_capacity_is_not_steady_and_one_under_it_is(truth_serv
     assert NOT_STEADY not in [r.code for r in under.invalid_reasons], under.invalid_reasons
 
 
+# ~7 s: in the full tier (CI), so the README's test command answers in about 2 minutes
+@pytest.mark.full
 @pytest.mark.parametrize("truth_server", [(0, 0)], indirect=True)
 def test_a_paused_server_shows_in_the_tail_as_the_schedule_predicts(truth_server, tmp_path):
     """SIGSTOP the server for S seconds during a T-second open-loop run: the requests due
