@@ -4,6 +4,7 @@ dependency on the split shop, two on the monolith, and the oracle's verdict asse
 SIGSTOPped process groups of the placement the run started."""
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 
@@ -28,6 +29,15 @@ def chaos(tmp_path, topology: str, plans: list[str]) -> dict:
     for plan in plans:
         assert (run_dir / "figures" / f"chaos-{plan}.png").stat().st_size > 10_000
     return summary["experiments"]["chaos"]["placements"][topology]
+
+
+def hop_errors(tmp_path, plan: str, dependency: str) -> int:
+    """Hops to ``dependency`` that failed (no answer or a 5xx) in the steps of ``plan``, as
+    the callers' /metrics counted them (calls.csv)."""
+    [run_dir] = tmp_path.iterdir()
+    with open(run_dir / "calls.csv") as f:
+        return sum(int(row["count"]) for row in csv.DictReader(f)
+                   if row["rung"] == plan and row["kind"] == "hop_error" and row["name"] == dependency)
 
 
 def assert_nothing_lost(entry: dict, plan: str) -> None:
@@ -68,7 +78,10 @@ def test_every_fault_family_on_the_split_shop(tmp_path):
     assert placement["pause-auth"]["latency_ms"]["during"]["max"] > 300
     assert placement["blackhole-notify"]["availability"]["during"] > 0.5  # only inbox reads fail
     assert placement["crash-billing"]["oracle"]["unknown_before"] > 0  # writes were cut off
-    assert placement["errors-billing"]["availability"]["during"] < 0.9  # the proxy answered 503s
+    # the proxy answered 503s, which reached billing's callers (each is a hop error there;
+    # what users saw depends on the few operations of a 0.6 s window and on the retries,
+    # so availability is not asked: 0.9 of ten operations passed and failed alike)
+    assert hop_errors(tmp_path, "errors-billing", "billing") > 0
     # the proxy's added latency shows in the seconds the fault overlapped
     assert placement["latency-search"]["latency_ms"]["during"]["max"] > 100
 
