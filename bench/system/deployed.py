@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 from shop.address import address_of
 from shop.openapi import OPENAPI_PATH
+from bench.deploy.servers import read_env_file
 from bench.system.launcher import REPLICA_MARK, process_names
 from shop.placement import Deployment, Topology, TopologyError, load_topology
 from shop.readiness import answers
@@ -77,14 +78,9 @@ class Target:
         if self.credential_file is None:
             return ""
         try:
-            lines = read_text_file(self.credential_file).splitlines()
-        except TextFileError:
+            return read_env_file(Path(self.credential_file)).get(self.credential_env, "")
+        except (OSError, UnicodeDecodeError):
             return ""
-        for line in lines:
-            key, equals, value = line.strip().partition("=")
-            if equals and key.strip() == self.credential_env:
-                return value.strip()
-        return ""
 
     def server_url(self, server: str) -> str:
         """``http://HOST:PORT`` of ``server`` (from its /metrics URL)."""
@@ -224,7 +220,7 @@ class DeployedShop:
         return dict(self.target.metrics)
 
 
-def deployment_of(target: Target, credential: str) -> Deployment:
+def target_deployment(target: Target, credential: str) -> Deployment:
     """The target as a ``Deployment``: what the harness's queries read (addresses, topology,
     credential). It has no data dir or token key of ours: those are the deployment's own."""
     urls = {process: target.server_url(process) for process in target.metrics
@@ -288,4 +284,4 @@ def connect(target: Target) -> Iterator[DeployedShop]:
     if not answers(target.base_url, 1.0, "/readyz"):
         raise TargetError(f"target {target.name!r}: its public address {target.base_url} does "
                           f"not answer /readyz")
-    yield DeployedShop(target, deployment_of(target, credential), servers, fingerprint_of(target))
+    yield DeployedShop(target, target_deployment(target, credential), servers, fingerprint_of(target))

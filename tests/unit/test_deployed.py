@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from bench.load.generator import LoadResult
 from bench.run import unread_servers
-from bench.system.deployed import TargetError, deployment_of, load_target, parse_target
+from bench.system.deployed import TargetError, load_target, target_deployment, parse_target
 from bench.system.sampler import Sample, window_usage
 from bench.system.scrape import MetricsSampler, ScrapeError, read_process_metrics
 from shop.serverusage import ServerUsage, server_usage
@@ -28,7 +28,7 @@ def test_a_target_names_its_placement_and_servers():
     target = parse_target(SPLIT, "deployed/split.toml")
     assert target.name == "split" and target.topology.name == "split"  # the file's stem
     assert target.server_url("billing") == "http://127.0.0.1:18002"
-    deployment = deployment_of(target, "secret")
+    deployment = target_deployment(target, "secret")
     assert deployment.urls["notify"] == "http://127.0.0.1:18004"
     assert deployment.service_credential == "secret" and deployment.replica_urls == {}
 
@@ -37,7 +37,7 @@ def test_a_replicated_process_lists_every_replica():
     data = {**SPLIT, "topology": "microservices-billing-x2",
             "metrics": {**SPLIT["metrics"], "billing#2": "http://127.0.0.1:18010/metrics"}}
     target = parse_target(data, "x2.toml")
-    assert deployment_of(target, "s").replica_urls == {
+    assert target_deployment(target, "s").replica_urls == {
         "billing": ["http://127.0.0.1:18002", "http://127.0.0.1:18010"]}
     with pytest.raises(TargetError, match="lacks billing#2"):
         parse_target({**data, "metrics": SPLIT["metrics"]}, "x2.toml")
