@@ -713,3 +713,8 @@ from bench.deploy.command import deploy, serve_command  # noqa: E402
 
 cli.add_command(deploy)
 cli.add_command(serve_command)
+
+# What a topology nobody has built would cost, from a run (bench/experiments/predict/).
+from bench.experiments.predict.command import predict_command  # noqa: E402
+
+cli.add_command(predict_command)

@@ -20,10 +20,12 @@ from bench.experiments.journey import plots as journey_plots
 from bench.experiments.journey.analysis import (Pooled, capacity, headline_rung, notification_lag,
                                                 ratios_at, rung_entry, standing_trials,
                                                 throughput_at_objective)
+from bench.experiments.journey.callgraph import CALL_GRAPH, probe_call_graph
 from bench.render import display, plots
 from bench.render.document import Block, Figure, Heading, Paragraph, Table
 from bench.results.model import Estimate, Headline, Ratio, StepResult
 from bench.results.reader import RunData
+from bench.results.store import write_json_atomic
 from bench.system.shopclient import funded_users, log_in
 from shop.placement import GATEWAY
 
@@ -103,8 +105,14 @@ class Journey(Experiment):
                 for rate in settings.rates]
 
     def prepare(self, session: RunSession, settings: JourneySettings, placement: str) -> None:
-        users = funded_users(session.shop(self, placement).base_url, settings.users)
-        session.state_of(self).setdefault("users", {})[placement] = users
+        shop = session.shop(self, placement)
+        users = funded_users(shop.base_url, settings.users)
+        state = session.state_of(self)
+        state.setdefault("users", {})[placement] = users
+        # which component calls which per request kind (seambench predict's call graph)
+        graphs = state.setdefault("call_graph", {})
+        graphs[placement] = probe_call_graph(shop, log_in(shop.base_url, users[:1])[0], NAMES)
+        write_json_atomic(session.store.path(CALL_GRAPH), graphs)
 
     def before_trial(self, session: RunSession, settings: JourneySettings, trial: int) -> None:
         # fresh tokens each trial: a long run must not outlive them (1 h)
