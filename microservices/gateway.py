@@ -27,6 +27,7 @@ from shop.search.routes import scatter_blueprint
 from shop.server import deployment_from_env, threads_from_env
 from shop.telemetry import telemetry_from_env
 from shop.topology import LEAF_EDGE
+from shop.tracing import tracer_from_env
 from shop.web import body_bytes, create_base_app
 
 PUBLIC_AUTH_PATHS = ("/auth/register", "/auth/login")
@@ -73,17 +74,19 @@ def create_app(deployment: Deployment | None = None) -> Flask:
     topo = deployment.topology
     telemetry = telemetry_from_env()
     threads = threads_from_env()
+    tracer = tracer_from_env("gateway")  # None unless SEAMBENCH_TRACE_RATIO is set
     # One hop per process; a replicated one's balances over its replicas (shop/balance.py).
     hops = {proc: hop_for(deployment.urls_of(proc), deployment.service_credential,
                           deployment.hop_settings(GATEWAY, proc), proc,
-                          observer=telemetry.hop_observer(proc), threads=threads)
+                          observer=telemetry.hop_observer(proc), threads=threads,
+                          tracer=tracer)
             for proc in topo.processes}
     for proc, hop in hops.items():
         hop_events(hop, telemetry.resilience_observer(proc))
     # Ready when every component process answers (a leaf server's loss shows in the scatter).
     dependencies = Dependencies({proc: deployment.urls_of(proc) for proc in topo.processes})
     app = create_base_app("gateway", deployment.service_credential, telemetry, dependencies.down,
-                          api_shape(deployment))
+                          api_shape(deployment), tracer)
     if topo.shard_calls == "http":  # the scatter runs here, each leaf call a hop
         # Leaf calls have hops of their own (the "leaf" edge: no bulkhead, no breaker, no
         # retry; the scatter's pool bounds them and hedging is its answer to a slow leaf),
@@ -96,11 +99,13 @@ def create_app(deployment: Deployment | None = None) -> Flask:
             if server not in leaf_hops:
                 leaf_hops[server] = hop_for(deployment.urls_of(server),
                                             deployment.service_credential, leaf_settings, server,
-                                            observer=telemetry.hop_observer(observed_as))
+                                            observer=telemetry.hop_observer(observed_as),
+                                            tracer=tracer)
             return leaf_hops[server]
 
         scatter = Scatter(remote_leaves(deployment, leaf_hop),
                           observer=telemetry.scatter_observer())
+        scatter.carry_context = tracer is not None
         app.register_blueprint(scatter_blueprint(scatter, AuthClient(hops[topo.process_of("auth")])))
 
         @app.route("/search/scatter", methods=["POST", "PUT", "DELETE", "PATCH"])

@@ -3,7 +3,7 @@
 ``hop_for`` gives a plain ``HopClient`` when a process has one replica, so the hop the
 benchmark measures stays exactly what it was; only a replicated process gets a
 ``ReplicaSet``, which offers the same surface (``call``, ``send``, ``close``, ``name``,
-``base_url``, ``observer``) and puts each call on one replica:
+``base_url``, ``observer``, ``tracer``) and puts each call on one replica:
 
 - the replica with the fewest calls outstanding from this worker process, ties broken
   round-robin (so one-at-a-time traffic still spreads over all replicas);
@@ -31,6 +31,8 @@ from shop.errors import Unavailable
 from shop.hops import HopClient, HopResponse, HopSettings
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from shop.hops import HopObserver, ResilienceObserver
 
 COOLDOWN_S = 1.0  # how long a replica that refused a connection is passed over
@@ -38,17 +40,21 @@ T = TypeVar("T")
 
 
 def hop_for(urls: Sequence[str], credential: str, settings: HopSettings, name: str,
-            observer: HopObserver | None = None, threads: int = 8) -> HopClient | ReplicaSet:
+            observer: HopObserver | None = None, threads: int = 8,
+            tracer: Tracer | None = None) -> HopClient | ReplicaSet:
     """The hop to a process at ``urls`` (one base URL per replica): a ``HopClient`` for
     one, a ``ReplicaSet`` for several. ``observer`` (a ``HopObserver``) is told of every
     request sent to any replica, under the one ``name``; ``threads``: the caller's threads
-    per worker (each replica's bulkhead is a share of them)."""
+    per worker (each replica's bulkhead is a share of them); ``tracer``: every request is a
+    CLIENT span of it (shop/tracing.py), None for none."""
     hops = [HopClient(url, credential, settings, name=name, threads=threads) for url in urls]
     if not hops:
         raise ValueError(f"no URL for {name!r}")
     hop: HopClient | ReplicaSet = hops[0] if len(hops) == 1 else ReplicaSet(hops, name)
     if observer is not None:
         hop.observer = observer
+    if tracer is not None:
+        hop.tracer = tracer
     return hop
 
 
@@ -84,6 +90,7 @@ class ReplicaSet:
         self.base_url = self.replicas[0].base_url  # the first replica's, for messages
         self.errors = [0] * len(self.replicas)
         self._observer: HopObserver | None = None
+        self._tracer: Tracer | None = None
         self._cooldown_s = cooldown_s
         self._clock = clock
         self._outstanding = [0] * len(self.replicas)
@@ -101,6 +108,17 @@ class ReplicaSet:
         self._observer = observer
         for hop in self.replicas:
             hop.observer = observer
+
+    @property
+    def tracer(self) -> Tracer | None:
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tracer | None) -> None:
+        """Set on every replica's HopClient: each request is a span where it is sent."""
+        self._tracer = tracer
+        for hop in self.replicas:
+            hop.tracer = tracer
 
     def outstanding(self, index: int) -> int:
         return self._outstanding[index]

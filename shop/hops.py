@@ -40,13 +40,17 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_random_exponential
 
+from shop import tracing
 from shop.address import address_of
 from shop.errors import DomainError, RemoteError, Unavailable
 from shop.resilience import Bulkhead, CircuitBreaker, Refusal, RetryBudget
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +203,8 @@ class HopClient:
         self.name = name  # said in errors instead of the internal address
         self.observer = observer  # set by the wiring before traffic, if it measures hops
         self.on_event: ResilienceObserver | None = None  # likewise, for resilience events
+        # Likewise, when the process traces (shop/tracing.py): a CLIENT span per send.
+        self.tracer: Tracer | None = None
         self.settings = settings
         self._added_latency_s = settings.added_latency_ms / 1000
         self._pool = ConnectionPool(host, port, settings)
@@ -214,6 +220,8 @@ class HopClient:
 
     def call(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
         """POST ``body`` to ``path``; the JSON response, or the remote side's DomainError."""
+        if self.tracer is not None:
+            return self._traced_call(path, body, idempotent)
         payload = json.dumps(body, separators=(",", ":")).encode()
         response = self.send("POST", path, payload, self._headers, idempotent=idempotent)
         try:
@@ -226,9 +234,28 @@ class HopClient:
             raise DomainError.from_json(response.status, data)
         return data
 
+    def _traced_call(self, path: str, body: dict[str, Any], idempotent: bool) -> dict[str, Any]:
+        """``call`` with INTERNAL "encode" and "parse" spans around the JSON, when the
+        current span records (siblings of the send's CLIENT span)."""
+        with tracing.internal_span("encode", self.tracer):
+            payload = json.dumps(body, separators=(",", ":")).encode()
+        response = self.send("POST", path, payload, self._headers, idempotent=idempotent)
+        try:
+            with tracing.internal_span("parse", self.tracer):
+                data = json.loads(response.data)
+        except ValueError:
+            log.warning("hop %s%s: HTTP %s with a body that is not JSON", self.base_url, path,
+                        response.status)
+            raise RemoteError(f"{self.name} answered HTTP {response.status}, not JSON") from None
+        if response.status >= 400:
+            raise DomainError.from_json(response.status, data)
+        return data
+
     def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str], *,
              idempotent: bool) -> HopResponse:
         """One request, its body read in full. Raises Unavailable when no answer came."""
+        if self.tracer is not None:
+            return self._traced_send(self.tracer, method, path, body, headers, idempotent)
         observer = self.observer
         if observer is None:
             return self._send(method, path, body, headers, idempotent)
@@ -239,6 +266,25 @@ class HopClient:
             observer(time.perf_counter() - started, None)
             raise
         observer(time.perf_counter() - started, response.status)
+        return response
+
+    def _traced_send(self, tracer: Tracer, method: str, path: str, body: bytes | None,
+                     headers: dict[str, str], idempotent: bool) -> HopResponse:
+        """``send`` in a CLIENT span (retries included), its traceparent sent along in a
+        copy of ``headers``; the observer is told as by ``send``."""
+        span, headers = tracing.start_client_span(tracer, self.name, method, path, headers)
+        observer = self.observer
+        started = time.perf_counter()
+        try:
+            response = self._send(method, path, body, headers, idempotent)
+        except BaseException as exc:
+            if observer is not None and isinstance(exc, Unavailable):
+                observer(time.perf_counter() - started, None)
+            tracing.end_client_span(span, None, exc)
+            raise
+        if observer is not None:
+            observer(time.perf_counter() - started, response.status)
+        tracing.end_client_span(span, response.status)
         return response
 
     def _send(self, method: str, path: str, body: bytes | None, headers: dict[str, str],

@@ -21,6 +21,7 @@ from shop.placement import Deployment, ShopProcess, api_shape, build_process
 from shop.readiness import Dependencies
 from shop.search import routes as search_routes
 from shop.telemetry import Telemetry, telemetry_from_env
+from shop.tracing import tracer_from_env
 from shop.web import create_base_app
 
 DEPLOYMENT_ENV = "SEAMBENCH_DEPLOYMENT"
@@ -47,14 +48,18 @@ def threads_from_env() -> int:
 
 
 def create_process_app(deployment: Deployment, process: str) -> Flask:
+    # None unless SEAMBENCH_TRACE_RATIO is set; asked first, so a bad setting fails at once
+    tracer = tracer_from_env(process)
     shop = build_process(deployment, process, threads_from_env())
     telemetry = telemetry_from_env(live=shop.metrics)
     attach_telemetry(shop, telemetry)
+    for hop in shop.hops:  # the app's spans and the hops' are of one provider
+        hop.tracer = tracer
     # Ready when every process it calls answers (as ``shop.hops`` says: a hop per process).
     dependencies = Dependencies({hop.name: [r.base_url for r in getattr(hop, "replicas", [hop])]
                                  for hop in shop.hops})
     app = create_base_app(process, deployment.service_credential, telemetry, dependencies.down,
-                          api_shape(deployment))
+                          api_shape(deployment), tracer)
     register_components(app, shop)
     app.extensions["seambench.shop"] = shop
     shop.start()

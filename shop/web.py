@@ -12,27 +12,40 @@ import math
 import re
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from shop import tracing
 from shop.auth.api import Auth, InvalidToken, Principal
 from shop.errors import DomainError, Forbidden, InvalidRequest
 from shop.hops import SERVICE_HEADER
 from shop.openapi import OPENAPI_PATH, ApiShape, openapi_document
 from shop.telemetry import Telemetry
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 STARTED_KEY = "seambench.started"  # in the WSGI environ: when the request reached Flask
+ROUTE_KEY = "seambench.route"  # in the WSGI environ of a traced request: its Flask rule
 T = TypeVar("T")
+# Set once an app of this process is traced, never unset: until then the JSON helpers pay
+# one check for tracing. (Per app it cannot be: the helpers do not know their app without
+# a context lookup; under an untraced app's request no span records, so none is made.)
+_tracing = False
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status,
-                    mimetype="application/json")
+    if _tracing:
+        with tracing.internal_span("encode"):
+            text = json.dumps(body, separators=(",", ":"))
+    else:
+        text = json.dumps(body, separators=(",", ":"))
+    return Response(text, status=status, mimetype="application/json")
 
 
 def error_response(code: str, detail: str, status: int) -> Response:
@@ -56,7 +69,11 @@ def json_body() -> dict[str, Any]:
     RequestEntityTooLarge (413) for a body over MAX_BODY_BYTES, chunked or not."""
     raw = body_bytes()
     try:
-        body = json.loads(raw)
+        if _tracing:
+            with tracing.internal_span("parse"):
+                body = json.loads(raw)
+        else:
+            body = json.loads(raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise InvalidRequest("the body must be a JSON object") from None
     if not isinstance(body, dict):
@@ -206,9 +223,12 @@ class DrainUnreadBody:
             return
 
 
-def time_requests(app: Flask, telemetry: Telemetry) -> None:
+def time_requests(app: Flask, telemetry: Telemetry, tracer: Tracer | None = None) -> None:
     """Tell ``telemetry`` of every answered request (errors included): its route rule, method,
-    status and seconds from reaching the app (before routing) to its response."""
+    status and seconds from reaching the app (before routing) to its response. With a
+    ``tracer``, each request is also a SERVER span of it (shop/tracing.py), opened before
+    the clock starts and current while the app runs."""
+    global _tracing
     inner = app.wsgi_app
 
     def start_clock(environ: dict, start_response: Callable):
@@ -217,6 +237,17 @@ def time_requests(app: Flask, telemetry: Telemetry) -> None:
         return inner(environ, start_response)
 
     app.wsgi_app = start_clock
+    if tracer is not None:  # decided once here: an untraced app's requests never ask
+        _tracing = True
+        app.wsgi_app = tracing.server_spans(start_clock, tracer, app.name, ROUTE_KEY)
+
+        @app.teardown_request
+        def name_span(exc: BaseException | None) -> None:
+            # On teardown, which runs after errors too; the span wrapper reads it from the
+            # environ once the app has answered (the request context is gone by then).
+            rule = request.url_rule
+            if rule is not None:
+                request.environ[ROUTE_KEY] = rule.rule
 
     @app.after_request
     def observe(response: Response) -> Response:
@@ -249,17 +280,20 @@ def documented_query_names(document: dict[str, Any]) -> dict[tuple[str, str], se
 
 def create_base_app(name: str, service_credential: str, telemetry: Telemetry,
                     down: Callable[[], list[str]] = list,
-                    api: ApiShape = ApiShape()) -> Flask:
+                    api: ApiShape = ApiShape(), tracer: Tracer | None = None) -> Flask:
     """A Flask app with JSON errors for everything, /healthz (alive), /readyz (alive and every
     dependency ``down`` does not name answering: 503 naming them otherwise), /metrics
     (what ``telemetry`` holds, in Prometheus' text format) and /openapi.json (the public API
-    of a deployment of ``api``'s shape); every request is timed into it."""
+    of a deployment of ``api``'s shape); every request is timed into it. Every request is
+    also a span of ``tracer``; None: of ``tracing.tracer_from_env(name)``, itself None (no
+    spans) unless SEAMBENCH_TRACE_RATIO is set. A process whose hops trace too passes the
+    one tracer it gave them."""
     app = Flask(name)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.url_map.merge_slashes = False  # else "//" gets an HTML redirect, not a JSON 404
     app.config["SERVICE_CREDENTIAL"] = service_credential
     app.wsgi_app = DrainUnreadBody(app.wsgi_app)
-    time_requests(app, telemetry)
+    time_requests(app, telemetry, tracer if tracer is not None else tracing.tracer_from_env(name))
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError) -> Response:

@@ -16,6 +16,7 @@ the same request sequence, and a backup to another replica draws its own.
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import math
 import threading
@@ -183,6 +184,9 @@ class Scatter:
         self.leaves = [list(replicas) for replicas in leaves]
         self.observer = observer
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scatter")
+        # Set by a traced process: each leaf call runs in a copy of the caller's context (its
+        # current span), which an untraced scatter does not pay for.
+        self.carry_context = False
         self._turn = 0
         self._lock = threading.Lock()
         self._hedges: dict[tuple[float, int], HedgeDelay] = {}
@@ -255,8 +259,11 @@ class Scatter:
 
     def _ask(self, shard: int, replica: int, q: str, limit: int, delay: str | None,
              seed: int | None) -> Future:
-        return self._pool.submit(timed, time.perf_counter_ns(), self.leaves[shard][replica].query,
-                                 q, limit, delay, seed)
+        leaf = self.leaves[shard][replica].query
+        if self.carry_context:  # a traced request's leaf calls join its trace
+            return self._pool.submit(contextvars.copy_context().run, timed,
+                                     time.perf_counter_ns(), leaf, q, limit, delay, seed)
+        return self._pool.submit(timed, time.perf_counter_ns(), leaf, q, limit, delay, seed)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
