@@ -12,7 +12,7 @@ import tempfile
 import time
 import traceback
 from contextlib import ExitStack
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NoReturn
@@ -36,15 +36,16 @@ from bench.render.compare import compare, load_summary, render_markdown, render_
 from bench.render.console import RunConsole
 from bench.render.report import REPORT_HTML, build_report
 from bench.results.model import QUANTILES
-from bench.results.store import MANIFEST, new_run_id, read_json, write_text_atomic
+from bench.results.store import MANIFEST, TRACES_DIR, new_run_id, read_json, write_text_atomic
+from bench.system.deployed import Target, TargetError, load_target
 from bench.system.edge import EDGES, EdgeError, resolve_edge
 from bench.system.gitref import RefError, ShopSource, base_name, checked_out
-from bench.system.deployed import Target, TargetError, load_target
 from bench.system.launcher import LaunchError, LaunchSettings, launch
 from bench.system.processes import child_env, stop_requested
 from shop.hops import HopSettings
 from shop.placement import Topology, TopologyError, check_installed, load_topology
 from shop.search.service import SearchSettings
+from shop.tracing import TraceExport
 
 
 def topology_callback(ctx: click.Context, param: click.Parameter,
@@ -58,6 +59,17 @@ def topology_callback(ctx: click.Context, param: click.Parameter,
         return loaded if isinstance(value, tuple) else loaded[0]
     except TopologyError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def otlp_url_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An OTLP/HTTP endpoint: http(s)://HOST[:PORT]/PATH. Raises click.BadParameter."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http(s):// URL (e.g. "
+                                 f"http://127.0.0.1:4318/v1/traces)")
+    return value
 
 
 def target_callback(ctx: click.Context, param: click.Parameter,
@@ -174,17 +186,30 @@ def main() -> None:
               help="a built-in topology (monolith, microservices, hybrid, monolith-pg, ...) or a path to a .toml")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="keep databases and logs here (default: a temporary directory, removed)")
+@click.option("--trace", "trace_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="DIR",
+              help="trace every server (OpenTelemetry): spans to DIR as OTLP JSON lines")
+@click.option("--trace-ratio", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True, help="with --trace: the share of requests traced")
+@click.option("--otlp-url", callback=otlp_url_callback, default=None, metavar="URL",
+              help="with --trace: also export the spans to this OTLP/HTTP traces endpoint")
 @with_common_options
-def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
-       catalog_size: int, kdf_log2: int, hop_delay_ms: float, edge: str) -> None:
+def up(topology: Topology, data_dir: Path | None, trace_dir: Path | None, trace_ratio: float,
+       otlp_url: str | None, workers: int, threads: int, catalog_size: int, kdf_log2: int,
+       hop_delay_ms: float, edge: str) -> None:
     """Start a topology, print its public base URL, and stop it all on Ctrl-C or SIGTERM.
 
     A server that dies is restarted on its port, with backoff, and said on stderr; one that
     does not come back after repeated restarts stops everything (exit 4; 130 on Ctrl-C)."""
     stop_on_signals()
     logging.basicConfig(level=logging.WARNING, format="seambench up: %(message)s")
+    if otlp_url is not None and trace_dir is None:
+        raise click.BadParameter("--otlp-url needs --trace DIR (spans are always kept there too)",
+                                 param_hint="--otlp-url")
+    trace = (TraceExport(trace_ratio, str(trace_dir.resolve()), otlp_url)
+             if trace_dir is not None else None)
     settings = replace(launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms,
-                                       edge), supervise=True)
+                                       edge), supervise=True, trace=trace)
     try:
         with launch(topology, settings, data_dir) as shop:
             click.echo(shop.base_url)
@@ -239,9 +264,18 @@ def up(topology: Topology, data_dir: Path | None, workers: int, threads: int,
 @click.option("--generators", type=click.IntRange(0, 64), default=0, show_default=True,
               help="load every step from Locust's master and this many workers (0: one "
                    "generator process), each sending its slice of the one schedule")
+@click.option("--trace", is_flag=True,
+              help="also run each placement traced, as NAME-traced (OpenTelemetry spans to the "
+                   "run's traces/ directory as OTLP JSON), paired by trial with NAME: the "
+                   "report says what tracing costs and where each millisecond goes")
+@click.option("--trace-ratio", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True, help="with --trace: the share of requests traced")
+@click.option("--otlp-url", callback=otlp_url_callback, default=None, metavar="URL",
+              help="with --trace: also export the spans to this OTLP/HTTP traces endpoint "
+                   "(e.g. http://127.0.0.1:4318/v1/traces)")
 @with_common_options
 def run(profile: str, placements: list[Topology], targets: list[Target], generators: int,
-        comparisons: tuple[str, ...],
+        trace: bool, trace_ratio: float, otlp_url: str | None, comparisons: tuple[str, ...],
         experiments: tuple[str, ...], assignments: tuple[str, ...], trials: int | None,
         seed: int, arrival: str, results: Path, baseline_ref: str | None, workers: int,
         threads: int, catalog_size: int, kdf_log2: int, hop_delay_ms: float, edge: str,
@@ -278,7 +312,8 @@ def run(profile: str, placements: list[Topology], targets: list[Target], generat
     measure("run", profile, placements, comparisons, chosen, assignments, overrides, trials,
             seed, arrival, results,
             launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms, edge),
-            baseline_ref, {t.name: t for t in targets}, generators)
+            baseline_ref, {t.name: t for t in targets}, generators,
+            TraceRequest(trace_ratio, otlp_url) if trace or otlp_url else None)
 
 
 def _against_targets(placements: list[Topology], targets: list[Target], chosen: tuple[str, ...],
@@ -316,7 +351,8 @@ def measure(command: str, profile: str, placements: list[Topology],
             comparisons: tuple[str, ...], chosen: tuple[str, ...], assignments: tuple[str, ...],
             overrides: dict[str, dict[str, Any]], trials: int | None, seed: int, arrival: str,
             results: Path, launch: LaunchSettings, baseline_ref: str | None = None,
-            targets: dict[str, Target] | None = None, generators: int = 0) -> NoReturn:
+            targets: dict[str, Target] | None = None, generators: int = 0,
+            trace: TraceRequest | None = None) -> NoReturn:
     """What ``seambench run`` (and a command an experiment adds) does once its options are
     read: build the config, execute it, say how it went, and exit with the run's code.
     ``baseline_ref``: a git ref whose shop runs beside, as each placement NAME@base."""
@@ -327,15 +363,23 @@ def measure(command: str, profile: str, placements: list[Topology],
         sources: dict[str, ShopSource] = {}
         if baseline_ref is not None:
             placements, asked, sources = _with_baseline(stack, baseline_ref, placements, asked)
+        run_id = new_run_id()
+        traced: dict[str, TraceExport] = {}
+        if trace is not None:
+            if targets:
+                raise click.BadParameter("a target traces as it was deployed: set "
+                                         "SEAMBENCH_TRACE_RATIO in its servers' environment",
+                                         param_hint="--trace")
+            placements, asked, traced = _with_traced(placements, asked, trace,
+                                                     results / run_id / TRACES_DIR)
         try:
             config = lifecycle.RunConfig.build(
                 profile, placements, launch,
                 lifecycle.cpu_plan(), chosen, trials, overrides, seed=seed, arrival=arrival,
                 comparisons=asked, sources=sources, targets=targets or {},
-                generators=generators)
+                generators=generators, traced=traced)
         except (TypeError, ValueError) as exc:  # a --set the experiment's settings refuse
             raise click.BadParameter(str(exc).splitlines()[0], param_hint="--set") from None
-        run_id = new_run_id()
         console = RunConsole(results / run_id, len(lifecycle.plan_steps(config)))
         with console:
             outcome = lifecycle.execute(config, results, console.progress(), run_id)
@@ -363,6 +407,30 @@ def _with_baseline(stack: ExitStack, ref: str, placements: list[Topology],
     pairs = tuple((t.name, b.name) for t, b in zip(placements, bases))
     return ([*placements, *bases], tuple(dict.fromkeys(asked + pairs)),
             {b.name: source for b in bases})
+
+
+@dataclass(frozen=True)
+class TraceRequest:
+    """``--trace``: the share of requests traced and where else spans go (OTLP/HTTP)."""
+
+    ratio: float = 1.0
+    otlp_url: str | None = None
+
+
+def _with_traced(placements: list[Topology], asked: tuple[tuple[str, str], ...],
+                 trace: TraceRequest, traces: Path
+                 ) -> tuple[list[Topology], tuple[tuple[str, str], ...], dict[str, TraceExport]]:
+    """Each placement's twin NAME-traced after it, NAME-traced over NAME among the ratios
+    (tracing's cost, paired by trial), and how each twin traces: into traces/NAME-traced."""
+    names = {t.name for t in placements}
+    twins = [replace(t, name=lifecycle.traced_name(t.name)) for t in placements]
+    clash = [t.name for t in twins if t.name in names]
+    if clash:
+        raise click.BadParameter(f"a placement is already named {clash[0]!r}", param_hint="--trace")
+    pairs = tuple((twin.name, t.name) for t, twin in zip(placements, twins))
+    exports = {twin.name: TraceExport(trace.ratio, str((traces / twin.name).resolve()),
+                                      trace.otlp_url) for twin in twins}
+    return [*placements, *twins], tuple(dict.fromkeys(asked + pairs)), exports
 
 
 def _conclude(command: str, outcome: lifecycle.Outcome, console: RunConsole) -> NoReturn:

@@ -41,6 +41,7 @@ from bench.system.sampler import window_usage
 from bench.system.scrape import MetricsSampler
 from bench.system.shopquery import ShopQueryError, count_rows, shop_counts
 from shop.placement import Topology
+from shop.tracing import TraceExport
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,13 @@ def cpu_plan(available: set[int] | None = None) -> CpuPlan:
                                 f"harness on CPU {names['gen']}")
 
 
+TRACED_SUFFIX = "-traced"  # ``run --trace``: the traced twin of placement NAME is NAME-traced
+
+
+def traced_name(placement: str) -> str:
+    return placement + TRACED_SUFFIX
+
+
 @dataclass(frozen=True)
 class RunConfig:
     profile: Profile
@@ -110,6 +118,8 @@ class RunConfig:
     # placement -> the deployment it measures, for a placement it does not start (its
     # topology, named after it, is among ``topologies``: bench/system/deployed.py)
     targets: Mapping[str, Target] = field(default_factory=dict)
+    # placement -> how its servers trace (``--trace``: the twin NAME-traced of each placement)
+    traced: Mapping[str, TraceExport] = field(default_factory=dict)
 
     @classmethod
     def build(cls, profile: str, topologies: Sequence[Topology], launch: LaunchSettings,
@@ -138,7 +148,7 @@ class RunConfig:
         """How ``placement`` is started: the run's launch, pinned to the system's CPUs; from
         its source when it runs another ref's code, and then without the injected hop delay
         (a fault of the build under test, not of its baseline)."""
-        launch = replace(self.launch, cpus=self.cpus.system)
+        launch = replace(self.launch, cpus=self.cpus.system, trace=self.traced.get(placement))
         source = self.sources.get(placement)
         if source is None:
             return launch
@@ -171,6 +181,7 @@ class RunConfig:
                 "comparisons": [list(pair) for pair in self.comparisons],
                 "sources": {name: encode(s) for name, s in self.sources.items()},
                 "targets": {name: t.describe() for name, t in self.targets.items()},
+                "traced": {name: encode(t) for name, t in self.traced.items()},
                 "experiments": {name: encode(s) for name, s in self.settings.items()}}
 
     @classmethod
@@ -192,7 +203,8 @@ class RunConfig:
                    int(config["generator_processes"]), int(config.get("generators", 0)),
                    tuple(tuple(pair) for pair in config.get("comparisons", ())),
                    {name: decode(ShopSource, s) for name, s in config.get("sources", {}).items()},
-                   targets)
+                   targets,
+                   {name: decode(TraceExport, t) for name, t in config.get("traced", {}).items()})
 
 
 def unable_against_targets(experiment: str) -> None:

@@ -8,6 +8,7 @@
                         step (intervals-harness.hlog: notification lag, for example)
       raw/floors-t<n>/  the hop experiment's floors of trial n, as interval logs too
       resources.csv     resource samples (CPU seconds, memory) of every process, per step
+      traces/<p>/       with --trace: each traced placement's spans, OTLP JSON lines
       calls.csv         per step and server, from its /metrics: requests by route, hops and
                         failed hops by dependency
       parts/<table>/    resources, one file per step (put together at the end)
@@ -40,6 +41,7 @@ SUMMARY = "summary.json"
 STEPS = "steps.csv"
 RESOURCES = "resources.csv"
 CALLS = "calls.csv"  # per step and server: requests answered, hops made, hops failed
+TRACES_DIR = "traces"  # a traced placement's spans: traces/<placement>/spans-*.jsonl (OTLP JSON)
 HARNESS_LOG = "intervals-harness.hlog"  # in a step's raw directory: what the harness measured
 STREAMED = (RESOURCES,)  # written per step as parts, assembled at the end
 

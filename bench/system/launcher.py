@@ -42,6 +42,7 @@ from shop.search.leaves import LeafDelay
 from shop.search.service import SearchSettings
 from shop.server import DEPLOYMENT_ENV, PROCESS_ENV, THREADS_ENV
 from shop.telemetry import MULTIPROC_ENV
+from shop.tracing import RATIO_ENV, TraceExport
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class LaunchSettings:
     # The shop's code at another git ref (``run --baseline-ref``); None: this checkout's
     source: ShopSource | None = None
     edge: str = "auto"  # what fronts the public process: bench/system/edge.py's EDGES
+    trace: TraceExport | None = None  # every server traces so (shop/tracing.py); None: off
 
 
 @dataclass
@@ -227,7 +229,9 @@ def server_env(deployment: Deployment, name: str, settings: LaunchSettings,
     its threads per worker, where its workers keep their metrics, the allocator's setting."""
     return {DEPLOYMENT_ENV: deployment.to_json(), PROCESS_ENV: split_name(name)[0],
             THREADS_ENV: str(settings.threads), MULTIPROC_ENV: str(metrics_dir),
-            "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV}
+            "PYTHONUNBUFFERED": "1", **ALLOCATOR_ENV,
+            # untraced unless asked: never by a variable the harness's own shell happened to set
+            **(settings.trace.env() if settings.trace is not None else {RATIO_ENV: ""})}
 
 
 def python_of(settings: LaunchSettings) -> str:

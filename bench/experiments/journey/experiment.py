@@ -21,6 +21,7 @@ from bench.experiments.journey.analysis import (Pooled, capacity, headline_rung,
                                                 ratios_at, rung_entry, standing_trials,
                                                 throughput_at_objective)
 from bench.experiments.journey.callgraph import CALL_GRAPH, probe_call_graph
+from bench.experiments.journey.tracing import traced_analysis, tracing_report
 from bench.render import display, plots
 from bench.render.document import Block, Figure, Heading, Paragraph, Table
 from bench.results.model import Estimate, Headline, Ratio, StepResult
@@ -132,7 +133,9 @@ class Journey(Experiment):
         from bench.system.shopquery import notification_lag  # asks the shop, over HTTP
         lag = notification_lag(session.shop(self, step.key.placement), result.measure_start_s,
                                result.measure_end_s, settings.lag_settle_s)
-        step.extra.update(payments=lag.payments, notifications=lag.histogram.get_total_count())
+        step.extra.update(payments=lag.payments, notifications=lag.histogram.get_total_count(),
+                          # the measured window (epoch s): which spans of a traced run are its
+                          window_start_s=result.measure_start_s, window_end_s=result.measure_end_s)
         session.store.add_harness_histograms(step.raw_dir, {"notification_lag": [lag.histogram]},
                                              result.measure_start_s,
                                              "notification lag of the step's payments, us")
@@ -180,6 +183,10 @@ class Journey(Experiment):
                   "capacity": {p: capacity(per[p], rungs) for p in placements},
                   "throughput_at_objective": {p: throughput_at_objective(per[p], rungs, objective_us)
                                               for p in placements}}
+        if run.config.get("traced") and rungs:  # run --trace
+            # at the headline rate; else the lowest, over whatever trials were valid there
+            # (a traced placement that did not sustain a rate is still worth dissecting)
+            result["tracing"] = traced_analysis(run, per, label or rungs[0][0])
         return Analysis(result, self._headlines(result), warnings,
                         rests_on_nothing=bool(rungs) and label is None)
 
@@ -205,6 +212,13 @@ class Journey(Experiment):
                         r = Ratio.from_json(at[fig])
                         rows.append(Headline(f"{name} {pair} @ {rate:g} req/s", "ratio", ratio=r,
                                              verdict=display.ratio_verdict(r)))
+        for placement, doc in result.get("tracing", {}).items():
+            adds = doc.get("adds_up")
+            if adds:  # the traced median request's parts (+ the edge round trip) against the p50
+                rows.append(Headline(
+                    f"journey attribution, {placement}: the median traced request's parts",
+                    "text", text=f"{adds['ratio']:.2f}x the measured p50",
+                    verdict="adds up (within 10%)" if adds["within"] else "does not add up"))
         for placement, c in result.get("capacity", {}).items():
             rows.append(Headline(f"journey capacity (highest rate sustained), {placement}", "text",
                                  text=c["text"]))
@@ -363,7 +377,7 @@ def journey_report(run: RunData, result: Mapping[str, Any], figures_dir: Path) -
                                         figures_dir / "notification-lag.png")
         if figure:
             blocks.append(Figure(str(figure), "notification lag per placement"))
-    return blocks
+    return blocks + tracing_report(run, result, figures_dir)
 
 
 def _left_out(entry: Mapping[str, Any]) -> str | None:

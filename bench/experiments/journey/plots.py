@@ -3,7 +3,7 @@ returns its path, or None when there is nothing to draw; matplotlib is imported 
 one is called."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,4 +84,35 @@ def latency_vs_rate(journey: Mapping[str, Mapping[str, Any]], out_path: str | Pa
                          f"p50 and p99 over valid trials (95% CI)", fig.get_figwidth()))
     ax.grid(True, which="both", alpha=0.3)
     fig.legend(handles=handles, fontsize="small", loc="outside lower center", ncol=2)
+    return save(fig, out_path)
+
+
+KIND_COLOURS = {"server": "#4c72b0", "client": "#dd8452", "internal": "#8c8c8c"}
+
+
+def waterfall(traces: Mapping[str, Sequence[Mapping[str, Any]]], title: str,
+              out_path: str | Path) -> Path | None:
+    """One panel per trace (its title the key): each span a bar from its offset from the
+    root's start, for its duration (ms), one row each, depth-first from the root; SERVER,
+    CLIENT and INTERNAL spans in three colours. ``traces``: title -> waterfall_spans(...).
+    None when every trace is empty."""
+    drawn = {name: spans for name, spans in traces.items() if spans}
+    if not drawn:
+        return None
+    plt = pyplot()
+    rows = max(len(spans) for spans in drawn.values())
+    fig, axes = plt.subplots(len(drawn), 1, figsize=(8.5, 1.2 + 0.28 * rows * len(drawn)),
+                             squeeze=False, layout="constrained")
+    for ax, (name, spans) in zip(axes[:, 0], drawn.items()):
+        for row, span in enumerate(spans):
+            ax.barh(row, span["duration_us"] / US_PER_MS, left=span["start_us"] / US_PER_MS,
+                    color=KIND_COLOURS.get(span["kind"], NEUTRAL_COLOUR), height=0.7)
+        ax.set_yticks(range(len(spans)),
+                      ["  " * span["depth"] + span["label"] for span in spans], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_xlabel("ms from the edge's first byte")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLOURS.values()]
+    fig.legend(handles, list(KIND_COLOURS), loc="outside lower center", ncols=3, fontsize=8)
+    fig.suptitle(title)
     return save(fig, out_path)
