@@ -155,3 +155,58 @@ def test_predict_refuses_bad_input_in_one_line(args, said):
                            *args], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert said in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_seam_stretches_with_the_load_its_cpu_puts_on_the_cores(graph):
+    """Processor sharing: at 100 req/s on one core the split's 2 + 2.4*1.5 = 5.6 CPU-ms a
+    request keep the core 56% busy, so each hop and the gateway take 1/(1-0.56) as long;
+    the monolith's own latencies were measured at its load and stay as they are."""
+    c = calibration(rate=100.0, cores=1)
+    mono = predict(load_topology("monolith"), c, graph)
+    assert mono.p50_us == 2000.0 and mono.busy == pytest.approx(0.2)
+    split = predict(load_topology("microservices"), c, graph)
+    busy = 100 * split.cpu_ms / 1000
+    assert split.busy == pytest.approx(busy) and split.stretch == pytest.approx(1 / (1 - busy))
+    assert busy == pytest.approx(0.56)
+    assert split.p50_us == pytest.approx(2000.0 + (1700 + 1500) / (1 - busy))  # search's median
+    waiting = predict(load_topology("microservices"), c, graph, NetworkModel(rtt_ms=1.0))
+    assert waiting.p50_us == pytest.approx(split.p50_us + 2 * 1000)  # waiting does not stretch
+    two_cores = predict(load_topology("microservices"), calibration(rate=100.0, cores=2), graph)
+    assert two_cores.busy == pytest.approx(busy / 2)
+    saturated = predict(load_topology("microservices"), calibration(rate=200.0, cores=1), graph)
+    assert saturated.busy > 1 and saturated.p50_us == float("inf")
+
+
+def test_predict_from_the_committed_calibration_run(tmp_path):
+    """docs/predict.md's calibration run, kept in docs/results/: predict answers from it in
+    seconds for a file it has never seen, and prices microservices as docs/predict.md says
+    against the run that measured it the same hour."""
+    import json
+    import time
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    unseen = tmp_path / "notify-alone.toml"
+    unseen.write_text('name = "notify-alone"\ngateway = true\n'
+                      'process.notify.components = ["notify"]\n'
+                      'process.core.components = ["auth", "billing", "search"]\n'
+                      'database = { auth = "core", billing = "core", search = "core" }\n')
+    out = tmp_path / "p.json"
+    started = time.monotonic()
+    done = CliRunner().invoke(cli, [
+        "predict", "--from", str(docs / "results/20261207-025752-0294"), "--topology",
+        str(unseen), "--topology", "microservices", "--against",
+        str(docs / "results/20261207-032057-4046"), "--json", str(out)])
+    assert done.exit_code == 0, done.output
+    assert time.monotonic() - started < 20
+    predicted = json.loads(out.read_text())["predictions"]
+    assert predicted["microservices"]["verdict"] == {"p50": "within 15%",
+                                                     "cpu_ms_per_request": "within 15%",
+                                                     "memory_mib": "within 15%"}
+    # notify alone: inbox crosses to auth, a checkout's event to notify; lag by the relay
+    assert predicted["notify-alone"]["added_us_per_kind"]["topup"] < \
+        predicted["notify-alone"]["added_us_per_kind"]["inbox"]
+    assert predicted["notify-alone"]["lag_p50_us"] > 1000

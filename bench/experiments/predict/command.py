@@ -85,7 +85,10 @@ def describe(priced: Priced, inputs: RunInputs, against: Measured | None,
              f"  memory (PSS)  {_fmt(priced.memory_mib, 1, ' MiB')}",
              f"  notification lag p50  "
              f"{'-' if p.lag_p50_us is None else f'{p.lag_p50_us / 1000:.2f} ms'}",
-             "  what it adds per request kind (share of requests: gateway + hops + network "
+             f"  its cores busy {p.busy:.0%} at this rate (the seam's work {p.stretch:.2f}x as "
+             f"long as alone)" if p.busy < 1 else
+             f"  its cores busy {p.busy:.0%}: it cannot keep this rate (no p50)",
+             "  what it adds per request kind, alone (share of requests: gateway + hops + network "
              "= added µs; HTTP hops crossed, events among them):"]
     for kind, shift in p.shifts.items():
         lines.append(f"    {kind:<9} {p.mix[kind]:5.0%}: {shift.gateway_us:7.0f} + "
@@ -101,6 +104,11 @@ def describe(priced: Priced, inputs: RunInputs, against: Measured | None,
                     f"{pred.value / act.value:.2f}x, {said}")
             if said == "misses" and mono is not None:
                 line += "; " + why_missed(what, pred, act, mono)
+                if what == "p50":
+                    line += (f"; CPU predicted {priced.cpu_ms.value / against.cpu_ms.value:.2f}x "
+                             f"the measured, so the cores' load (and the seam's stretch) "
+                             f"{'over' if priced.cpu_ms.value > against.cpu_ms.value else 'under'}"
+                             f"stated")
             lines.append(line)
     return lines
 

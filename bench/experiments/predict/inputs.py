@@ -148,6 +148,8 @@ def read_inputs(run_dir: str | Path, rate: float | None = None) -> RunInputs:
     if not counted.get(monolith):
         raise PredictError(f"{monolith!r} has no valid trial at {rung}")
     data = _TrialData.read(run, rung, monolith, split, counted)
+    data.rate = float(per[monolith][rung]["rate"])
+    data.cores = len(run.config.get("cpus", {}).get("system") or [0])
     trials = sorted(data.trials())
     full = data.calibration(None)
     left_out = [c for t in trials if (c := data.calibration(t)) is not None]
@@ -168,6 +170,8 @@ class _TrialData:
     hop: dict[int, float]  # trial -> one call over HTTP less one by function call, µs
     gateway: dict[int, float]  # trial -> chain k=0 p50, split less monolith, µs
     hop_cpu: dict[int, float]  # trial -> CPU-ms per HTTP hop, both ends
+    rate: float = 0.0  # req/s of the rung
+    cores: int = 1  # the CPUs the placements were pinned to
 
     @classmethod
     def read(cls, run: RunData, rung: str, monolith: str, split: str,
@@ -219,7 +223,7 @@ class _TrialData:
                            float(np.mean(mono_mib)), float(np.mean(hop)), float(np.mean(gateway)),
                            float(np.mean(hop_cpu)),
                            (float(np.mean(split_mib)) - float(np.mean(mono_mib))) / max(1, extra),
-                           lag[mono], lag[split])
+                           lag[mono], lag[split], self.rate, self.cores)
 
 
 def _p50(histograms: Sequence[Any]) -> float | None:

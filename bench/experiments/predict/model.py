@@ -6,9 +6,11 @@ request kind; ``predict`` prices a ``Topology`` with them:
 
 - latency: each request kind's monolith latency distribution, shifted by what the topology
   adds to that kind: the gateway (when it has one) and every synchronous call between
-  components that lands in different processes, each at the measured cost of one hop, plus
-  the network model's added round trip per crossing. The journey's p50 is the p50 of the
-  shifted kinds mixed as the monolith served them (never an average of percentiles).
+  components that lands in different processes, each at the measured cost of one hop,
+  stretched by 1/(1 - busy) (processor sharing: the seam's work waits for cores the whole
+  placement keeps busy at the rate), plus the network model's round trip per crossing. The
+  journey's p50 is the p50 of the shifted kinds mixed as the monolith served them (never an
+  average of percentiles).
 - CPU per request: the monolith's, plus the measured CPU of one HTTP hop (both ends) for
   every crossing a request makes on average, event deliveries included.
 - memory: the monolith's, plus the measured memory of one more server per extra server.
@@ -66,6 +68,8 @@ class Calibration:
     server_mib: float  # memory of one more server, MiB
     lag_direct_us: float | None  # notification lag p50, µs: delivered in billing's transaction
     lag_relay_us: float | None  # ... through the outbox and a relay hop
+    rate: float = 0.0  # req/s the monolith's journey was measured at
+    cores: int = 1  # the CPUs every process of a placement shares
 
 
 @dataclass(frozen=True)
@@ -100,12 +104,19 @@ class KindShift:
 
 @dataclass(frozen=True)
 class Prediction:
-    p50_us: float
+    p50_us: float  # inf: the placement's CPU would exceed its cores at the rate
     cpu_ms: float
     memory_mib: float
     lag_p50_us: float | None
     shifts: Mapping[str, KindShift]  # per request kind
     mix: Mapping[str, float]  # each kind's share of the requests
+    busy: float = 0.0  # the share of its cores the placement keeps busy at the rate
+    stretch: float = 1.0  # how much longer the seam's CPU-bound time is than when alone
+
+
+def utilisation(rate: float, cpu_ms: float, cores: int) -> float:
+    """The share of ``cores`` CPUs that ``rate`` req/s at ``cpu_ms`` CPU-ms each keep busy."""
+    return rate * cpu_ms / 1000.0 / max(1, cores)
 
 
 def servers_of(topology: Topology) -> int:
@@ -164,17 +175,24 @@ def predict(topology: Topology, calibration: Calibration, graph: CallGraph,
     """``topology``'s journey p50 (µs), CPU-ms per request, memory (MiB) and notification
     lag p50 (µs) at the rate ``calibration`` was measured at. ``baseline_servers``: the
     servers of the measured monolith. Raises KeyError for a request kind the graph lacks."""
-    kinds = calibration.kinds
-    shifts = {kind: shift_of(graph[kind], topology, calibration, network) for kind in kinds}
+    c = calibration
+    kinds = c.kinds
+    shifts = {kind: shift_of(graph[kind], topology, c, network) for kind in kinds}
     served = {kind: float(k.counts.sum()) for kind, k in kinds.items()}
     total = sum(served.values())
     mix = {kind: n / total for kind, n in served.items()} if total else {}
-    p50 = mixture_percentile([(k.values_us + shifts[kind].total_us, k.counts)
-                              for kind, k in kinds.items()], 50.0)
     crossings = sum(mix[kind] * shifts[kind].crossings for kind in mix)
+    cpu = c.cpu_ms + crossings * c.hop_cpu_ms
+    # The seam's costs were measured alone (one chain at a time), but in the journey its
+    # CPU-bound work shares the placement's cores with every other request: under processor
+    # sharing it takes 1/(1 - busy) as long. The monolith's latencies were measured at its
+    # own load and are kept as they are; the network model's time is waiting, not CPU.
+    busy = utilisation(c.rate, cpu, c.cores)
+    stretch = 1.0 / (1.0 - busy) if busy < 1.0 else float("inf")
+    p50 = (float("inf") if busy >= 1.0 else mixture_percentile(
+        [(k.values_us + (shifts[kind].gateway_us + shifts[kind].hops_us) * stretch
+          + shifts[kind].network_us, k.counts) for kind, k in kinds.items()], 50.0))
     extra_servers = servers_of(topology) - baseline_servers
-    lag = (calibration.lag_direct_us if same_home(topology, "billing", "notify")
-           else calibration.lag_relay_us)
-    return Prediction(p50, calibration.cpu_ms + crossings * calibration.hop_cpu_ms,
-                      calibration.memory_mib + extra_servers * calibration.server_mib,
-                      lag, shifts, mix)
+    lag = (c.lag_direct_us if same_home(topology, "billing", "notify") else c.lag_relay_us)
+    return Prediction(p50, cpu, c.memory_mib + extra_servers * c.server_mib, lag, shifts, mix,
+                      busy, stretch)
