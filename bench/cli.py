@@ -291,6 +291,9 @@ def run(profile: str, placements: list[Topology], targets: list[Target], generat
     keeps what was measured, marked incomplete. The last line on stdout is the run directory.
     """
     stop_on_signals()
+    if not trace and (otlp_url is not None or trace_ratio != 1.0):
+        raise click.BadParameter("needs --trace (which runs each placement again, traced)",
+                                 param_hint="--otlp-url" if otlp_url else "--trace-ratio")
     chosen = tuple(dict.fromkeys(experiments)) or default_run()
     unknown = [name for name in chosen if name not in registered()]
     if unknown:
@@ -313,7 +316,7 @@ def run(profile: str, placements: list[Topology], targets: list[Target], generat
             seed, arrival, results,
             launch_settings(workers, threads, catalog_size, kdf_log2, hop_delay_ms, edge),
             baseline_ref, {t.name: t for t in targets}, generators,
-            TraceRequest(trace_ratio, otlp_url) if trace or otlp_url else None)
+            TraceRequest(trace_ratio, otlp_url) if trace else None)
 
 
 def _against_targets(placements: list[Topology], targets: list[Target], chosen: tuple[str, ...],
@@ -372,6 +375,9 @@ def measure(command: str, profile: str, placements: list[Topology],
                                          param_hint="--trace")
             placements, asked, traced = _with_traced(placements, asked, trace,
                                                      results / run_id / TRACES_DIR)
+            # a NAME@base twin runs the base's code, as NAME@base does
+            sources.update({lifecycle.traced_name(name): source
+                            for name, source in list(sources.items())})
         try:
             config = lifecycle.RunConfig.build(
                 profile, placements, launch,

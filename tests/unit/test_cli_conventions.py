@@ -110,6 +110,11 @@ def test_a_duration_setting_takes_units_and_refuses_nonsense():
     (["compare", str(FIXTURE)], "give two runs"),
     (["chaos", "--plan", "nope"], "nope"),
     (["list", "--bogus"], "No such option"),
+    (["run", "--otlp-url", "http://127.0.0.1:4318/v1/traces"], "needs --trace"),
+    (["run", "--trace-ratio", "0.5"], "needs --trace"),
+    (["run", "--trace", "--trace-ratio", "0"], "--trace-ratio"),
+    (["run", "--trace", "--otlp-url", "grpc://127.0.0.1:4317"], "not an http(s):// URL"),
+    (["up", "--otlp-url", "http://127.0.0.1:4318/v1/traces"], "needs --trace DIR"),
 ])
 def test_unusable_input_is_one_line_and_exit_2(capsys, monkeypatch, args, needle):
     done = in_process(capsys, monkeypatch, *args)

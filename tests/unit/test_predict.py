@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +49,19 @@ def test_component_graph_splits_event_deliveries_from_calls_on_the_path(graph):
     assert {(c.caller, c.callee) for c in graph["search"]} == {("gateway", "search"),
                                                                ("search", "auth")}
     assert not any(c.event for kind in ("search", "inbox", "topup") for c in graph[kind])
+
+
+def test_event_deliveries_to_any_replica_of_notify_are_events():
+    probed = {"checkout": {"hops": {"gateway": {"billing": 1.0},
+                                    "billing": {"auth": 1.0, "search": 1.0, "notify": 1.0}},
+                           "requests": {"notify": {"/internal/notify/deliver": 0.5},
+                                        "notify#2": {"/internal/notify/deliver": 0.5}}}}
+    topo = parse_topology({"name": "notify-x2", "gateway": True, "process": {
+        "auth": {"components": ["auth"]}, "billing": {"components": ["billing"]},
+        "search": {"components": ["search"]},
+        "notify": {"components": ["notify"], "replicas": 2}}}, "test")
+    calls = {(c.callee, c.event): c.per_request for c in component_graph(probed, topo)["checkout"]}
+    assert calls[("notify", True)] == 1.0 and ("notify", False) not in calls
 
 
 def test_the_monolith_adds_nothing_and_predicts_itself(graph):
@@ -135,7 +149,9 @@ def test_verdicts_say_within_inside_or_misses():
     assert verdict(Estimate(110.0), Estimate(100.0, 90.0, 120.0)) == "within 15%"
     assert verdict(Estimate(125.0), Estimate(100.0, 80.0, 130.0)) == "inside its interval"
     assert verdict(Estimate(140.0), Estimate(100.0, 80.0, 130.0)) == "misses"
-    assert verdict(Estimate(None), Estimate(100.0)) == "not measured"
+    assert verdict(Estimate(None), Estimate(100.0)) == "not predicted"  # saturated
+    assert verdict(Estimate(100.0), Estimate(None)) == "not measured"
+    assert verdict(Estimate(100.0), Estimate(0.0)) == "not measured"  # no memory sampled
 
 
 def test_edge_network_options_are_checked():
@@ -146,13 +162,21 @@ def test_edge_network_options_are_checked():
             parse_edge_network((bad,))
 
 
+CALIBRATION = "docs/results/20261207-025752-0294"  # docs/predict.md's
+
+
 @pytest.mark.parametrize("args, said", [
     (["--from", "/nonexistent/run", "--topology", "hybrid"], "is not a seambench run"),
     (["--from", ".", "--topology", "hybrid", "--edge-network", "x"], "--edge-network"),
+    (["--from", CALIBRATION, "--topology", "hybrid", "--edge-network", "auth->search=1"],
+     "name processes (or gateway)"),  # hybrid's processes are core, search and notify
+    (["--from", CALIBRATION, "--topology", "hybrid", "--rate", "61"], "no journey rung at 61"),
+    (["--from", CALIBRATION, "--topology", "/nonexistent.toml"], "/nonexistent.toml"),
 ])
 def test_predict_refuses_bad_input_in_one_line(args, said):
     done = subprocess.run([sys.executable, "-c", "from bench.cli import main; main()", "predict",
-                           *args], capture_output=True, text=True, timeout=60)
+                           *args], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 2, done.stderr
     assert said in done.stderr and "Traceback" not in done.stderr
 
@@ -183,7 +207,6 @@ def test_predict_from_the_committed_calibration_run(tmp_path):
     against the run that measured it the same hour."""
     import json
     import time
-    from pathlib import Path
 
     from click.testing import CliRunner
 

@@ -12,9 +12,9 @@ journey request. Its duration is split, exactly, into:
 - callee work: the callees' own time (their SERVER spans less their children).
 
 Before the root, the request travelled from the generator to the edge process and back: not
-in any span. It is set at the raw keep-alive HTTP round trip the hops experiment measured in
-the same trials (its floor), when the run has one, so the parts of the median request can be
-checked against the p50 the generator measured. Times here are µs.
+in any span. The caller (journey/tracing.py) sets it at the least gap of any hop traced in
+the run (the same loopback and gunicorn path, nothing queued), so the parts of the median
+request can be checked against the p50 the generator measured. Times here are µs.
 """
 from __future__ import annotations
 

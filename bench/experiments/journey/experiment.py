@@ -173,7 +173,10 @@ class Journey(Experiment):
                             "percentiles leave the slowest out)")
                 per[placement][label] = {"rate": rate, **entry, **({"inside": inside} if inside else {})}
                 pooled[label][placement] = rows
-        label, why = headline_rung(per, rungs)
+        # A traced twin (run --trace) is measured to price tracing and dissect requests: its
+        # not sustaining a rate must not take the untraced placements' headline away.
+        traced = run.config.get("traced", {})
+        label, why = headline_rung({p: e for p, e in per.items() if p not in traced}, rungs)
         ratios = {f"{other}/{under}": {lab: at for lab, _rate in rungs
                                        if (at := ratios_at(per, pooled[lab], under, other, lab))}
                   for other, under in run.pairs()}

@@ -18,7 +18,7 @@ import click
 from bench.exitcodes import UNUSABLE
 from bench.experiments.predict.inputs import (Measured, PredictError, RunInputs, measured,
                                               read_inputs, summary_of)
-from bench.experiments.predict.model import NetworkModel, Prediction, predict
+from bench.experiments.predict.model import GATEWAY, NetworkModel, Prediction, predict
 from bench.results.model import Estimate
 from bench.results.reader import load_run
 from bench.results.stats import over_trials
@@ -57,7 +57,9 @@ def price(topology: Topology, inputs: RunInputs, network: NetworkModel) -> Price
 def verdict(predicted: Estimate, actual: Estimate) -> str:
     """"within 15%", "inside its interval" (the predicted value inside the measured
     interval), or "misses"."""
-    if predicted.value is None or actual.value is None:
+    if predicted.value is None:
+        return "not predicted"
+    if not actual.value:
         return "not measured"
     if abs(predicted.value - actual.value) <= AGREES_WITHIN * actual.value:
         return "within 15%"
@@ -100,9 +102,10 @@ def describe(priced: Priced, inputs: RunInputs, against: Measured | None,
                 ("CPU", priced.cpu_ms, against.cpu_ms, 1, " ms"),
                 ("memory", priced.memory_mib, against.memory_mib, 1, " MiB")):
             said = verdict(pred, act)
-            line = (f"  measured {what:<7} {_fmt(act, scale, unit)}: predicted/measured "
-                    f"{pred.value / act.value:.2f}x, {said}")
-            if said == "misses" and mono is not None:
+            quotient = (f"{pred.value / act.value:.2f}x" if pred.value is not None and act.value
+                        else "-")
+            line = f"  measured {what:<7} {_fmt(act, scale, unit)}: predicted/measured {quotient}, {said}"
+            if said == "misses" and mono is not None and mono.p50_us.value:
                 line += "; " + why_missed(what, pred, act, mono)
                 if what == "p50":
                     line += (f"; CPU predicted {priced.cpu_ms.value / against.cpu_ms.value:.2f}x "
@@ -142,6 +145,17 @@ def parse_edge_network(values: tuple[str, ...]) -> dict[str, tuple[float, float]
     return out
 
 
+def _check_edges(network: NetworkModel, chosen: list[Topology]) -> None:
+    """Raise TopologyError for an --edge-network key whose ends are no process (or the
+    gateway) of any topology priced: it would be silently ignored."""
+    names = {GATEWAY} | {p for t in chosen for p in t.processes}
+    for key in network.edges:
+        caller, _, callee = key.partition("->")
+        if caller not in names or callee not in names:
+            raise TopologyError(f"--edge-network {key!r}: name processes (or gateway) of the "
+                                f"topologies priced: {', '.join(sorted(names))}")
+
+
 @click.command("predict")
 @click.option("--from", "run_dir", required=True, type=click.Path(file_okay=False),
               help="a run that measured the monolith and a placement with one component per "
@@ -155,7 +169,8 @@ def parse_edge_network(values: tuple[str, ...]) -> dict[str, tuple[float, float]
 @click.option("--jitter-ms", type=click.FloatRange(0, 10_000), default=0.0,
               help="network model: mean jitter added to every crossing, ms")
 @click.option("--edge-network", multiple=True, metavar="CALLER->CALLEE=RTT_MS[,JITTER_MS]",
-              help="network model for one edge (processes or gateway), over --rtt-ms")
+              help="network model for one edge between processes (or the gateway) of the "
+                   "topologies priced, over --rtt-ms")
 @click.option("--against", "against_dir", type=click.Path(file_okay=False), default=None,
               help="a run that measured placements of the same names: print both, with the "
                    "verdict (within 15%, inside its interval, or misses)")
@@ -171,6 +186,7 @@ def predict_command(run_dir: str, topologies: tuple[str, ...], rate: float | Non
         inputs = read_inputs(run_dir, rate)
         chosen = [load_topology(t) for t in topologies]
         against = summary_of(load_run(against_dir)) if against_dir else None
+        _check_edges(network, chosen)
         priced = [price(t, inputs, network) for t in chosen]
     except (PredictError, TopologyError, FileNotFoundError) as exc:
         click.echo(f"seambench predict: {exc}", err=True)

@@ -105,8 +105,9 @@ def component_graph(probed: dict[str, Any], topology: Topology) -> CallGraph:
                 callee = owner.get(dependency)
                 if caller is None or callee is None:
                     continue  # leaves of a scatter: not part of the journey
-                events = sum(v for route, v in doc.get("requests", {}).get(dependency, {}).items()
-                             if route in EVENT_ROUTES)
+                events = sum(v for server_, routes in doc.get("requests", {}).items()
+                             if server_.split("#")[0] == dependency  # every replica of it
+                             for route, v in routes.items() if route in EVENT_ROUTES)
                 events = min(events, n) if caller != GATEWAY else 0.0
                 if n - events > 0:
                     calls.append(Call(caller, callee, n - events))
@@ -152,6 +153,10 @@ def read_inputs(run_dir: str | Path, rate: float | None = None) -> RunInputs:
     data.cores = len(run.config.get("cpus", {}).get("system") or [0])
     trials = sorted(data.trials())
     full = data.calibration(None)
+    if full is None:
+        raise PredictError(f"the run has too little at {rung} to calibrate from: the monolith's "
+                           f"journey, its memory and {split!r}'s, and valid hops steps in both "
+                           f"with CPU figures are all needed")
     left_out = [c for t in trials if (c := data.calibration(t)) is not None]
     return RunInputs(run.manifest.get("run_id", run.dir.name), rung, float(per[monolith][rung]["rate"]),
                      monolith, split, full, left_out, component_graph(probed, topologies[split]),

@@ -75,7 +75,8 @@ class Calibration:
 @dataclass(frozen=True)
 class NetworkModel:
     """Added per crossing: a round trip of ``rtt_ms`` plus ``jitter_ms`` (its mean), on every
-    edge unless ``edges`` ("CALLER->CALLEE", processes or components) says otherwise."""
+    edge unless ``edges`` ("CALLER->CALLEE", processes of the topology or the gateway) says
+    otherwise."""
 
     rtt_ms: float = 0.0
     jitter_ms: float = 0.0
