@@ -224,8 +224,13 @@ class HopClient:
             return self._traced_call(path, body, idempotent)
         payload = json.dumps(body, separators=(",", ":")).encode()
         response = self.send("POST", path, payload, self._headers, idempotent=idempotent)
+        return self._answer(path, response, json.loads)
+
+    def _answer(self, path: str, response: HopResponse,
+                parse: Callable[[bytes], Any]) -> dict[str, Any]:
+        """``response``'s JSON by ``parse``, or the remote side's DomainError."""
         try:
-            data = json.loads(response.data)
+            data = parse(response.data)
         except ValueError:
             log.warning("hop %s%s: HTTP %s with a body that is not JSON", self.base_url, path,
                         response.status)
@@ -240,16 +245,12 @@ class HopClient:
         with tracing.internal_span("encode", self.tracer):
             payload = json.dumps(body, separators=(",", ":")).encode()
         response = self.send("POST", path, payload, self._headers, idempotent=idempotent)
-        try:
+
+        def parse(data: bytes) -> Any:
             with tracing.internal_span("parse", self.tracer):
-                data = json.loads(response.data)
-        except ValueError:
-            log.warning("hop %s%s: HTTP %s with a body that is not JSON", self.base_url, path,
-                        response.status)
-            raise RemoteError(f"{self.name} answered HTTP {response.status}, not JSON") from None
-        if response.status >= 400:
-            raise DomainError.from_json(response.status, data)
-        return data
+                return json.loads(data)
+
+        return self._answer(path, response, parse)
 
     def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str], *,
              idempotent: bool) -> HopResponse:

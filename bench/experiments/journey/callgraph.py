@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from bench.system.shopclient import ShopClient
-from bench.system.shopquery import ShopQueryError, outbox_backlog, shop_counts
+from bench.system.shopquery import ShopQueryError, count_rows, outbox_backlog, shop_counts
 
 CALL_GRAPH = "call_graph.json"  # in the run directory: placement -> probe_call_graph's answer
 PROBES_PER_KIND = 8
@@ -78,10 +78,7 @@ def _drained(shop: Any) -> None:
 def _per_request(before: dict, after: dict, part: str, n: int) -> dict[str, dict[str, float]]:
     kind = "hop" if part == "hops" else "request"
     out: dict[str, dict[str, float]] = {}
-    for server, now in after.items():
-        then = before.get(server, {})
-        for (what, name), count in now.items():
-            delta = count - then.get((what, name), 0)
-            if what == kind and delta > 0:
-                out.setdefault(server, {})[name] = round(delta / n, 3)
+    for row in count_rows(before, after):
+        if row["kind"] == kind:
+            out.setdefault(row["server"], {})[row["name"]] = round(row["count"] / n, 3)
     return out

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.results.stats import percentile_of_counts
 from shop.topology import Topology
 
 GATEWAY = "gateway"
@@ -154,15 +155,12 @@ def shift_of(calls: tuple[Call, ...], topology: Topology, calibration: Calibrati
 def mixture_percentile(parts: list[tuple[np.ndarray, np.ndarray]], q: float) -> float:
     """The q-th percentile (µs) of several (values, counts) distributions together, by
     HdrHistogram's rule: the first value where the cumulative count reaches round(q% n)."""
-    values = np.concatenate([v for v, _ in parts]) if parts else np.zeros(0)
-    counts = np.concatenate([c for _, c in parts]) if parts else np.zeros(0)
-    total = counts.sum()
-    if total <= 0:
+    if not parts:
         return float("nan")
+    values = np.concatenate([v for v, _ in parts])
+    counts = np.concatenate([c for _, c in parts])
     order = np.argsort(values, kind="stable")
-    cumulative = np.cumsum(counts[order])
-    target = max(1.0, np.floor(q * total / 100.0 + 0.5))
-    return float(values[order][int(np.searchsorted(cumulative, target))])
+    return float(percentile_of_counts(counts[order], values[order], q)[0])
 
 
 def same_home(topology: Topology, a: str, b: str) -> bool:
